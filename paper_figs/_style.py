@@ -1,0 +1,134 @@
+"""One shared figure style for every paper figure, plus the small I/O helpers they share.
+
+Figures are written headless (Agg backend) as PNG (for the README) and PDF (for papers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: CI and GPU boxes have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Colours fixed per role so lead/trail, global/local, theory/measured read the same in every figure.
+COLORS: dict[str, str] = {
+    "lead": "#1f77b4",  # leading (global, coarse) band
+    "trail": "#d62728",  # trailing (local, fine) band
+    "low": "#1f77b4",  # d_low, eq. (71)
+    "high": "#d62728",  # d_high, eq. (72)
+    "data": "#333333",
+    "fit": "#ff7f0e",
+    "tau": "#2ca02c",
+    "theory": "#9467bd",
+    "exact": "#8c564b",
+    "dit": "#17becf",
+}
+
+RC: dict[str, Any] = {
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "pdf.fonttype": 42,  # editable text in the PDF
+}
+
+
+def load(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a result file of the contract in docs/DESIGN.md: ``(meta, arrays)``.
+
+    Uses ``dit_validation.results.load_result`` so that there is one reader; the fallback only
+    exists so the figures stay importable in an environment without the DiT stack.
+    """
+    try:
+        from dit_validation.results import load_result
+    except ImportError:  # pragma: no cover - exercised only without dit_validation
+        with np.load(Path(path), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+        return meta, arrays
+    return load_result(path)
+
+
+def model_name(meta: Mapping[str, Any], default: str = "model") -> str:
+    """Model name for titles, from ``meta["config"]["model"]`` (a path or hub id is shortened)."""
+    config = meta.get("config") or {}
+    name = str(config.get("model") or config.get("model_name") or default)
+    return Path(name).name if ("/" in name or "\\" in name) else name
+
+
+def g_label(g: float) -> str:
+    """File-name-safe label of a coupling strength, e.g. ``g0.30``."""
+    return f"g{float(g):.2f}"
+
+
+def subplots(
+    n: int, *, ncols: int = 3, panel: tuple[float, float] = (3.4, 2.6)
+) -> tuple[plt.Figure, np.ndarray]:
+    """A grid of ``n`` panels (extra axes hidden), returned as a flat array of axes."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False, constrained_layout=True
+        )
+    flat = axes.ravel()
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def save(fig: plt.Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` into ``out_dir``; close the figure; return both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    with plt.rc_context(RC):
+        for p in paths:
+            fig.savefig(p)
+    plt.close(fig)
+    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
+def sigmoid(t: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Four-parameter sigmoid of the result contract: lo + (hi − lo) / (1 + exp(−(t − center)/width)).
+
+    Used only to *draw* the fit stored in the result file (``fit_*`` arrays); the fit itself is
+    made by ``dit_validation.fits`` (eq. 73 midpoints).
+    """
+    lo, hi, center, width = (float(x) for x in np.asarray(params, dtype=np.float64))
+    z = np.clip(-(np.asarray(t, dtype=np.float64) - center) / width, -500.0, 500.0)  # no overflow warnings
+    return lo + (hi - lo) / (1.0 + np.exp(z))
+
+
+def main_for(render: Any, description: str, argv: list[str] | None = None) -> int:
+    """Shared ``__main__``: ``python -m paper_figs.<name> RESULT [RESULT ...] --out DIR``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("results", nargs="+", type=Path, help="result file(s) (.npz) to read")
+    parser.add_argument(
+        "--out", type=Path, default=Path("figures"), help="output directory (default: figures)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    paths = render(*args.results, args.out)
+    for p in paths:
+        print(p)
+    return 0

@@ -1,0 +1,92 @@
+"""Figs. 2–4: median feature cosine similarity vs t_int with its sigmoid fit and τ_spec; Fig. 5: control.
+
+Reads a ``protocol1`` result file: ``t_int`` (T,), ``g`` (G,), ``a_feat_median`` (G, T) = median over
+seeds of eq. (70), per-seed ``a_feat`` (G, T, M) for the interquartile band, ``fit_a_feat`` (G, 4)
+sigmoid parameters (lo, hi, center, width), ``tau_spec`` (G,) and ``tau_spec_ci`` (G, 2) (95 %
+bootstrap). Fig. 5 uses the g = 0 shared-noise control ``control_*`` arrays of the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import _style
+
+__all__ = ["render"]
+
+
+def _panel(
+    ax: plt.Axes,
+    t_int: np.ndarray,
+    median: np.ndarray,
+    per_seed: np.ndarray | None,
+    fit: np.ndarray,
+    tau: float,
+    ci: np.ndarray,
+    title: str,
+    legend: bool = True,
+) -> None:
+    """Median a_feat(t_int) (eq. 70), seed IQR, sigmoid fit and τ_spec with its 95 % CI."""
+    if per_seed is not None and per_seed.size:
+        q25, q75 = np.nanpercentile(per_seed, [25, 75], axis=-1)  # over seeds
+        ax.fill_between(t_int, q25, q75, color=_style.COLORS["data"], alpha=0.15, lw=0, label="seed IQR")
+    ax.plot(t_int, median, "o", ms=3, color=_style.COLORS["data"], label=r"median $a_{feat}$, eq. (70)")
+    t_fine = np.linspace(float(t_int.min()), float(t_int.max()), 400)
+    if np.all(np.isfinite(fit)):
+        ax.plot(t_fine, _style.sigmoid(t_fine, fit), "-", color=_style.COLORS["fit"], label="sigmoid fit")
+    if np.isfinite(tau):
+        ax.axvline(tau, color=_style.COLORS["tau"], lw=1.2, label=f"τ_spec = {tau:.1f}")
+        if np.all(np.isfinite(ci)):
+            ax.axvspan(
+                float(ci[0]), float(ci[1]), color=_style.COLORS["tau"], alpha=0.12, label="95 % bootstrap CI"
+            )
+    ax.set_xlabel(r"intervention step $t_{int}$ (sampling steps coupled)")
+    ax.set_ylabel("feature cosine similarity")
+    ax.set_title(title)
+    if legend:
+        ax.legend(loc="best")
+
+
+def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """Render Figs. 2–4 (one panel per g > 0) and Fig. 5 (g = 0 control) from a protocol1 file."""
+    meta, a = _style.load(result_path)
+    model = _style.model_name(meta)
+    t_int = np.asarray(a["t_int"], dtype=np.float64)
+    g = np.asarray(a["g"], dtype=np.float64)
+    paths: list[Path] = []
+    fig, axes = _style.subplots(g.size, ncols=3, panel=(3.8, 2.9))
+    for i, ax in enumerate(axes):
+        _panel(
+            ax,
+            t_int,
+            a["a_feat_median"][i],
+            a["a_feat"][i] if "a_feat" in a else None,
+            a["fit_a_feat"][i],
+            float(a["tau_spec"][i]),
+            a["tau_spec_ci"][i],
+            f"g = {g[i]:g}, τ_spec = {float(a['tau_spec'][i]):.1f}",
+            legend=i == 0,
+        )
+    fig.suptitle(f"{model}: Protocol I speciation, coupled until t_int then independent (Figs. 2–4)")
+    paths += _style.save(fig, out_dir, "fig_feature_similarity")
+    if "control_a_feat_median" in a:
+        fig, (ax,) = _style.subplots(1, panel=(5.0, 3.4))
+        _panel(
+            ax,
+            t_int,
+            a["control_a_feat_median"],
+            a["control_a_feat"] if "control_a_feat" in a else None,
+            a["control_fit_a_feat"],
+            float(a["control_tau_spec"]),
+            a["control_tau_spec_ci"],
+            f"{model}: g = 0 control, shared noise until t_int (Fig. 5)",
+        )
+        paths += _style.save(fig, out_dir, "fig_control_g0")
+    return paths
+
+
+if __name__ == "__main__":
+    raise SystemExit(_style.main_for(render, __doc__.splitlines()[0]))

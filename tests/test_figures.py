@@ -1,0 +1,218 @@
+"""Every paper figure renders from small synthetic result files in the contract's format.
+
+Synthetic data (not a real run) on purpose: these tests check the figure layer alone — that each
+renderer reads exactly the contract's array names (docs/DESIGN.md), writes valid non-empty PNG and
+PDF files, and that the table carries the numbers it was given.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from paper_figs import FIGURES, _style
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_result(path: Path, kind: str, arrays: dict[str, np.ndarray], config: dict | None = None) -> Path:
+    """Write a result file through the package's one writer (dit_validation.results)."""
+    meta = {
+        "kind": kind,
+        "config": {"model": "synthetic-test", **(config or {})},
+        "seeds": [0, 1, 2],
+        "complete": True,
+        "done": [],
+    }
+    try:
+        from dit_validation.results import save_result
+    except ImportError:  # TEMPORARY until dit_validation.results lands: same format, no atomicity
+        import json
+
+        np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+        return path
+    save_result(path, meta, arrays)
+    return path
+
+
+def _sig(t: np.ndarray, lo: float, hi: float, c: float, w: float) -> np.ndarray:
+    return lo + (hi - lo) / (1.0 + np.exp(-(t - c) / w))
+
+
+def protocol1_arrays(rng: np.random.Generator, g: np.ndarray, t_int: np.ndarray, m: int = 5) -> dict:
+    n_g, n_t = g.size, t_int.size
+    centers = 60.0 - 15.0 * g
+    a_feat = np.stack([_sig(t_int, 0.2, 0.95, c, 6.0) for c in centers])[
+        ..., None
+    ] + 0.03 * rng.standard_normal((n_g, n_t, m))
+    fit = np.stack([[0.2, 0.95, c, 6.0] for c in centers])
+    fit_low = np.stack([[0.0, 1.0, c - 20, 5.0] for c in centers])
+    fit_high = np.stack([[0.0, 1.0, c + 15, 5.0] for c in centers])
+    commit_low = np.stack([_sig(t_int, *p) for p in fit_low])
+    commit_high = np.stack([_sig(t_int, *p) for p in fit_high])
+    return {
+        "g": g,
+        "t_int": t_int,
+        "seeds": np.arange(m),
+        "a_feat": a_feat,
+        "d_low": rng.random((n_g, n_t, m)),
+        "d_high": rng.random((n_g, n_t, m)),
+        "a_feat_median": np.median(a_feat, axis=-1),
+        "commit_low": commit_low,
+        "commit_high": commit_high,
+        "fit_a_feat": fit,
+        "fit_low": fit_low,
+        "fit_high": fit_high,
+        "tau_spec": centers,
+        "tau_g": centers - 20,
+        "tau_l": centers + 15,
+        "delta_tau": np.full(n_g, 35.0),
+        "tau_spec_ci": np.stack([centers - 5, centers + 5], axis=1),
+        "tau_g_ci": np.stack([centers - 25, centers - 15], axis=1),
+        "tau_l_ci": np.stack([centers + 10, centers + 20], axis=1),
+        "control_a_feat": _sig(t_int, 0.2, 0.9, 40.0, 5.0)[:, None] + 0.02 * rng.standard_normal((n_t, m)),
+        "control_a_feat_median": _sig(t_int, 0.2, 0.9, 40.0, 5.0),
+        "control_fit_a_feat": np.array([0.2, 0.9, 40.0, 5.0]),
+        "control_tau_spec": np.array(40.0),
+        "control_tau_spec_ci": np.array([35.0, 45.0]),
+    }
+
+
+def protocol2_arrays(rng: np.random.Generator, g: np.ndarray, n_layers: int = 6) -> dict:
+    n_g, n_s, n_k, m = g.size, 5, 4, 3
+    layers = np.arange(n_layers)
+    energy_seed = rng.random((n_g, n_s, n_layers, n_k, m)) + 0.5
+    lead = 1.0 + 0.1 * rng.random((n_g, n_layers))
+    trail = lead * (1.0 + np.outer(1.0 - g, np.linspace(0, 2, n_layers)))
+    return {
+        "g": g,
+        "steps": np.arange(n_s),
+        "layers": layers,
+        "seeds": np.arange(m),
+        "eig0": np.sort(rng.random((n_layers, n_k)))[:, ::-1],
+        "energy": energy_seed.mean(-1),
+        "energy_seed": energy_seed,
+        "tau_spec": np.array([3.0] * n_g),
+        "lead": lead,
+        "trail": trail,
+        "lead_std": 0.1 * lead,
+        "trail_std": 0.1 * trail,
+        "G_int": trail / lead,
+        "lead_band": np.array([0, 1]),
+        "trail_band": np.array([2, 3]),
+    }
+
+
+def theory_arrays() -> dict:
+    kappa = np.linspace(0.0, 3.0, 61)
+    pos = np.full_like(kappa, np.nan)
+    above = kappa > 1.0
+    # a stand-in curve with the pitchfork's shape (the real one comes from theory in test_reproduce)
+    pos[above] = np.sqrt(3.0 * (kappa[above] - 1.0))
+    g_grid = np.linspace(0.0, 1.0, 21)
+    return {
+        "kappa": kappa,
+        "u_branches": np.stack([np.zeros_like(kappa), pos, -pos]),
+        "u_stable": np.stack([~above, above, above]),
+        "g_grid": g_grid,
+        "rho": (1 - g_grid) / (1 + g_grid),
+        "xi": 1 / (1 + g_grid),
+        "g": np.array([0.0, 0.5, 1.0]),
+        "rho_at_g": np.array([1.0, 1 / 3, 0.0]),
+        "xi_at_g": np.array([1.0, 2 / 3, 0.5]),
+    }
+
+
+def assert_valid_outputs(paths: list[Path]) -> None:
+    assert paths, "renderer returned no files"
+    for p in paths:
+        assert p.exists(), p
+        data = p.read_bytes()
+        if p.suffix == ".png":
+            assert data.startswith(PNG_MAGIC), p
+            assert len(data) > 5_000, f"{p} is suspiciously small ({len(data)} bytes)"
+            img = mpimg.imread(p)
+            assert img.shape[0] > 200 and img.shape[1] > 200, img.shape
+            assert float(np.std(img)) > 0.01, f"{p} is blank"
+        elif p.suffix == ".pdf":
+            assert data.startswith(b"%PDF"), p
+            assert len(data) > 2_000, p
+        else:
+            assert len(data) > 50, p
+
+
+@pytest.fixture(scope="module")
+def result_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(0)
+    g = np.array([0.1, 0.5, 1.0])
+    return {
+        "protocol1": write_result(
+            tmp / "p1.npz", "protocol1", protocol1_arrays(rng, g, np.arange(0, 100, 10.0)), {"num_steps": 100}
+        ),
+        "protocol2": write_result(
+            tmp / "p2.npz", "protocol2", protocol2_arrays(rng, np.array([0.0, 0.3, 0.9]))
+        ),
+        "theory": write_result(tmp / "theory.npz", "theory", theory_arrays()),
+    }
+
+
+@pytest.mark.parametrize("name", [n for n, kind in FIGURES.items() if kind in ("protocol1", "protocol2")])
+def test_protocol_figures_render(name: str, result_files: dict[str, Path], tmp_path: Path) -> None:
+    module = importlib.import_module(f"paper_figs.{name}")
+    paths = module.render(result_files[FIGURES[name]], tmp_path)
+    assert_valid_outputs(paths)
+
+
+def test_mode_energy_one_file_per_g(result_files: dict[str, Path], tmp_path: Path) -> None:
+    from paper_figs import mode_energy
+
+    names = {p.name for p in mode_energy.render(result_files["protocol2"], tmp_path)}
+    for g in ("g0.00", "g0.30", "g0.90"):
+        assert f"fig_mode_energy_{g}.png" in names and f"fig_mode_energy_{g}.pdf" in names
+    assert "fig_mode_energy_all.png" in names
+
+
+def test_table1_carries_the_numbers(result_files: dict[str, Path], tmp_path: Path) -> None:
+    from paper_figs import table1
+
+    csv_path, md_path = table1.render(result_files["protocol1"], tmp_path)
+    with csv_path.open() as fh:
+        table = list(csv.DictReader(fh))
+    # g = 0.1, 0.5, 1.0 then the g = 0 control; tau_spec = 60 - 15 g by construction above
+    assert [r["g"] for r in table] == ["0.1", "0.5", "1", "0 (control)"]
+    assert [r["tau_spec"] for r in table[:3]] == ["58.5", "52.5", "45.0"]
+    assert table[0]["tau_spec_lo"] == "53.5" and table[0]["tau_spec_hi"] == "63.5"
+    assert table[1]["delta_tau"] == "35.0"
+    assert table[3]["tau_spec"] == "40.0"
+    md = md_path.read_text()
+    assert "| 0.5 | 52.5 [47.5, 57.5] | 32.5 | 67.5 | 35.0 |" in md
+    assert "synthetic-test" in md and "100 sampling steps" in md
+
+
+@pytest.mark.parametrize("name", ["bifurcation", "gates"])
+def test_theory_figures_render(name: str, result_files: dict[str, Path], tmp_path: Path) -> None:
+    module = importlib.import_module(f"paper_figs.{name}")
+    assert_valid_outputs(module.render(result_files["theory"], tmp_path))
+
+
+def test_sigmoid_matches_contract() -> None:
+    # y = lo + (hi - lo)/(1 + exp(-(t - center)/width)): midpoint at center, limits lo and hi
+    p = np.array([0.2, 0.9, 40.0, 5.0])
+    assert _style.sigmoid(np.array([40.0]), p)[0] == pytest.approx(0.55)
+    assert _style.sigmoid(np.array([-1e4, 1e4]), p) == pytest.approx([0.2, 0.9])
+
+
+def test_cli_main_writes_files(
+    result_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from paper_figs import gates
+
+    assert _style.main_for(gates.render, "gates", [str(result_files["theory"]), "--out", str(tmp_path)]) == 0
+    assert "fig_gates.png" in capsys.readouterr().out
+    assert_valid_outputs([tmp_path / "fig_gates.png", tmp_path / "fig_gates.pdf"])
