@@ -1,0 +1,291 @@
+"""Replica-pair DDIM sampling with coupling schedules and prefix sharing (§3, eq. 67–69).
+
+Layout: a batch of P replica pairs is the latent tensor ``z`` of shape (2P, C, H, W) with rows
+[A_1..A_P, B_1..B_P], so row i pairs with row i + P as :mod:`.coupling` expects. With
+classifier-free guidance the model batch is [A_cond, A_uncond, B_cond, B_uncond] (4P rows), so
+conditional rows of A couple to conditional rows of B and unconditional to unconditional.
+
+Time: DDIM with ``timestep_spacing="trailing"``, so step s = 0 is at t = T - 1 = 999 (the fully
+noised end, where z_T ~ N(0, I) of eq. 67 lives) and s = S - 1 is the last update; this matches
+§3.2's "s = 0 (t = T)". Randomness: z_T, δ and every DDIM noise draw come from generators keyed by
+(seed, stream, step), drawn on the CPU in float64, so results depend neither on batch size,
+on batching order nor on the device's RNG.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler
+from tqdm.auto import tqdm
+
+from theory._validate import check_g, check_positive_int, check_range
+
+from .coupling import CouplingHandle, install_coupling
+from .models import DiTBundle
+
+logger = logging.getLogger(__name__)
+
+# Random stream ids: z_T, δ (eq. 67) and per-step DDIM noise of replica A and B.
+STREAM_Z, STREAM_DELTA, STREAM_NOISE_A, STREAM_NOISE_B = 0, 1, 2, 3
+
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+def stream_normal(seed: int, stream: int, step: int, shape: Sequence[int]) -> torch.Tensor:
+    """Standard normal draw (float64, CPU) from the generator keyed by (seed, stream, step)."""
+    key = np.random.SeedSequence([int(seed), int(stream), int(step)]).generate_state(1, dtype=np.uint64)[0]
+    gen = torch.Generator().manual_seed(int(key))
+    return torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
+
+
+def replica_init(z_T: torch.Tensor, delta: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Variance-preserving antisymmetric replica initialization, eq. (67).
+
+    z_T^{A,B} = (z_T ± σ δ) / sqrt(1 + σ²); with z_T, δ ~ N(0, I) each replica has Var = I and the
+    difference mode is v_T = sqrt(2) σ δ / sqrt(1 + σ²) (eq. 68).
+    """
+    check_range("sigma", sigma, 0.0)
+    norm = (1.0 + sigma**2) ** 0.5
+    return (z_T + sigma * delta) / norm, (z_T - sigma * delta) / norm
+
+
+def replica_correlation(sigma: float | np.ndarray) -> float | np.ndarray:
+    """Inter-replica correlation ϱ(σ) = (1 − σ²)/(1 + σ²), eq. (69)."""
+    check_range("sigma", sigma, 0.0)
+    s2 = np.asarray(sigma, dtype=np.float64) ** 2
+    out = (1.0 - s2) / (1.0 + s2)
+    return float(out) if out.ndim == 0 else out
+
+
+def initial_pairs(
+    seeds: Sequence[int], shape: Sequence[int], sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_T^A, z_T^B), each (M, *shape) float64 on CPU, one z_T and δ stream per seed (eq. 67)."""
+    z = torch.stack([stream_normal(s, STREAM_Z, 0, shape) for s in seeds])  # (M, C, H, W)
+    delta = torch.stack([stream_normal(s, STREAM_DELTA, 0, shape) for s in seeds])
+    return replica_init(z, delta, sigma)
+
+
+def make_scheduler(bundle: DiTBundle, num_steps: int) -> DDIMScheduler:
+    """DDIM on the bundle's DDPM schedule, trailing spacing (s = 0 ↔ t = 999)."""
+    check_positive_int("num_steps", num_steps)
+    sched = DDIMScheduler.from_config(bundle.scheduler_config, timestep_spacing="trailing", clip_sample=False)
+    n_train = sched.config.num_train_timesteps
+    if n_train % num_steps:
+        logger.warning(
+            "num_steps=%d does not divide %d: DDIM's prev-timestep rule is then inexact", num_steps, n_train
+        )
+    sched.set_timesteps(num_steps)
+    return sched
+
+
+def resolve_guidance(bundle: DiTBundle, guidance_scale: float | None) -> float:
+    """None → the bundle's default (4.0 for DiT-XL/2 as in diffusers' DiTPipeline)."""
+    s = bundle.guidance_scale if guidance_scale is None else float(guidance_scale)
+    check_range("guidance_scale", s, 0.0)
+    return s
+
+
+@torch.no_grad()
+def predict_eps(
+    bundle: DiTBundle,
+    handle: CouplingHandle,
+    z: torch.Tensor,
+    t: int,
+    g_pairs: np.ndarray,
+    class_label: int,
+    guidance_scale: float,
+) -> torch.Tensor:
+    """ε̂ for a replica-pair batch z (2P, C, H, W) at timestep t, coupling g_pairs (P,).
+
+    Guidance as diffusers' DiTPipeline: for scale > 1 the batch is doubled with the null class and
+    ε = ε_u + s (ε_c − ε_u) on all ``latent_channels`` output channels (the original DiT code guides
+    only 3 of the 4 latent channels; diffusers, and we, guide all). Learned-sigma channels are dropped.
+    """
+    dit = bundle.transformer
+    P = z.shape[0] // 2
+    C = bundle.latent_channels
+    guided = guidance_scale > 1.0
+    param = next(dit.parameters())
+    x = z.to(device=param.device, dtype=param.dtype)
+    zA, zB = x[:P], x[P:]
+    y = torch.full((P,), int(class_label), dtype=torch.long, device=param.device)
+    if guided:
+        null = torch.full_like(y, bundle.null_class)
+        x = torch.cat([zA, zA, zB, zB])  # (4P, C, H, W): [A_cond, A_uncond, B_cond, B_uncond]
+        labels = torch.cat([y, null, y, null])
+        handle.set_g(np.concatenate([g_pairs, g_pairs]))
+    else:
+        labels = torch.cat([y, y])
+        handle.set_g(g_pairs)
+    timestep = torch.full((x.shape[0],), int(t), dtype=torch.long, device=param.device)
+    out = dit(x, timestep=timestep, class_labels=labels).sample[:, :C]  # drop learned-sigma channels
+    out = out.to(z.dtype)
+    if guided:
+        c_A, u_A, c_B, u_B = out.chunk(4)
+        out = torch.cat([u_A + guidance_scale * (c_A - u_A), u_B + guidance_scale * (c_B - u_B)])
+    return out.to(z.device)
+
+
+def _step_noise(
+    seeds: Sequence[int], step: int, shape: Sequence[int], shared: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    nA = torch.stack([stream_normal(s, STREAM_NOISE_A, step, shape) for s in seeds])
+    nB = nA if shared else torch.stack([stream_normal(s, STREAM_NOISE_B, step, shape) for s in seeds])
+    return nA, nB
+
+
+def _ddim(
+    sched: DDIMScheduler, eps: torch.Tensor, t: int, z: torch.Tensor, eta: float, noise: torch.Tensor | None
+):
+    """One DDIM update (Song et al. 2020a, eq. 12) with caller-owned noise; η = 1 ≈ DDPM."""
+    kw = {"variance_noise": noise} if eta > 0 else {}
+    return sched.step(eps, int(t), z, eta=float(eta), **kw).prev_sample
+
+
+def _state_dtype(dtype: torch.dtype) -> torch.dtype:
+    # Latent states stay in float32 (float64 in float64 runs) even when the model runs in bf16.
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _check_common(num_steps: int, eta: float, sigma: float) -> None:
+    check_positive_int("num_steps", num_steps)
+    check_range("eta", eta, 0.0, 1.0)
+    check_range("sigma", sigma, 0.0)
+
+
+def sample_pairs(
+    bundle: DiTBundle,
+    seeds: Sequence[int],
+    *,
+    g: float = 0.0,
+    t_int: int | None = None,
+    shared_noise_until: int = 0,
+    num_steps: int = 100,
+    eta: float = 1.0,
+    sigma: float = 0.5,
+    class_label: int = 0,
+    guidance_scale: float | None = None,
+    blocks: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+    callback: StepCallback | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample P = len(seeds) replica pairs from scratch in one batch; returns final (z_0^A, z_0^B).
+
+    Coupling schedule (Protocol I, §3.1): strength g for steps s < t_int, then 0 (t_int None →
+    coupled throughout: Protocol II). Noise: replicas share the DDIM noise for s < shared_noise_until
+    (the g = 0 control of Fig. 5), independent after. ``callback(step, timestep, latents)`` sees the
+    (2P, C, H, W) state after each step. The model runs in its own dtype; states in float32/64.
+    """
+    _check_common(num_steps, eta, sigma)
+    check_g(g)
+    t_int = num_steps if t_int is None else t_int
+    check_range("t_int", t_int, 0, num_steps)
+    sched = make_scheduler(bundle, num_steps)
+    gs = resolve_guidance(bundle, guidance_scale)
+    sdt = _state_dtype(next(bundle.transformer.parameters()).dtype)
+    shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
+    zA, zB = initial_pairs(seeds, shape, sigma)
+    z = torch.cat([zA, zB]).to(device=device, dtype=sdt)  # (2P, C, H, W)
+    P = len(seeds)
+    with install_coupling(bundle.transformer, blocks) as handle:
+        for s, t in enumerate(sched.timesteps.tolist()):
+            g_pairs = np.full(P, g if s < t_int else 0.0)
+            eps = predict_eps(bundle, handle, z, t, g_pairs, class_label, gs)
+            noise = None
+            if eta > 0:
+                nA, nB = _step_noise(seeds, s, shape, shared=s < shared_noise_until)
+                noise = torch.cat([nA, nB]).to(device=device, dtype=sdt)
+            z = _ddim(sched, eps, t, z, eta, noise)
+            if callback is not None:
+                callback(s, int(t), z)
+    return z[:P], z[P:]
+
+
+def branched_row_steps(num_steps: int, t_ints: Sequence[int]) -> int:
+    """Pair-forwards of one seed under prefix sharing: trunk up to max t_int plus S − t per branch."""
+    grid = sorted(set(int(t) for t in t_ints))
+    trunk = min(max(grid), num_steps)
+    return trunk + sum(num_steps - t for t in grid if t < num_steps)
+
+
+def sample_branched(
+    bundle: DiTBundle,
+    seeds: Sequence[int],
+    t_ints: Sequence[int],
+    *,
+    g: float,
+    shared_trunk_noise: bool = False,
+    num_steps: int = 100,
+    eta: float = 1.0,
+    sigma: float = 0.5,
+    class_label: int = 0,
+    guidance_scale: float | None = None,
+    blocks: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    callback: StepCallback | None = None,
+    progress: bool = False,
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Final pairs for every t_int in ``t_ints`` with prefix sharing; {t_int: (z_0^A, z_0^B)}.
+
+    A coupled trunk (strength g, or g = 0 with shared noise when ``shared_trunk_noise``) is advanced
+    once per seed; at step s = t_int its state is cloned into a decoupled branch (g = 0,
+    independent noise). Trunk and branch rows share forwards through a per-pair g, micro-batched
+    to ``batch_size`` pairs. Each branch equals ``sample_pairs(g=g, t_int=t_int)`` for the same
+    streams (noise is keyed by (seed, replica, step), never by row position).
+    """
+    _check_common(num_steps, eta, sigma)
+    check_g(g)
+    check_positive_int("batch_size", batch_size)
+    grid = sorted(set(int(t) for t in t_ints))
+    if not grid:
+        raise ValueError("t_ints must contain at least one intervention step")
+    check_range("t_int", np.asarray(grid), 0, num_steps)
+    sched = make_scheduler(bundle, num_steps)
+    gs = resolve_guidance(bundle, guidance_scale)
+    sdt = _state_dtype(next(bundle.transformer.parameters()).dtype)
+    shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
+    M = len(seeds)
+    zA, zB = initial_pairs(seeds, shape, sigma)
+    trunk = (zA.to(device=device, dtype=sdt), zB.to(device=device, dtype=sdt))
+    branches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    trunk_end = min(grid[-1], num_steps)  # the trunk is only needed until the last branch point
+    steps = list(enumerate(sched.timesteps.tolist()))
+    with install_coupling(bundle.transformer, blocks) as handle:
+        for s, t in tqdm(steps, disable=not progress, desc=f"g={g:g}", leave=False):
+            if s in grid:
+                branches[s] = (trunk[0].clone(), trunk[1].clone())
+            keys: list[int | None] = ([None] if s < trunk_end else []) + sorted(branches)
+            states = [trunk if k is None else branches[k] for k in keys]
+            row_g = np.concatenate([np.full(M, g if k is None else 0.0) for k in keys])
+            A = torch.cat([st[0] for st in states])  # (R, C, H, W), R = M * len(keys)
+            B = torch.cat([st[1] for st in states])
+            if eta > 0:
+                nA, nB = _step_noise(seeds, s, shape, shared=False)
+                nA, nB = nA.to(device=device, dtype=sdt), nB.to(device=device, dtype=sdt)
+                noise_A = nA.repeat(len(keys), 1, 1, 1)
+                noise_B = torch.cat([nA if (k is None and shared_trunk_noise) else nB for k in keys])
+            newA, newB = torch.empty_like(A), torch.empty_like(B)
+            for lo in range(0, A.shape[0], batch_size):
+                hi = min(lo + batch_size, A.shape[0])
+                z = torch.cat([A[lo:hi], B[lo:hi]])  # (2p, C, H, W)
+                eps = predict_eps(bundle, handle, z, t, row_g[lo:hi], class_label, gs)
+                noise = torch.cat([noise_A[lo:hi], noise_B[lo:hi]]) if eta > 0 else None
+                z = _ddim(sched, eps, t, z, eta, noise)
+                newA[lo:hi], newB[lo:hi] = z[: hi - lo], z[hi - lo :]
+            for j, k in enumerate(keys):
+                new = (newA[j * M : (j + 1) * M], newB[j * M : (j + 1) * M])
+                if k is None:
+                    trunk = new
+                else:
+                    branches[k] = new
+            if callback is not None:
+                callback(s, int(t), torch.cat([newA, newB]))
+    if num_steps in grid:
+        branches[num_steps] = trunk  # t_int = S: coupled for the whole trajectory
+    return {t: branches[t] for t in grid}

@@ -1,0 +1,159 @@
+"""Replica-coupled attention (eq. 18–19): reference, g = 0 exactness, A↔B symmetry, handle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dit_validation.coupling import CoupledAttnProcessor, CouplingState, install_coupling
+from tests._dit_fixtures import tiny_bundle
+
+
+def _block_reference(q, k, v, g):
+    """Independent float64 eq. (19): build the 2N x 2N logits (eq. 16–17), softmax per block (eq. 18)."""
+    qa, qb = q
+    ka, kb = k
+    va, vb = v
+    d = qa.shape[-1]
+
+    def blk(qq, kk):
+        s = qq @ kk.T / np.sqrt(d)
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    out_a = (blk(qa, ka) @ va + g * blk(qa, kb) @ vb) / (1 + g)
+    out_b = (blk(qb, kb) @ vb + g * blk(qb, ka) @ va) / (1 + g)
+    return out_a, out_b
+
+
+def _qkv_through_processor(attn, x, g):
+    """Run the processor with identity-like projections replaced by the layer's own; return q,k,v, out."""
+    state = CouplingState()
+    state.set(g)
+    proc = CoupledAttnProcessor(state)
+    out = proc(attn, x)
+    return out
+
+
+def _attention_core(attn, x, g):
+    """Processor output with to_out undone: compare the per-head mixture against the reference."""
+    B, N, _ = x.shape
+    H = attn.heads
+    q = attn.to_q(x).view(B, N, H, -1).transpose(1, 2).double().numpy()
+    k = attn.to_k(x).view(B, N, H, -1).transpose(1, 2).double().numpy()
+    v = attn.to_v(x).view(B, N, H, -1).transpose(1, 2).double().numpy()
+    return q, k, v
+
+
+@pytest.mark.parametrize("g", [0.0, 0.3, 1.0])
+def test_processor_matches_float64_block_reference(g):
+    torch.manual_seed(0)
+    attn = tiny_bundle(torch.float64).transformer.transformer_blocks[0].attn1
+    x = torch.randn(2, 16, attn.to_q.in_features, dtype=torch.float64)  # one pair, N = 16 tokens
+    with torch.no_grad():
+        out = _qkv_through_processor(attn, x, g)
+        q, k, v = _attention_core(attn, x, g)
+        W, b = attn.to_out[0].weight.double().numpy(), attn.to_out[0].bias.double().numpy()
+    ref = np.empty((2, 16, W.shape[1]))
+    for h in range(attn.heads):
+        ra, rb = _block_reference((q[0, h], q[1, h]), (k[0, h], k[1, h]), (v[0, h], v[1, h]), g)
+        d = ra.shape[-1]
+        ref[0, :, h * d : (h + 1) * d], ref[1, :, h * d : (h + 1) * d] = ra, rb
+    ref = ref @ W.T + b
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_processor_matches_theory_coupled_attention():
+    theory = pytest.importorskip("theory")
+    if not hasattr(theory, "coupled_attention"):
+        pytest.fail("theory.coupled_attention missing")
+    attn = tiny_bundle(torch.float64).transformer.transformer_blocks[1].attn1
+    torch.manual_seed(1)
+    x = torch.randn(6, 16, attn.to_q.in_features, dtype=torch.float64)  # 3 pairs
+    g = np.array([0.0, 0.5, 1.0])
+    state = CouplingState()
+    state.set(g)
+    with torch.no_grad():
+        out = CoupledAttnProcessor(state)(attn, x)
+        q, k, v = _attention_core(attn, x, g)
+        W, b = attn.to_out[0].weight.double().numpy(), attn.to_out[0].bias.double().numpy()
+    for p in range(3):
+        qq = np.stack([q[p], q[p + 3]])  # (2, H, N, d): replicas on axis 0
+        kk = np.stack([k[p], k[p + 3]])
+        vv = np.stack([v[p], v[p + 3]])
+        ref = np.asarray(theory.coupled_attention(qq, kk, vv, float(g[p])))  # (2, H, N, d)
+        ref = ref.transpose(0, 2, 1, 3).reshape(2, 16, -1) @ W.T + b
+        np.testing.assert_allclose(out[[p, p + 3]].numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_g_zero_reproduces_unmodified_model(dtype):
+    dit = tiny_bundle(dtype).transformer
+    torch.manual_seed(2)
+    x = torch.randn(4, 1, 8, 8, dtype=dtype)
+    t = torch.tensor([999, 500, 999, 10])
+    y = torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        ref = dit(x, timestep=t, class_labels=y).sample
+        with install_coupling(dit, g=0.0):
+            out = dit(x, timestep=t, class_labels=y).sample
+        # per-pair zeros take the inter path with weight 0: still the unmodified output
+        with install_coupling(dit) as h:
+            h.set_g([0.0, 0.0])
+            out2 = dit(x, timestep=t, class_labels=y).sample
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol * ref.abs().max().item())
+    torch.testing.assert_close(out2, ref, rtol=tol, atol=tol * ref.abs().max().item())
+
+
+@settings(max_examples=10, deadline=None)
+@given(g=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_full_model_is_replica_exchange_symmetric(g, seed):
+    """Swapping the halves (A ↔ B) swaps the outputs (property (ii) after eq. 19)."""
+    dit = tiny_bundle(torch.float64).transformer
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64, generator=gen)
+    t = torch.tensor([700, 700, 700, 700])
+    y = torch.tensor([1, 2, 1, 2])
+    swap = torch.tensor([2, 3, 0, 1])
+    with torch.no_grad(), install_coupling(dit, g=g):
+        out = dit(x, timestep=t, class_labels=y).sample
+        out_s = dit(x[swap], timestep=t, class_labels=y[swap]).sample
+    torch.testing.assert_close(out_s, out[swap], rtol=1e-10, atol=1e-10)
+
+
+def test_coupling_changes_output_and_handle_restores():
+    dit = tiny_bundle(torch.float64).transformer
+    originals = [b.attn1.processor for b in dit.transformer_blocks]
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    t, y = torch.tensor([500, 500]), torch.tensor([0, 0])
+    with torch.no_grad():
+        ref = dit(x, timestep=t, class_labels=y).sample
+        h = install_coupling(dit, blocks=[1], g=0.7)
+        assert isinstance(dit.transformer_blocks[1].attn1.processor, CoupledAttnProcessor)
+        assert dit.transformer_blocks[0].attn1.processor is originals[0]
+        coupled = dit(x, timestep=t, class_labels=y).sample
+        h.set_g(0.0)
+        assert h.g == 0.0
+        back = dit(x, timestep=t, class_labels=y).sample
+        h.remove()
+    assert (coupled - ref).abs().max() > 1e-6
+    torch.testing.assert_close(back, ref, rtol=1e-12, atol=1e-12)
+    assert [b.attn1.processor for b in dit.transformer_blocks] == originals
+
+
+def test_bad_inputs_have_clear_messages():
+    dit = tiny_bundle(torch.float64).transformer
+    with pytest.raises(ValueError, match=r"g must lie in \[0, 1\], got 1.5"):
+        install_coupling(dit, g=1.5)
+    with pytest.raises(ValueError, match=r"blocks must lie in \[0, 1\], got 5"):
+        install_coupling(dit, blocks=[5])
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    with install_coupling(dit, g=0.5), pytest.raises(ValueError, match="even batch"):
+        dit(x, timestep=torch.tensor([1, 1, 1]), class_labels=torch.tensor([0, 0, 0]))
+    with install_coupling(dit) as h, pytest.raises(ValueError, match="per-pair g has 3 entries"):
+        h.set_g([0.1, 0.2, 0.3])
+        dit(x[:2], timestep=torch.tensor([1, 1]), class_labels=torch.tensor([0, 0]))
