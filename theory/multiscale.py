@@ -26,6 +26,7 @@ All arithmetic is float64 numpy.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +46,12 @@ __all__ = [
     "mixture_eps",
     "speciation_alpha_bar",
     "speciation_timestep",
+    "ddim_timesteps",
+    "ddim_step",
+    "step_of_timestep",
+    "clone_experiment",
+    "clone_agreement",
+    "exact_clone_agreement",
 ]
 
 PatternName = Literal["half", "quadrant", "block4", "checker"]
@@ -206,3 +213,108 @@ def speciation_timestep(alpha_bar_star: np.ndarray, alphas_cumprod: np.ndarray) 
     log_ab = np.log(np.asarray(alphas_cumprod, dtype=np.float64))  # decreasing in t
     t = np.arange(log_ab.size, dtype=np.float64)
     return np.interp(-target, -log_ab, t, left=np.nan, right=np.nan)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sampling with any ε-predictor (the exact one above, or a trained DiT wrapped to numpy) on DiT's time axis.
+
+EpsFn = Callable[[np.ndarray, int], np.ndarray]
+
+
+def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> np.ndarray:
+    """DDIM "leading" timesteps t_s for s = 0 … S−1 (step 0 = noisiest), as diffusers' DDIMScheduler."""
+    check_positive_int("num_steps", num_steps)
+    stride = num_train_timesteps // num_steps
+    return (np.arange(num_steps)[::-1] * stride).astype(np.int64)
+
+
+def step_of_timestep(t: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
+    """Continuous sampling-step index s with t_s = t (linear interpolation; NaN outside the grid)."""
+    ts = np.asarray(timesteps, dtype=np.float64)  # decreasing
+    return np.interp(-np.asarray(t, dtype=np.float64), -ts, np.arange(ts.size, dtype=np.float64),
+                     left=np.nan, right=np.nan)
+
+
+def ddim_step(
+    x: np.ndarray, eps: np.ndarray, ab_t: float, ab_prev: float, eta: float, noise: np.ndarray | None
+) -> np.ndarray:
+    """One DDIM update t → t_prev (Song et al. 2020, eq. 12); eta = 1 is DDPM-like ancestral sampling."""
+    x0 = (x - np.sqrt(1 - ab_t) * eps) / np.sqrt(ab_t)
+    sig = eta * np.sqrt((1 - ab_prev) / (1 - ab_t)) * np.sqrt(max(0.0, 1 - ab_t / ab_prev))
+    out = np.sqrt(ab_prev) * x0 + np.sqrt(max(0.0, 1 - ab_prev - sig**2)) * eps
+    return out if noise is None or sig == 0 else out + sig * noise
+
+
+def _noise(seed: int, m: int, s: int, stream: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-(seed, sample, step key, stream) normal draw, so results never depend on the batch layout.
+
+    Step key 0 is x_T; key s + 1 is the noise of reverse step s."""
+    return np.random.default_rng([seed, m, s, stream]).standard_normal(shape)
+
+
+def clone_experiment(
+    eps_fn: EpsFn,
+    shape: tuple[int, ...],
+    num_steps: int,
+    t_int: Sequence[int],
+    num_seeds: int,
+    seed: int = 0,
+    eta: float = 1.0,
+    alphas_cumprod: np.ndarray | None = None,
+) -> np.ndarray:
+    """g = 0 shared-noise clone experiment: final pairs (T, 2, M, *shape) float64.
+
+    For each of M seeds one trajectory is sampled from x_T ~ N(0, I) with shared noise; at step t_int (the
+    state x_{t_s} before reverse step s = t_int) it is cloned into replicas A and B that finish the
+    remaining steps with independent noise (stream 1 and 2). t_int = 0 splits at pure noise, t_int = S
+    returns identical copies. eps_fn(x (B, *shape) float64, t int) → ε̂ (B, *shape).
+    """
+    ab = ddpm_alphas_cumprod() if alphas_cumprod is None else np.asarray(alphas_cumprod, dtype=np.float64)
+    ts = ddim_timesteps(num_steps, ab.size)
+    check_positive_int("num_seeds", num_seeds)
+    t_int = [int(v) for v in t_int]
+    if any(v < 0 or v > num_steps for v in t_int):
+        raise ValueError(f"t_int must lie in [0, {num_steps}], got {t_int}")
+
+    def ab_prev(s: int) -> float:
+        return float(ab[ts[s + 1]]) if s + 1 < num_steps else 1.0  # final step lands on ᾱ = 1
+
+    M = num_seeds
+    x = np.stack([_noise(seed, m, 0, 0, shape) for m in range(M)])  # (M, *shape) x_T
+    states = [x]
+    for s in range(num_steps):  # shared trajectory
+        z = np.stack([_noise(seed, m, s + 1, 0, shape) for m in range(M)])
+        x = ddim_step(x, eps_fn(x, int(ts[s])), float(ab[ts[s]]), ab_prev(s), eta, z)
+        states.append(x)
+    out = np.empty((len(t_int), 2, M, *shape))
+    for i, s0 in enumerate(t_int):
+        pair = np.concatenate([states[s0], states[s0]])  # (2M, *shape) replicas A then B
+        for s in range(s0, num_steps):
+            z = np.stack([_noise(seed, m, s + 1, r, shape) for r in (1, 2) for m in range(M)])
+            pair = ddim_step(pair, eps_fn(pair, int(ts[s])), float(ab[ts[s]]), ab_prev(s), eta, z)
+        out[i] = pair.reshape(2, M, *shape)
+    return out
+
+
+def clone_agreement(mix: MultiscaleMixture, pairs: np.ndarray) -> np.ndarray:
+    """Per-factor sign agreement of ⟨x^A, φ_f⟩, ⟨x^B, φ_f⟩: pairs (T, 2, M, C, H, W) → (F, T, M) in {0, 1}."""
+    y = factor_projections(mix, pairs)  # (T, 2, M, F)
+    agree = (np.sign(y[:, 0]) == np.sign(y[:, 1])).astype(np.float64)  # (T, M, F)
+    return np.moveaxis(agree, -1, 0)
+
+
+def exact_clone_agreement(mix: MultiscaleMixture, alpha_bar: np.ndarray, order: int = 80) -> np.ndarray:
+    """Closed-form clone agreement of an exact posterior sampler split at ᾱ: (F, len(alpha_bar)).
+
+    Split at time t, each replica's sign is an independent posterior draw with P(a_f = +1 | y_f) =
+    σ(2 m_f y_f / v_t) (m_f = α_t A_f), so P(agree) = E_{y ~ p_t}[p² + (1 − p)²]; by symmetry y ~ N(m_f, v_t).
+    Gauss–Hermite quadrature of `order` nodes (error ≪ 1e-10 for the default amplitudes).
+    """
+    ab = np.atleast_1d(as_float_array("alpha_bar", alpha_bar))
+    alpha, v = _moments(mix, ab)  # (T,)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(order)  # ∫ f(z) e^{−z²/2} dz
+    weights = weights / np.sqrt(2 * np.pi)
+    m = alpha[None, :] * np.asarray(mix.amplitudes)[:, None]  # (F, T)
+    y = m[..., None] + np.sqrt(v)[None, :, None] * nodes  # (F, T, Q)
+    p = 0.5 * (1 + np.tanh(m[..., None] * y / v[None, :, None]))  # σ(2 m y / v)
+    return np.sum(weights * (p**2 + (1 - p) ** 2), axis=-1)
