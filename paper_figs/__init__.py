@@ -14,6 +14,7 @@ from __future__ import annotations
 # module name -> result kind (``__meta__["kind"]``) it renders; order = order in the paper.
 FIGURES: dict[str, str] = {
     "mode_energy": "protocol2",  # Figs. 1, 9, 10
+    "gint_vs_rho": "protocol2",  # G_int - 1 (eq. 80) vs rho(g): the collapse, eq. (66)
     "feature_similarity": "protocol1",  # Figs. 2-4 and the g = 0 control, Fig. 5
     "commitment": "protocol1",  # Figs. 6-8
     "table1": "protocol1",  # Table 1 (+ tau_g, tau_l, delta tau)

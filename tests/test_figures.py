@@ -128,6 +128,65 @@ def theory_arrays() -> dict:
     }
 
 
+def kappa_map_arrays(rng: np.random.Generator, g: np.ndarray) -> dict:
+    n_s, n_l, n_k = 12, 4, 3
+    steps = np.arange(n_s, dtype=np.float64)
+    # kappa grows with the step; the leading mode (k = 0) faster than the trailing one
+    kappa = np.exp(0.3 * (steps[None, :, None, None] - 5.0) * (1.0 - 0.2 * np.arange(n_k)))
+    kappa = np.broadcast_to(kappa, (g.size, n_s, n_l, n_k)).copy()
+    kappa[0, 0, 0, 0] = -1.0  # a cell violating eq. (55): must be drawn grey, not crash
+    s_spec = np.broadcast_to(5.0 / (1.0 - 0.2 * np.arange(n_k)), (g.size, n_l, n_k)).copy()
+    return {
+        "kappa_vk": kappa,
+        "steps": steps,
+        "layers": np.arange(n_l),
+        "modes": np.arange(n_k),
+        "s_spec": s_spec,
+        "gap_steps": s_spec[..., -1] - s_spec[..., 0],
+    }
+
+
+def compare_arrays(rng: np.random.Generator, g: np.ndarray) -> dict:
+    n_f, n_t, n_l, n_k = 3, 10, 4, 3
+    t_int = np.linspace(0, 45, n_t)
+    tau = np.array([10.0, 20.0, 30.0])
+    fit = np.stack([[0.5, 1.0, c, 3.0] for c in tau])
+    agree = np.stack([_sig(t_int, *p) for p in fit])
+    rho = (1 - g) / (1 + g)
+    pred = 5.0 + rng.random((g.size, n_l, n_k)) * 20
+    gap = np.outer(rho, np.linspace(1, 8, n_l))
+    return {
+        "g": g,
+        "rho": rho,
+        "layers": np.arange(n_l),
+        "steps": np.arange(0, 50, 5.0),
+        "modes": np.arange(n_k),
+        "factor": np.arange(n_f),
+        "t_int": t_int,
+        "tau_kappa": tau - 1,
+        "agree_theory": agree,
+        "tau_theory": tau,
+        "agree_exact": agree + 0.01,
+        "agree_dit": agree - 0.02,
+        "fit_exact": fit,
+        "fit_dit": fit,
+        "tau_exact": tau + 0.5,
+        "tau_dit": tau + 2.0,
+        "tau_exact_ci": np.stack([tau - 1, tau + 2], 1),
+        "tau_dit_ci": np.stack([tau, tau + 4], 1),
+        "s_spec_pred": pred,
+        "s_spec_meas": pred + rng.standard_normal(pred.shape),
+        "spearman": np.full((g.size, n_l), 0.8),
+        "gap_pred": gap,
+        "gap_meas": gap + 0.5,
+        "gap_fit_pred": np.tile([np.linspace(1, 8, n_l)[-1], 0.0, 1.0], (n_l, 1)),
+        "gap_fit_meas": np.tile([np.linspace(1, 8, n_l)[-1], 0.5, 0.97], (n_l, 1)),
+        "prediction_names": np.array(["hierarchy", "depth_localization", "natural_gap", "collapse"]),
+        "prediction_holds": np.array([True, True, False, True]),
+        "prediction_margin": np.array([3.0, 1.5, -0.2, 2.0]),
+    }
+
+
 def assert_valid_outputs(paths: list[Path]) -> None:
     assert paths, "renderer returned no files"
     for p in paths:
@@ -159,6 +218,14 @@ def result_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             tmp / "p2.npz", "protocol2", protocol2_arrays(rng, np.array([0.0, 0.3, 0.9]))
         ),
         "theory": write_result(tmp / "theory.npz", "theory", theory_arrays()),
+        "theory_kappa": write_result(
+            tmp / "theory_k.npz",
+            "theory",
+            {**theory_arrays(), **kappa_map_arrays(rng, np.array([0.0, 0.5, 1.0]))},
+        ),
+        "compare": write_result(
+            tmp / "compare.npz", "compare", compare_arrays(rng, np.array([0.0, 0.3, 0.6, 1.0]))
+        ),
     }
 
 
@@ -216,3 +283,34 @@ def test_cli_main_writes_files(
     assert _style.main_for(gates.render, "gates", [str(result_files["theory"]), "--out", str(tmp_path)]) == 0
     assert "fig_gates.png" in capsys.readouterr().out
     assert_valid_outputs([tmp_path / "fig_gates.png", tmp_path / "fig_gates.pdf"])
+
+
+def test_kappa_map_one_figure_per_g(result_files: dict[str, Path], tmp_path: Path) -> None:
+    from paper_figs import kappa_map
+
+    paths = kappa_map.render(result_files["theory_kappa"], tmp_path)
+    assert_valid_outputs(paths)
+    assert sorted(p.name for p in paths if p.suffix == ".png") == [
+        "fig_kappa_map_g0.00.png",
+        "fig_kappa_map_g0.50.png",
+        "fig_kappa_map_g1.00.png",
+    ]
+    # without compare-derived maps the renderer writes nothing rather than an empty figure
+    assert kappa_map.render(result_files["theory"], tmp_path / "none") == []
+
+
+def test_predicted_vs_measured_renders_all_parts(result_files: dict[str, Path], tmp_path: Path) -> None:
+    from paper_figs import predicted_vs_measured
+
+    paths = predicted_vs_measured.render(result_files["compare"], tmp_path)
+    assert_valid_outputs(paths)
+    stems = {p.stem for p in paths}
+    assert stems == {
+        "fig_factor_tau",
+        "fig_factor_agreement",
+        "fig_gap_vs_rho",
+        "fig_mode_ordering",
+        "predictions",
+    }
+    md = (tmp_path / "predictions.md").read_text()
+    assert "| natural_gap | no | -0.2 |" in md and "| collapse | yes | 2 |" in md

@@ -1,0 +1,86 @@
+"""Theory figure: predicted modal speciation parameter κ_{v,k}(s, ℓ; g) over (step, layer), eq. (50).
+
+Reads a ``theory`` result file written with a compare file available
+(``dit_validation.theory_run``): ``kappa_vk`` (G, S_m, L, K), ``steps`` (S_m,), ``layers`` (L,),
+``g`` (G,), ``s_spec`` (G, L, K) (first κ = 1 crossing along s, eq. 51) and ``gap_steps`` (G, L)
+(eq. 65). One figure per g with two heat maps, leading mode (first of ``modes``) and trailing mode
+(last); the κ = 1 contour is the speciation front, the markers are s_spec per layer. Cells where
+κ ≤ 0 or is not finite violate the positivity condition (55) — the mean-field picture breaks down
+there — and are drawn grey.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.ticker import MaxNLocator
+
+from . import _style
+
+__all__ = ["render"]
+
+
+def _heat(
+    ax: plt.Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_spec: np.ndarray, title: str
+):
+    """log10 κ over (s, ℓ) with the κ = 1 contour and the per-layer speciation steps."""
+    valid = np.isfinite(kappa) & (kappa > 0)
+    logk = np.where(valid, np.log10(np.where(valid, kappa, 1.0)), np.nan).T  # (L, S_m)
+    span = float(np.nanmax(np.abs(logk))) if np.any(valid) else 1.0
+    span = max(span, 1e-3)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")  # grey: eq. (55) violated
+    mesh = ax.pcolormesh(
+        steps,
+        layers,
+        np.ma.masked_invalid(logk),
+        cmap=cmap,
+        norm=TwoSlopeNorm(0.0, -span, span),
+        shading="nearest",
+    )
+    if np.nanmin(logk) < 0 < np.nanmax(logk) and steps.size > 1 and layers.size > 1:
+        ax.contour(steps, layers, np.nan_to_num(logk, nan=-span), levels=[0.0], colors="k", linewidths=1.0)
+    finite = np.isfinite(s_spec)
+    ax.plot(s_spec[finite], layers[finite], "k*", ms=6, label=r"$s_{spec}$: κ = 1, eq. (51)")
+    ax.plot([], [], "k-", lw=1.0, label="κ = 1 contour")
+    ax.set_xlabel("sampling step s (0 = pure noise)")
+    ax.set_ylabel(r"layer $\ell$")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    return mesh
+
+
+def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """Render one κ_{v,k}(s, ℓ) figure per g; returns [] when the file has no κ maps (no compare run)."""
+    meta, a = _style.load(result_path)
+    if "kappa_vk" not in a:
+        return []
+    model = _style.model_name(meta, default="theory")
+    compare = (meta.get("config") or {}).get("compare")
+    if compare:
+        model = f"{model} (block quantities from {Path(str(compare)).name})"
+    steps = np.asarray(a["steps"], dtype=np.float64)
+    layers = np.asarray(a["layers"], dtype=np.float64)
+    kappa = np.asarray(a["kappa_vk"], dtype=np.float64)  # (G, S_m, L, K)
+    s_spec = np.asarray(a["s_spec"], dtype=np.float64)  # (G, L, K)
+    paths: list[Path] = []
+    for i, g in enumerate(np.asarray(a["g"], dtype=np.float64)):
+        fig, axes = _style.subplots(2, ncols=2, panel=(4.4, 3.4))
+        mesh = None
+        for ax, k, name in ((axes[0], 0, "leading mode"), (axes[1], -1, "trailing mode")):
+            mesh = _heat(
+                ax, steps, layers, kappa[i, :, :, k], s_spec[i, :, k], f"{name} k = {k % kappa.shape[-1]}"
+            )
+        fig.colorbar(mesh, ax=list(axes), label=r"$\log_{10}\kappa_{v,k}(s, \ell; g)$, eq. (50)")
+        gap = np.asarray(a["gap_steps"][i], dtype=np.float64)
+        gap_txt = f"{gap[-1]:.1f}" if np.isfinite(gap[-1]) else "n/a"
+        fig.suptitle(f"{model}: predicted κ at g = {g:g}; gap at last layer Δs_v = {gap_txt} steps (eq. 65)")
+        paths += _style.save(fig, out_dir, f"fig_kappa_map_{_style.g_label(g)}")
+    return paths
+
+
+if __name__ == "__main__":
+    raise SystemExit(_style.main_for(render, __doc__.splitlines()[0]))
