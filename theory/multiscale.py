@@ -222,10 +222,14 @@ EpsFn = Callable[[np.ndarray, int], np.ndarray]
 
 
 def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> np.ndarray:
-    """DDIM "leading" timesteps t_s for s = 0 … S−1 (step 0 = noisiest), as diffusers' DDIMScheduler."""
+    """DDIM "trailing" timesteps t_s for s = 0 … S−1 (step 0 at t = 999, the pure-noise end).
+
+    Matches diffusers' DDIMScheduler(timestep_spacing="trailing") as used by `dit_validation.sampler`,
+    so theory, exact-score sampler and DiT share one step axis.
+    """
     check_positive_int("num_steps", num_steps)
-    stride = num_train_timesteps // num_steps
-    return (np.arange(num_steps)[::-1] * stride).astype(np.int64)
+    ratio = num_train_timesteps / num_steps
+    return (np.round(np.arange(num_train_timesteps, 0, -ratio)) - 1).astype(np.int64)
 
 
 def step_of_timestep(t: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
