@@ -1,0 +1,349 @@
+"""Coupled reverse-time OU replicas (eq. 4–10): simulator, exact Gaussian transitions, mode variances.
+
+Time convention. The paper writes eq. (4)–(6) with ``dt < 0``. Here everything is expressed
+in the *forward* VP time ``t`` of :class:`~theory.schedules.VPSchedule`, run from ``t_grid[0]``
+down to ``t_grid[-1]``, with the positive reverse-time increment ``dτ = −dt = t_k − t_{k+1}``.
+In ``τ`` eq. (4)–(6) read (per replica, W̄ standard Brownian motions independent across replicas)
+
+    dz^A = [½β z^A + β ∇log p_t(z^A) − g (z^A − z^B)] dτ + √β dW̄^A,          (eq. 4, 6)
+
+so the coupling is a *restoring* force: with the modes ``u = (z^A+z^B)/√2``,
+``v = (z^A−z^B)/√2`` (eq. 7) and the linear score ``−Σ_t⁻¹ z`` (eq. 8) each eigen-coordinate obeys
+
+    du = a₀(t) u dτ + √β dW_u,    dv = (a₀(t) − 2g) v dτ + √β dW_v,         (eq. 9–10)
+    a₀(t) = ½β(t) − β(t)/Σ_t,     Σ_t = α_t² λ + σ_t²,
+
+with independent standard ``W_u, W_v``. ``g`` is per unit of VP time (as in eq. 4), constant
+within each step (a per-step array allows schedules such as "g until t_int, then 0").
+
+Exact transition over a step ``t₁ → t₂ < t₁`` for the scalar SDE ``dx = (a₀ − c) x dτ + √β dW``:
+``x₂ = Φ x₁ + √Q ξ`` with, using ``d(α²)/dt = −β α²`` to integrate ``a₀`` in closed form,
+
+    Φ = (α₁ Σ₂)/(α₂ Σ₁) · e^{−c (t₁−t₂)},
+    Q = (Σ₂/α₂)² ∫_{t₂}^{t₁} β(s) α_s² Σ_s⁻² e^{−2c (s−t₂)} ds.
+
+For ``c = 0`` the integral is closed-form, ``Q = Σ₂ (1 − α₁²/α₂²)/Σ₁``; for ``c > 0`` it is
+evaluated by composite Gauss–Legendre quadrature (``_GL_NODES`` nodes × ``panels`` panels per
+step; the integrand is smooth, so the quadrature error is at rounding level for the step sizes
+used here — checked against the closed form and against ``scipy.integrate.solve_ivp``).
+
+Randomness. Pairs are split into blocks of ``block_size``; block ``b`` draws its normals from
+its own stream seeded by ``(seed, purpose, b)`` (numpy ``SeedSequence``; torch ``Generator``
+seeded from it). Hence pair ``i``'s trajectory depends only on ``(seed, i, block_size, d,
+t_grid, backend, dtype, device)`` and not on the number of pairs simulated. It does depend on
+the backend and on torch's dtype/device, whose normal generators differ.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ._validate import as_float_array, check_positive_int, check_range
+from .ou_data import GaussianData, GaussianMixtureData, _const, _is_torch, marginal_variance, score
+from .schedules import VPSchedule, alpha, beta, beta_integral
+
+Backend = Literal["numpy", "torch"]
+Method = Literal["euler_maruyama", "exact"]
+Mode = Literal["common", "difference"]
+ScoreFn = Callable[[Any, float], Any]
+
+_GL_NODES = 8
+_SQRT_HALF = math.sqrt(0.5)
+_STREAM_INIT, _STREAM_STEPS = 0, 1
+
+
+# ---------------------------------------------------------------------------------------------
+# modes (eq. 7)
+def common_difference(z: Any) -> tuple[Any, Any]:
+    """``u = (z^A + z^B)/√2``, ``v = (z^A − z^B)/√2`` (eq. 7) for ``z`` of shape (..., 2, d)."""
+    zA, zB = z[..., 0, :], z[..., 1, :]
+    return (zA + zB) * _SQRT_HALF, (zA - zB) * _SQRT_HALF
+
+
+def from_common_difference(u: Any, v: Any) -> Any:
+    """Inverse of :func:`common_difference`: stack ``(u ± v)/√2`` to shape (..., 2, d)."""
+    zA, zB = (u + v) * _SQRT_HALF, (u - v) * _SQRT_HALF
+    if _is_torch(u):
+        import torch
+
+        return torch.stack([zA, zB], dim=-2)
+    return np.stack([zA, zB], axis=-2)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact linear transitions (eq. 9–10)
+def _gl_integral(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, panels: int) -> np.ndarray:
+    """Composite Gauss–Legendre ``∫_lo^hi f(s) ds``; ``f`` maps (n,) nodes to (n, ...) values."""
+    x, w = np.polynomial.legendre.leggauss(_GL_NODES)
+    edges = np.linspace(lo, hi, panels + 1)
+    half = 0.5 * np.diff(edges)  # (P,)
+    nodes = (0.5 * (edges[:-1] + edges[1:]))[:, None] + half[:, None] * x[None, :]  # (P, G)
+    vals = f(nodes.ravel())  # (P·G, ...)
+    weights = (half[:, None] * w[None, :]).ravel()
+    return np.tensordot(weights, vals, axes=(0, 0))
+
+
+def linear_transition(
+    data: GaussianData, sched: VPSchedule, t_from: float, t_to: float, c: float = 0.0, panels: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(Φ, Q)``, shape (d,) each, of ``dx = (a₀ − c) x dτ + √β dW`` from ``t_from`` to ``t_to``.
+
+    ``c = 0`` is the common mode (eq. 9), ``c = 2g`` the difference mode (eq. 10). Closed form
+    for ``Φ`` always and for ``Q`` when ``c == 0``; Gauss–Legendre quadrature otherwise
+    (module docstring).
+    """
+    check_range("t_from", t_from, 0.0, sched.T)
+    check_range("t_to", t_to, 0.0, t_from)
+    check_range("c", c, 0.0, None)
+    lam = data.eigenvalues
+    a1, a2 = float(alpha(sched, t_from)), float(alpha(sched, t_to))
+    S1, S2 = marginal_variance(data, sched, t_from), marginal_variance(data, sched, t_to)
+    dt = t_from - t_to
+    Phi = (a1 / a2) * (S2 / S1) * math.exp(-c * dt)
+    if c == 0.0:
+        # 1 − α₁²/α₂² = 1 − e^{−(B₁ − B₂)}, B = ∫β: expm1 keeps small steps accurate
+        one_minus = -math.expm1(-(float(beta_integral(sched, t_from)) - float(beta_integral(sched, t_to))))
+        return Phi, S2 * one_minus / S1
+    if dt == 0.0:
+        return Phi, np.zeros_like(lam)
+
+    def integrand(s: np.ndarray) -> np.ndarray:
+        a_s2 = np.asarray(alpha(sched, s)) ** 2
+        S_s = a_s2[:, None] * lam[None, :] + (1.0 - a_s2)[:, None]
+        return (np.asarray(beta(sched, s)) * a_s2 * np.exp(-2.0 * c * (s - t_to)))[:, None] / S_s**2
+
+    Q = (S2 / a2) ** 2 * _gl_integral(integrand, t_to, t_from, panels)
+    return Phi, Q
+
+
+def mode_variance(
+    data: GaussianData,
+    sched: VPSchedule,
+    t: Any,
+    g: float = 0.0,
+    mode: Mode = "difference",
+    t_start: float | None = None,
+    var_start: Any = 1.0,
+    panels: int = 64,
+) -> np.ndarray:
+    """Variance of ``u`` (``mode="common"``) or ``v`` (``"difference"``) at times ``t`` under eq. (9)/(10).
+
+    Starts from variance ``var_start`` (scalar or (d,)) at ``t_start`` (default ``sched.T``);
+    independent ``N(0, I)`` replicas give ``var_start = 1`` for both modes, a shared
+    initialization ``z^A = z^B`` gives ``0`` for ``v``. Returns shape ``t.shape + (d,)``:
+    ``Φ² var_start + Q`` over ``[t, t_start]`` (exact for the common mode; quadrature with
+    ``panels`` panels for ``g > 0``). Solves the Lyapunov ODE ``dP/dτ = 2(a₀ − c)P + β``.
+    """
+    t_start = sched.T if t_start is None else t_start
+    t_arr = as_float_array("t", t)
+    check_range("t", t_arr, 0.0, t_start)
+    check_range("g", g, 0.0, None)
+    c = 0.0 if mode == "common" else 2.0 * g  # eq. (10): the coupling acts on v only
+    if mode not in ("common", "difference"):
+        raise ValueError(f"mode must be 'common' or 'difference', got {mode!r}")
+    v0 = np.broadcast_to(as_float_array("var_start", var_start), (data.dim,))
+    check_range("var_start", v0, 0.0, None)
+    out = np.empty(t_arr.shape + (data.dim,))
+    for idx, tt in np.ndenumerate(t_arr):
+        Phi, Q = linear_transition(data, sched, t_start, float(tt), c, panels=panels)
+        out[idx] = Phi**2 * v0 + Q
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# random streams
+def _block_seeds(seed: int, purpose: int, n_blocks: int) -> list[np.random.SeedSequence]:
+    return [np.random.SeedSequence([seed, purpose, b]) for b in range(n_blocks)]
+
+
+class _NormalStream:
+    """Standard normals of shape (n, 2, d) per call, pair ``i`` drawn from block ``i // block_size``."""
+
+    def __init__(self, n: int, d: int, seed: int, purpose: int, block_size: int, backend: Backend,
+                 device: Any, dtype: Any) -> None:
+        self.n, self.d, self.B, self.backend = n, d, block_size, backend
+        n_blocks = -(-n // block_size)
+        seqs = _block_seeds(seed, purpose, n_blocks)
+        if backend == "numpy":
+            self.gens = [np.random.default_rng(s) for s in seqs]
+        else:
+            import torch
+
+            self.torch = torch
+            self.device, self.dtype = device, dtype
+            self.gens = []
+            for s in seqs:
+                gen = torch.Generator(device=device)
+                gen.manual_seed(int(s.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+                self.gens.append(gen)
+
+    def draw(self) -> Any:
+        n, d, B = self.n, self.d, self.B
+        if self.backend == "numpy":
+            out = np.empty((n, 2, d))
+            for b, gen in enumerate(self.gens):
+                lo, hi = b * B, min((b + 1) * B, n)
+                if hi - lo == B:
+                    gen.standard_normal(out=out[lo:hi])
+                else:  # partial last block: draw a full block so the stream does not depend on n
+                    out[lo:hi] = gen.standard_normal((B, 2, d))[: hi - lo]
+            return out
+        torch = self.torch
+        out = torch.empty((n, 2, d), dtype=self.dtype, device=self.device)
+        for b, gen in enumerate(self.gens):
+            lo, hi = b * B, min((b + 1) * B, n)
+            if hi - lo == B:
+                torch.randn((B, 2, d), generator=gen, out=out[lo:hi])
+            else:
+                out[lo:hi] = torch.randn((B, 2, d), generator=gen, dtype=self.dtype, device=self.device)[
+                    : hi - lo
+                ]
+        return out
+
+
+def _resolve_backend(backend: Backend, device: Any, dtype: Any) -> tuple[Any, Any]:
+    if backend == "numpy":
+        if device not in (None, "cpu"):
+            raise ValueError(f"device must be None or 'cpu' for backend='numpy', got {device!r}")
+        if dtype not in (None, np.float64):
+            raise ValueError(f"dtype must be None or numpy.float64 for backend='numpy', got {dtype!r}")
+        return None, np.float64
+    if backend == "torch":
+        import torch
+
+        return torch.device(device if device is not None else "cpu"), dtype or torch.float64
+    raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+
+
+def init_replicas(
+    n_pairs: int, dim: int, *, seed: int = 0, shared: bool = False, backend: Backend = "numpy",
+    device: Any = None, dtype: Any = None, block_size: int = 4096,
+) -> Any:
+    """Replica pairs at ``t = T``: ``z^A, z^B ~ N(0, I)`` independent, or ``z^A = z^B`` if ``shared``.
+
+    Shape (n_pairs, 2, dim), per-block streams as in the module docstring.
+    """
+    n_pairs = check_positive_int("n_pairs", n_pairs)
+    dim = check_positive_int("dim", dim)
+    block_size = check_positive_int("block_size", block_size)
+    device, dtype = _resolve_backend(backend, device, dtype)
+    z = _NormalStream(n_pairs, dim, seed, _STREAM_INIT, block_size, backend, device, dtype).draw()
+    if shared:
+        z[:, 1] = z[:, 0]
+    return z
+
+
+def _check_grid(t_grid: Any, sched: VPSchedule) -> np.ndarray:
+    t = as_float_array("t_grid", t_grid)
+    if t.ndim != 1 or t.size < 2:
+        raise ValueError(f"t_grid must be a 1-D array of at least 2 times, got shape {t.shape}")
+    check_range("t_grid", t, 0.0, sched.T)
+    if np.any(np.diff(t) >= 0):
+        raise ValueError("t_grid must be strictly decreasing (reverse process runs from t_grid[0] down)")
+    return t
+
+
+def simulate_replicas(
+    data: GaussianData | GaussianMixtureData | ScoreFn,
+    sched: VPSchedule,
+    t_grid: Sequence[float] | np.ndarray,
+    z_init: Any,
+    g: float | Sequence[float] | np.ndarray = 0.0,
+    *,
+    method: Method = "euler_maruyama",
+    seed: int = 0,
+    backend: Backend = "numpy",
+    device: Any = None,
+    dtype: Any = None,
+    block_size: int = 4096,
+    noise: Any = None,
+    callback: Callable[[int, float, Any], None] | None = None,
+) -> Any:
+    """Integrate the coupled reverse SDE (eq. 4–6) for replica pairs; returns the final state.
+
+    ``data``: a data model (exact score) or any ``score(z, t)`` callable acting on the last axis
+    of (..., d) arrays/tensors of the chosen backend. ``z_init``: (n_pairs, 2, d), e.g. from
+    :func:`init_replicas` or a cloned state. ``g``: scalar or per-step array (len(t_grid) − 1),
+    ``≥ 0``. ``method``: ``"euler_maruyama"`` (any score; strong order 1 here because the noise
+    is additive) or ``"exact"`` (``GaussianData`` only: the exact transition of eq. 9–10, no
+    discretization error). Both consume the same standard normals ``ξ^A, ξ^B`` per step (EM
+    scales them by ``√(β dτ)``; the exact step uses ``(ξ^A ± ξ^B)/√2`` as the u/v noises), so
+    ``noise`` — an optional (n_steps, n_pairs, 2, d) array of standard normals — drives both
+    with one Brownian path. ``callback(k, t_k, z)`` is called for k = 0 (initial state) …
+    n_steps. Sign convention: module docstring.
+    """
+    t = _check_grid(t_grid, sched)
+    n_steps = t.size - 1
+    g_arr = np.broadcast_to(as_float_array("g", g), (n_steps,)) if np.ndim(g) == 0 else as_float_array("g", g)
+    if g_arr.shape != (n_steps,):
+        raise ValueError(f"shape mismatch: g must be a scalar or have shape ({n_steps},), got {g_arr.shape}")
+    check_range("g", g_arr, 0.0, None)
+    device, dtype = _resolve_backend(backend, device, dtype)
+    if backend == "torch":
+        import torch
+
+        z = torch.as_tensor(z_init, dtype=dtype, device=device).clone()
+    else:
+        z = np.array(z_init, dtype=np.float64)
+    if z.ndim != 3 or z.shape[1] != 2:
+        raise ValueError(f"z_init must have shape (n_pairs, 2, d), got {tuple(z.shape)}")
+    n, _, d = z.shape
+    if isinstance(data, (GaussianData, GaussianMixtureData)):
+        if data.dim != d:
+            raise ValueError(f"shape mismatch: z_init has d={d} but data has dim={data.dim}")
+        score_fn: ScoreFn = lambda x, tt: score(data, sched, x, tt)  # noqa: E731
+    elif callable(data):
+        score_fn = data
+    else:
+        raise TypeError(f"data must be a data model or a score callable, got {type(data).__name__}")
+    if method == "exact" and not isinstance(data, GaussianData):
+        raise ValueError("method='exact' needs GaussianData (a linear score); use 'euler_maruyama'")
+    if method not in ("euler_maruyama", "exact"):
+        raise ValueError(f"method must be 'euler_maruyama' or 'exact', got {method!r}")
+    if noise is not None and tuple(noise.shape) != (n_steps, n, 2, d):
+        raise ValueError(
+            f"shape mismatch: noise must have shape {(n_steps, n, 2, d)}, got {tuple(noise.shape)}"
+        )
+    stream = None
+    if noise is None:
+        stream = _NormalStream(n, d, seed, _STREAM_STEPS, check_positive_int("block_size", block_size),
+                               backend, device, dtype)
+
+    if callback is not None:
+        callback(0, float(t[0]), z)
+    for k in range(n_steps):
+        t1, t2 = float(t[k]), float(t[k + 1])
+        xi = stream.draw() if stream is not None else noise[k]
+        if method == "euler_maruyama":
+            z = _em_step(score_fn, sched, z, xi, t1, t2, float(g_arr[k]))
+        else:
+            z = _exact_step(data, sched, z, xi, t1, t2, float(g_arr[k]))
+        if callback is not None:
+            callback(k + 1, t2, z)
+    return z
+
+
+def _em_step(score_fn: ScoreFn, sched: VPSchedule, z: Any, xi: Any, t1: float, t2: float, g: float) -> Any:
+    """One Euler–Maruyama step of eq. (4)–(6) in reverse time ``dτ = t1 − t2`` (drift at ``t1``)."""
+    h = t1 - t2
+    b = float(beta(sched, t1))
+    swapped = z.flip(1) if _is_torch(z) else z[:, ::-1, :]  # (n, 2, d): rows (z^B, z^A)
+    drift = 0.5 * b * z + b * score_fn(z, t1) - g * (z - swapped)  # eq. (4)-(6) with dt = −dτ
+    return z + h * drift + math.sqrt(b * h) * xi
+
+
+def _exact_step(
+    data: GaussianData, sched: VPSchedule, z: Any, xi: Any, t1: float, t2: float, g: float
+) -> Any:
+    """Exact transition of eq. (9)–(10) over ``t1 → t2`` (module docstring)."""
+    Phi_u, Q_u = linear_transition(data, sched, t1, t2, 0.0)
+    Phi_v, Q_v = linear_transition(data, sched, t1, t2, 2.0 * g)
+    u, v = common_difference(z)
+    xi_u, xi_v = common_difference(xi)  # independent standard normals
+    u = u * _const(np.asarray(Phi_u), u) + xi_u * _const(np.sqrt(Q_u), u)
+    v = v * _const(np.asarray(Phi_v), v) + xi_v * _const(np.sqrt(Q_v), v)
+    return from_common_difference(u, v)
