@@ -116,6 +116,13 @@ class DiTBundle:
     def num_layers(self) -> int:
         return len(self.transformer.transformer_blocks)
 
+    @property
+    def image_size(self) -> int:
+        """Side of the decoded image: latent side × the VAE's downsampling factor (from its config)."""
+        if self.vae is None:
+            return self.sample_size
+        return self.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
 
 def _hf_cache_dir() -> str:
     """The hub cache directory, read from the environment at call time (HF_HUB_CACHE > HF_HOME)."""
@@ -186,6 +193,22 @@ def load_pretrained_dit(
     )
 
 
+def _to(module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    prev = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # silence a float32-module notice that does not apply to DiT
+    try:
+        return module.to(device=device, dtype=dtype)
+    finally:
+        diffusers_logging.set_verbosity(prev)
+
+
+def move_bundle(bundle: DiTBundle, device: str | torch.device, dtype: torch.dtype) -> None:
+    """Move the bundle's transformer (and VAE) to ``device``/``dtype`` in place."""
+    _to(bundle.transformer, device, dtype)
+    if bundle.vae is not None:
+        _to(bundle.vae, device, dtype)
+
+
 def reinit_weights(model: torch.nn.Module, seed: int, std: float) -> None:
     """Seeded N(0, std²) re-initialization of every parameter.
 
@@ -208,12 +231,7 @@ def build_random_dit(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = t
     std = cfg.pop("init_std")
     transformer = DiTTransformer2DModel(**cfg)
     reinit_weights(transformer, seed, std)
-    prev = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()  # silence a float32-module notice that does not apply to DiT
-    try:
-        transformer = transformer.to(dtype).eval()
-    finally:
-        diffusers_logging.set_verbosity(prev)
+    transformer = _to(transformer, "cpu", dtype).eval()
     n_cls = int(cfg["num_embeds_ada_norm"])
     return DiTBundle(
         name=f"random:{preset}",
