@@ -34,7 +34,8 @@ from .measure import LinearizedDiT
 def ddim_score_gain(ab_t: float, ab_prev: float, eta: float = 0.0) -> float:
     """γ_s of one DDIM step written as x_prev = c₁ x + γ_s ∇ log p_t(x) (+ noise).
 
-    With ε̂ = −σ_t ∇ log p_t, x̂₀ = (x − σ_t ε̂)/α_t: x_prev = c₁ x + (c₁ σ_t − sqrt(1 − ᾱ_prev − σ_η²)) σ_t ∇ log p_t,
+    With ε̂ = −σ_t ∇ log p_t and x̂₀ = (x − σ_t ε̂)/α_t,
+    x_prev = c₁ x + (c₁ σ_t − sqrt(1 − ᾱ_prev − σ_η²)) σ_t ∇ log p_t,
     c₁ = sqrt(ᾱ_prev/ᾱ_t), σ_η = eta·sqrt((1 − ᾱ_prev)/(1 − ᾱ_t))·sqrt(1 − ᾱ_t/ᾱ_prev).
     """
     check_range("ab_t", ab_t, 0.0, 1.0, lo_open=True, hi_open=True)
@@ -74,7 +75,7 @@ def estimate_gamma(odd_response: Callable[[np.ndarray], np.ndarray], m: float, c
 def step_odd_response(eps_fn: Callable[[np.ndarray, float], np.ndarray], mix: MultiscaleMixture,
                       factor: int, x0: np.ndarray, ab_t: float, ab_prev: float,
                       eta: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
-    """Odd response along φ_f of one deterministic DDIM step with denoiser eps_fn(x, ᾱ_t), from x0 (C, H, W)."""
+    """Odd response along φ_f of one deterministic DDIM step of denoiser eps_fn(x, ᾱ_t) from x0 (C, H, W)."""
     phi = patterns(mix)[factor].reshape(x0.shape)
 
     def D(a: np.ndarray) -> np.ndarray:
