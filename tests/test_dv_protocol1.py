@@ -60,7 +60,7 @@ def test_result_file_contract(tmp_path):
     np.testing.assert_array_equal(a["commit_low"][:, 0], 0.0)  # baseline t_int = 0
     np.testing.assert_allclose(a["a_feat_median"], np.median(a["a_feat"], axis=2))
     np.testing.assert_allclose(a["delta_tau"], a["tau_l"] - a["tau_g"], equal_nan=True)  # eq. (73)
-    # t_int = 0 means never coupled: independent of g, and equal to the control's t_int = 0 up to noise sharing
+    # t_int = 0 means never coupled, so the result cannot depend on g
     np.testing.assert_allclose(a["a_feat"][0, 0], a["a_feat"][1, 0], rtol=1e-12)
     assert "tau_spec [95% CI]" in table1(tmp_path / "p1.npz")
 
