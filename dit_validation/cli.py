@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from . import protocol1, protocol2
+from . import protocol1, protocol2, reproduce
 from .models import ModelNotFoundError, resolve_model
 from .results import ConfigMismatchError
 
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "protocol1": protocol1.add_cli,
     "protocol2": protocol2.add_cli,
+    "reproduce": reproduce.add_cli,
 }
 
 DTYPES = {

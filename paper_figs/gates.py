@@ -33,7 +33,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("gate value, eq. (27)")
     ax.set_ylim(-0.03, 1.05)
     ax.set_title(f"{model}: attention gates vs coupling g")
-    ax.legend(loc="best")
+    ax.legend(loc="lower left")
     return _style.save(fig, out_dir, "fig_gates")
 
 

@@ -1,12 +1,12 @@
 """Theory figure: predicted modal speciation parameter κ_{v,k}(s, ℓ; g) over (step, layer), eq. (50).
 
-Reads a ``theory`` result file written with a compare file available
-(``dit_validation.theory_run``): ``kappa_vk`` (G, S_m, L, K), ``steps`` (S_m,), ``layers`` (L,),
-``g`` (G,), ``s_spec`` (G, L, K) (first κ = 1 crossing along s, eq. 51) and ``gap_steps`` (G, L)
-(eq. 65). One figure per g with two heat maps, leading mode (first of ``modes``) and trailing mode
-(last); the κ = 1 contour is the speciation front, the markers are s_spec per layer. Cells where
-κ ≤ 0 or is not finite violate the positivity condition (55) — the mean-field picture breaks down
-there — and are drawn grey.
+Reads a ``theory`` result file written with a compare file available (``dit_validation.theory_run``):
+``kappa_vk`` (G, S_m, L, K), ``steps`` (S_m,), ``layers`` (L,), ``kappa_g`` (G,) (falls back to
+``g``), ``s_spec`` (G, L, K) (first κ = 1 crossing along s, eq. 51) and ``gap_steps`` (G, L) (eq. 65).
+One figure per g with two heat maps, leading mode (first of ``modes``) and trailing mode (last); the
+κ = 1 contour is the speciation front, the stars are s_spec per layer. Cells where κ ≤ 0 or is not
+finite violate the positivity condition (55) — the mean-field picture breaks down there — and are
+drawn grey.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     kappa = np.asarray(a["kappa_vk"], dtype=np.float64)  # (G, S_m, L, K)
     s_spec = np.asarray(a["s_spec"], dtype=np.float64)  # (G, L, K)
     paths: list[Path] = []
-    for i, g in enumerate(np.asarray(a["g"], dtype=np.float64)):
+    g_axis = a["kappa_g"] if "kappa_g" in a else a["g"]  # the compare grid the maps were measured on
+    for i, g in enumerate(np.asarray(g_axis, dtype=np.float64)):
         fig, axes = _style.subplots(2, ncols=2, panel=(4.4, 3.4))
         mesh = None
         for ax, k, name in ((axes[0], 0, "leading mode"), (axes[1], -1, "trailing mode")):

@@ -1,0 +1,153 @@
+"""Theory-side result file: everything ``theory`` predicts that the paper's figures draw.
+
+One ``.npz`` of kind ``"theory"`` (result contract of docs/DESIGN.md) holding
+
+* the pitchfork of the modal self-consistency u = κ tanh u (eq. 49): ``kappa`` (K,),
+  ``u_branches`` (3, K) = (−u*, 0, +u*) with NaN where a nonzero branch does not exist (κ ≤ 1),
+  ``u_stable`` (3, K) bool (linear stability of the map u ↦ κ tanh u);
+* the attention gates of eq. (27) on a fine grid: ``g_grid`` (N,), ``rho`` (N,), ``xi`` (N,), and at
+  the protocol grid ``g`` (G,): ``rho_at_g``, ``xi_at_g`` (G,);
+* when a ``compare`` result file is given (block quantities measured inside the DiT, issue #5): the
+  predicted modal speciation parameter over (s, ℓ) for every g of the compare grid ``kappa_g`` (G_c,),
+  ``kappa_vk`` (G_c, S_m, L, K) — the measured one-block gain η_k(g) (eq. 44/46) into
+  κ_{v,k} = γ m_k² / (c_k((1 − η_k)c_k + γ)) (eq. 50) — with ``steps`` (S_m,), ``layers`` (L,),
+  ``modes`` (K,), the predicted speciation steps ``s_spec`` (G_c, L, K) (first κ = 1 crossing, eq. 51;
+  inf = never) and the predicted gap ``gap_steps`` (G_c, L) = s_spec(trailing) − s_spec(leading)
+  (eq. 65) with leading = first mode and trailing = last mode of ``modes`` (ordered by the initial
+  covariance eigenvalues, eq. 42).
+
+It is a thin step: every formula is a ``theory`` function; this module only lays out grids and
+writes the file. ``synchrogap reproduce`` calls :func:`run_theory` before and after ``compare``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from theory import rho, xi
+from theory._validate import check_g, check_positive_int, check_range
+from theory.modal_snr import eta, speciation_parameter, speciation_step, synchronization_gap
+from theory.self_consistency import branch_stability, branches
+
+from .results import load_result, save_result
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PAPER_G", "TheoryRunConfig", "theory_arrays", "kappa_from_compare", "run_theory"]
+
+# The coupling grid of the paper: Protocol I/II sweep g in {0.1, 0.3, 0.5, 0.7, 0.9, 1.0} (§4.1, Table 1)
+# plus g = 0 (Protocol II, Fig. 1).
+PAPER_G: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+
+@dataclass(frozen=True)
+class TheoryRunConfig:
+    """Grids of the theory result file.
+
+    ``kappa_max``/``n_kappa``: κ axis of the bifurcation diagram (κ = 1 is the pitchfork, eq. 51);
+    ``n_g_grid``: resolution of the ρ(g), ξ(g) curves; ``g``: the protocol grid (default: the paper's).
+    """
+
+    kappa_max: float = 3.0
+    n_kappa: int = 601
+    n_g_grid: int = 201
+    g: tuple[float, ...] = PAPER_G
+    model: str = "theory"
+
+    def __post_init__(self) -> None:
+        check_range("kappa_max", self.kappa_max, 1.0, None, lo_open=True)
+        check_positive_int("n_kappa", self.n_kappa, minimum=3)
+        check_positive_int("n_g_grid", self.n_g_grid, minimum=2)
+        check_g(np.asarray(self.g, dtype=np.float64))
+
+
+def bifurcation_arrays(kappa: np.ndarray) -> dict[str, np.ndarray]:
+    """``u_branches``, ``u_stable`` (3, K) of eq. (49) on the κ grid, NaN where ±u* do not exist."""
+    u = np.asarray(branches(kappa), dtype=np.float64).T.copy()  # (3, K): (−u*, 0, +u*)
+    stable = np.asarray(branch_stability(kappa), dtype=bool).T.copy()
+    below = kappa <= 1.0  # the nonzero branches are born at the pitchfork κ = 1 (eq. 51)
+    u[0, below] = np.nan
+    u[2, below] = np.nan
+    stable[0, below] = False
+    stable[2, below] = False
+    return {"kappa": kappa, "u_branches": u, "u_stable": stable}
+
+
+def kappa_from_compare(compare: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Predicted κ_{v,k}(s, ℓ; g), s_spec and the gap from block quantities measured by ``compare``.
+
+    Inputs (compare arrays): ``m``, ``c`` (S_m, L, K) (eq. 44), ``gamma`` (S_m, L), ``steps`` (S_m,),
+    ``layers`` (L,), ``modes`` (K,), ``g`` (G,) and the measured one-block gain ``eta`` (G, S_m, L, K) of
+    eq. (44); without ``eta`` it is rebuilt from ``lambda_mlp``, ``chi``, ``pi`` by eq. (46) (π taken as
+    measured, i.e. g-independent). Returns ``kappa_g`` (G,), ``kappa_vk`` (G, S_m, L, K) of eq. (50),
+    ``s_spec`` (G, L, K) of eq. (51) and ``gap_steps`` (G, L) of eq. (65).
+    """
+    g = np.asarray(compare["g"], dtype=np.float64)
+    steps = np.asarray(compare["steps"], dtype=np.float64)
+    gamma = np.asarray(compare["gamma"], dtype=np.float64)[..., None]  # (S_m, L, 1): one γ per block
+    if "eta" in compare:
+        eta_k = np.asarray(compare["eta"], dtype=np.float64)  # (G, S_m, L, K), eq. (44)
+    else:
+        eta_k = np.stack(
+            [eta(float(gi), compare["lambda_mlp"], compare["chi"], compare["pi"]) for gi in g]
+        )  # (46)
+    kappa_vk = np.stack(
+        [speciation_parameter(gamma, compare["m"], compare["c"], e) for e in eta_k]
+    )  # eq. (50)
+    kappa_vk = np.asarray(kappa_vk, dtype=np.float64)
+    s_spec = np.asarray(speciation_step(kappa_vk, steps, axis=1), dtype=np.float64)  # eq. (51), (G, L, K)
+    # leading mode = first of `modes` (largest initial eigenvalue, eq. 42), trailing = last
+    gap = np.asarray(synchronization_gap(s_spec[..., -1], s_spec[..., 0]), dtype=np.float64)  # eq. (65)
+    return {
+        "kappa_g": g,
+        "kappa_vk": kappa_vk,
+        "s_spec": s_spec,
+        "gap_steps": gap,
+        "steps": steps,
+        "layers": np.asarray(compare["layers"]),
+        "modes": np.asarray(compare["modes"]),
+    }
+
+
+def theory_arrays(
+    config: TheoryRunConfig, compare: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """All arrays of the theory result file (see the module docstring)."""
+    kappa = np.linspace(0.0, config.kappa_max, config.n_kappa, dtype=np.float64)
+    g_grid = np.linspace(0.0, 1.0, config.n_g_grid, dtype=np.float64)
+    g = np.asarray(config.g, dtype=np.float64)
+    arrays: dict[str, np.ndarray] = {
+        **bifurcation_arrays(kappa),
+        "g_grid": g_grid,
+        "rho": np.asarray(rho(g_grid)),  # eq. (27)
+        "xi": np.asarray(xi(g_grid)),
+        "g": g,
+        "rho_at_g": np.atleast_1d(rho(g)),
+        "xi_at_g": np.atleast_1d(xi(g)),
+    }
+    if compare is not None:
+        arrays.update(kappa_from_compare(compare))
+    return arrays
+
+
+def run_theory(config: TheoryRunConfig, out_path: str | Path, compare_path: str | Path | None = None) -> Path:
+    """Compute :func:`theory_arrays` (from ``compare_path`` when given and present) and write ``out_path``."""
+    compare = None
+    if compare_path is not None and Path(compare_path).is_file():
+        _, compare = load_result(compare_path)
+        missing = [k for k in ("m", "c", "gamma", "steps", "layers", "modes", "g") if k not in compare]
+        if missing:
+            logger.warning("compare file %s lacks %s: no κ heat maps", compare_path, missing)
+            compare = None
+    arrays = theory_arrays(config, compare)
+    config_dict: dict[str, Any] = asdict(config)
+    config_dict["compare"] = str(compare_path) if compare is not None else None
+    meta = {"kind": "theory", "config": config_dict, "seeds": [], "complete": True, "done": ["theory"]}
+    save_result(out_path, meta, arrays)
+    logger.info("theory result written to %s", out_path)
+    return Path(out_path)
