@@ -1,0 +1,171 @@
+"""Protocol II (§3.2): streaming fixed-basis energies vs storing everything, bands, G_int, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dit_validation.protocol2 import (
+    Protocol2Config,
+    at_step,
+    band_masks,
+    energies_for_g,
+    gram_basis,
+    run_protocol2,
+    tau_from_protocol1,
+)
+from dit_validation.results import load_result, make_meta, save_result
+from dit_validation.sampler import sample_pairs
+from tests._dit_fixtures import ForwardCounter, tiny_bundle
+
+B64 = torch.float64
+
+
+def _reference_energies(bundle, cfg, g):
+    """Store every block output of every step, then eq. (74)-(75) with a D x D eigendecomposition (eq. 42)."""
+    store: dict[int, list[torch.Tensor]] = {ell: [] for ell in cfg.layers}
+    hooks = [
+        bundle.transformer.transformer_blocks[ell].register_forward_hook(
+            lambda mod, args, out, ell=ell: store[ell].append(out.detach().clone())
+        )
+        for ell in cfg.layers
+    ]
+    seeds = list(range(cfg.seed_base, cfg.seed_base + cfg.num_seeds))
+    try:
+        sample_pairs(
+            bundle,
+            seeds,
+            g=g,
+            num_steps=cfg.num_steps,
+            eta=cfg.eta,
+            sigma=cfg.sigma,
+            class_label=cfg.class_label,
+            guidance_scale=cfg.guidance_scale,
+        )
+    finally:
+        for h in hooks:
+            h.remove()
+    M, S = len(seeds), cfg.num_steps
+    guided = cfg.guidance_scale > 1
+    out = np.full((S, len(cfg.layers), cfg.num_modes), np.nan)
+    lam0 = np.full((len(cfg.layers), cfg.num_modes), np.nan)
+    for j, ell in enumerate(cfg.layers):
+        V = []
+        for H in store[ell]:  # one forward per step (all seeds in one batch)
+            A, B = (H[:M], H[2 * M : 3 * M]) if guided else (H[:M], H[M:])
+            V.append(((A - B) / math.sqrt(2)).flatten(1).numpy())
+        C0 = V[0].T @ V[0] / M  # (D, D), eq. (42)
+        w, r = np.linalg.eigh(C0)
+        w, r = w[::-1][: cfg.num_modes], r[:, ::-1][:, : cfg.num_modes]
+        lam0[j] = w
+        for s in range(S):
+            out[s, j] = ((V[s] @ r) ** 2).sum(0) / ((V[0] @ r) ** 2).sum(0)  # eq. (75)
+    return lam0, out
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+def test_streaming_projection_equals_stored_reference(guidance):
+    bundle = tiny_bundle(B64)
+    cfg = Protocol2Config(
+        g=(0.5,), num_seeds=5, num_steps=4, num_modes=4, guidance_scale=guidance, batch_size=2
+    ).resolved(bundle)
+    lam0, e_seed = energies_for_g(bundle, cfg, 0.5, "cpu")
+    ref_lam0, ref = _reference_energies(bundle, cfg, 0.5)
+    np.testing.assert_allclose(lam0, ref_lam0, rtol=1e-9)
+    np.testing.assert_allclose(e_seed.mean(-1), ref, rtol=1e-7)
+    np.testing.assert_allclose(e_seed.mean(-1)[0], 1.0, rtol=1e-9)  # λ_k(0, ℓ) = 1 by construction
+
+
+def test_gram_basis_is_the_covariance_eigenbasis():
+    rng = np.random.default_rng(0)
+    V0 = torch.tensor(rng.normal(size=(6, 40)) * np.linspace(3, 0.5, 40))
+    r, lam = gram_basis(V0, 6)
+    C0 = (V0.T @ V0 / 6).numpy()
+    np.testing.assert_allclose(lam.numpy(), np.linalg.eigvalsh(C0)[::-1][:6], rtol=1e-10)
+    np.testing.assert_allclose((r @ r.T).numpy(), np.eye(6), atol=1e-10)  # orthonormal rows
+    np.testing.assert_allclose(r.numpy() @ C0 @ r.numpy().T, np.diag(lam.numpy()), atol=1e-10)
+    r2, lam2 = gram_basis(torch.cat([V0[:3], V0[:3]]), 6)  # rank 3: trailing modes are NaN
+    assert np.isfinite(lam2[:3].numpy()).all() and np.isnan(lam2[3:].numpy()).all()
+
+
+def test_bands_interpolation_and_tau_lookup(tmp_path):
+    lam0 = np.array([[4.0, 3.0, 2.0, 1.0, np.nan]])
+    lead, trail = band_masks(lam0, 0.25, 0.5)
+    assert lead.tolist() == [[True, False, False, False, False]]
+    assert trail.tolist() == [[False, False, True, True, False]]
+    x = np.arange(5.0)[:, None] * 2
+    np.testing.assert_allclose(at_step(x, 1.25), [2.5])
+    np.testing.assert_allclose(at_step(x, 99), [8.0])
+    p1 = tmp_path / "p1.npz"
+    save_result(
+        p1,
+        make_meta("protocol1", {}, []),
+        {"g": np.array([0.1, 0.5]), "tau_spec": np.array([60.0, 40.0]), "control_tau_spec": np.array(53.0)},
+    )
+    np.testing.assert_allclose(tau_from_protocol1(p1, [0.0, 0.1, 0.3]), [53.0, 60.0, 50.0])
+    with pytest.raises(ValueError, match="g = 0.9 lies outside the Protocol I grid"):
+        tau_from_protocol1(p1, [0.9])
+
+
+def test_run_protocol2_file_and_resume(tmp_path):
+    bundle = tiny_bundle(B64)
+    cfg = Protocol2Config(g=(0.0, 0.6), num_seeds=4, num_steps=4, tau_spec=(1.5, 2.0), batch_size=4)
+    full = load_result(run_protocol2(bundle, cfg, tmp_path / "full.npz", dtype=B64, progress=False))
+    meta, a = full
+    G, S, L, K, M = 2, 4, 2, 4, 4
+    for key, shape in {
+        "eig0": (G, L, K),
+        "energy": (G, S, L, K),
+        "energy_seed": (G, S, L, K, M),
+        "lead": (G, L),
+        "trail": (G, L),
+        "lead_std": (G, L),
+        "G_int": (G, L),
+        "lead_band": (G, L, K),
+        "tau_spec": (G,),
+    }.items():
+        assert a[key].shape == shape, key
+    np.testing.assert_allclose(a["energy_seed"].mean(-1), a["energy"], rtol=1e-12)
+    np.testing.assert_allclose(a["G_int"], a["trail"] / a["lead"])  # eq. (80)
+    # eq. (77)-(78): g = 0 read at s = τ = 1.5 (halfway between steps 1 and 2), g = 0.6 at s = 2
+    for i, e in ((0, 0.5 * (a["energy"][0, 1] + a["energy"][0, 2])), (1, a["energy"][1, 2])):
+        np.testing.assert_allclose(a["lead"][i], [e[j, a["lead_band"][i, j]].mean() for j in range(L)])
+        np.testing.assert_allclose(a["trail"][i], [e[j, a["trail_band"][i, j]].mean() for j in range(L)])
+    assert meta["complete"] and meta["done"] == ["g=0", "g=0.6"]
+
+    class Killed(Exception):
+        pass
+
+    def kill(keys):
+        raise Killed
+
+    path = tmp_path / "killed.npz"
+    with pytest.raises(Killed):
+        run_protocol2(bundle, cfg, path, dtype=B64, progress=False, unit_callback=kill)
+    assert load_result(path)[0]["done"] == ["g=0"]
+    with ForwardCounter(bundle.transformer) as count:
+        run_protocol2(bundle, cfg, path, dtype=B64, progress=False)
+    assert count.calls == 1 + S  # one basis forward + S sampling steps, for the remaining g only
+    resumed = load_result(path)[1]
+    for key in a:
+        np.testing.assert_array_equal(resumed[key], a[key], err_msg=key)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(g=(1.2,)), r"g must lie in \[0, 1\], got 1.2"),
+        (dict(num_modes=9), r"num_modes must lie in \[1, 4\]"),
+        (dict(tau_spec=(1.0, 2.0)), "tau_spec needs one value per g"),
+        (dict(layers=(0, 7)), r"layers must lie in \[0, 1\], got 7"),
+        (dict(sigma=0.0), r"sigma must lie in \(0, inf\], got 0"),
+    ],
+)
+def test_config_validation(change, message):
+    base = Protocol2Config(g=(0.3,), num_seeds=4, num_steps=4)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(base, **change).resolved(tiny_bundle(B64))
