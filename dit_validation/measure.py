@@ -259,3 +259,84 @@ def mixture_moments(p: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarr
     mu4 = np.mean(p**4, axis=axis)
     m2 = np.sqrt(np.maximum(0.0, (3 * mu2**2 - mu4) / 2))
     return np.sqrt(m2), np.maximum(mu2 - m2, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Running replicas in the DiT: fixed mode basis, per-seed projections (Protocol II), common-mode states.
+
+
+def replica_projections(bundle, g_values, num_steps: int, seeds, sigma: float, layers, K: int,
+                        class_label: int = 0, device: str = "cpu"):
+    """Protocol II in one fixed basis: (r (L, K, N·D), λ⁽⁰⁾ (L, K), sq (G, S, L, K, M)).
+
+    The basis r_k^(ℓ) comes from the g = 0 step-0 differences V_{0,ℓ} (eq. 74, block outputs, dual Gram
+    eq. 43) and is shared by every g, so energies and (m_k, c_k) of different couplings are comparable.
+    sq[i, s, ℓ, k, m] = (r_kᵀ v_m)² after reverse step s at coupling g_values[i] (DDIM η = 0, eq. 67 init).
+    """
+    from .coupling import install_coupling
+    from .protocol2 import DifferenceCapture, gram_basis
+    from .sampler import initial_pairs, make_scheduler, predict_eps, sample_pairs
+
+    seeds = list(seeds)
+    M, S = len(seeds), num_steps
+    cap = DifferenceCapture(bundle.transformer, layers, False, M, S, K)
+    out = np.full((len(g_values), S, len(layers), K, M), np.nan)
+    try:
+        sched = make_scheduler(bundle, S)
+        shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
+        with install_coupling(bundle.transformer) as handle:
+            zA, zB = initial_pairs(seeds, shape, sigma)
+            cap.rows = list(range(M))
+            predict_eps(bundle, handle, torch.cat([zA, zB]).to(device), int(sched.timesteps[0]),
+                        np.zeros(M), class_label, 1.0)
+        lam0 = np.full((len(layers), K), np.nan)
+        basis = []
+        for j, ell in enumerate(layers):
+            cap.R[ell], lam = gram_basis(cap.V0.pop(ell), K)
+            lam0[j] = lam.cpu().numpy()
+            basis.append(cap.R[ell].cpu().numpy())
+        cap.mode = "project"
+        for i, g in enumerate(g_values):
+            cap.rows, cap.step = list(range(M)), 0
+            cap.sq[:] = np.nan
+            sample_pairs(bundle, seeds, g=float(g), num_steps=S, eta=0.0, sigma=sigma,
+                         class_label=class_label, guidance_scale=1.0, device=device, callback=cap.on_step)
+            out[i] = cap.sq
+    finally:
+        cap.remove()
+    return np.stack(basis), lam0, out
+
+
+@torch.no_grad()
+def common_mode_states(bundle, num_steps: int, seed: int, layers, steps, class_label: int = 0,
+                       device: str = "cpu") -> dict[tuple[int, int], torch.Tensor]:
+    """Symmetric states H0 (N, D) entering block ℓ at reverse step s: one unperturbed trajectory (σ = 0).
+
+    With σ = 0 the two replicas of eq. (67) coincide, so this is exactly the replica-symmetric point
+    H^A = H^B = H0 around which eq. (20)–(32) linearize. Keys (s, ℓ) for s in `steps`, ℓ in `layers`.
+    """
+    from .sampler import sample_pairs
+
+    states: dict[tuple[int, int], torch.Tensor] = {}
+    current = {"s": 0}
+    wanted = set(int(s) for s in steps)
+    blocks = bundle.transformer.transformer_blocks
+
+    def hook_for(ell: int):
+        def hook(_module, args):
+            if current["s"] in wanted:
+                states[(current["s"], ell)] = args[0][0].detach().double().cpu()  # replica A, (N, D)
+        return hook
+
+    handles = [blocks[ell].register_forward_pre_hook(hook_for(ell)) for ell in layers]
+
+    def on_step(s: int, _t: int, _z: torch.Tensor) -> None:
+        current["s"] = s + 1  # the next forward belongs to step s + 1
+
+    try:
+        sample_pairs(bundle, [seed], g=0.0, num_steps=num_steps, eta=0.0, sigma=0.0,
+                     class_label=class_label, guidance_scale=1.0, device=device, callback=on_step)
+    finally:
+        for h in handles:
+            h.remove()
+    return states
