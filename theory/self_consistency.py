@@ -164,5 +164,6 @@ def branch_stability(kappa: Any) -> np.ndarray:
     """
     k = as_float_array("kappa", kappa)
     u = branches(k)
-    deriv = k[..., None] / np.cosh(u) ** 2
+    e = np.exp(-2.0 * np.abs(u))
+    deriv = k[..., None] * 4.0 * e / (1.0 + e) ** 2  # κ sech²u without overflow at large |u|
     return np.abs(deriv) < 1.0
