@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from dit_validation.coupling import CoupledAttnProcessor, CouplingState, install_coupling
 from tests._dit_fixtures import tiny_bundle
+from theory import coupled_attention
 
 
 def _block_reference(q, k, v, g):
@@ -29,17 +30,8 @@ def _block_reference(q, k, v, g):
     return out_a, out_b
 
 
-def _qkv_through_processor(attn, x, g):
-    """Run the processor with identity-like projections replaced by the layer's own; return q,k,v, out."""
-    state = CouplingState()
-    state.set(g)
-    proc = CoupledAttnProcessor(state)
-    out = proc(attn, x)
-    return out
-
-
-def _attention_core(attn, x, g):
-    """Processor output with to_out undone: compare the per-head mixture against the reference."""
+def _attention_core(attn, x):
+    """Per-head q, k, v (B, H, N, d) float64 from the layer's own projections."""
     B, N, _ = x.shape
     H = attn.heads
     q = attn.to_q(x).view(B, N, H, -1).transpose(1, 2).double().numpy()
@@ -54,8 +46,10 @@ def test_processor_matches_float64_block_reference(g):
     attn = tiny_bundle(torch.float64).transformer.transformer_blocks[0].attn1
     x = torch.randn(2, 16, attn.to_q.in_features, dtype=torch.float64)  # one pair, N = 16 tokens
     with torch.no_grad():
-        out = _qkv_through_processor(attn, x, g)
-        q, k, v = _attention_core(attn, x, g)
+        state = CouplingState()
+        state.set(g)
+        out = CoupledAttnProcessor(state)(attn, x)
+        q, k, v = _attention_core(attn, x)
         W, b = attn.to_out[0].weight.double().numpy(), attn.to_out[0].bias.double().numpy()
     ref = np.empty((2, 16, W.shape[1]))
     for h in range(attn.heads):
@@ -67,9 +61,6 @@ def test_processor_matches_float64_block_reference(g):
 
 
 def test_processor_matches_theory_coupled_attention():
-    theory = pytest.importorskip("theory")
-    if not hasattr(theory, "coupled_attention"):
-        pytest.fail("theory.coupled_attention missing")
     attn = tiny_bundle(torch.float64).transformer.transformer_blocks[1].attn1
     torch.manual_seed(1)
     x = torch.randn(6, 16, attn.to_q.in_features, dtype=torch.float64)  # 3 pairs
@@ -78,13 +69,13 @@ def test_processor_matches_theory_coupled_attention():
     state.set(g)
     with torch.no_grad():
         out = CoupledAttnProcessor(state)(attn, x)
-        q, k, v = _attention_core(attn, x, g)
+        q, k, v = _attention_core(attn, x)
         W, b = attn.to_out[0].weight.double().numpy(), attn.to_out[0].bias.double().numpy()
     for p in range(3):
         qq = np.stack([q[p], q[p + 3]])  # (2, H, N, d): replicas on axis 0
         kk = np.stack([k[p], k[p + 3]])
         vv = np.stack([v[p], v[p + 3]])
-        ref = np.asarray(theory.coupled_attention(qq, kk, vv, float(g[p])))  # (2, H, N, d)
+        ref = np.asarray(coupled_attention(qq, kk, vv, float(g[p])))  # (2, H, N, d)
         ref = ref.transpose(0, 2, 1, 3).reshape(2, 16, -1) @ W.T + b
         np.testing.assert_allclose(out[[p, p + 3]].numpy(), ref, rtol=1e-10, atol=1e-12)
 
