@@ -104,7 +104,7 @@ def speciation_parameter(gamma: Any, m: Any, c: Any, eta: Any) -> np.ndarray | f
     """
     m_a, c_a, gamma_a = _modal_inputs(m, c, gamma)
     eta_a = as_float_array("eta", eta)
-    m_a, c_a, eta_a, gamma_a = _broadcast(gamma=gamma_a, m=m_a, c=c_a, eta=eta_a)
+    gamma_a, m_a, c_a, eta_a = _broadcast(gamma=gamma_a, m=m_a, c=c_a, eta=eta_a)
     bracket = (1.0 - eta_a) * c_a + gamma_a
     return _finish(gamma_a * m_a**2, c_a * bracket, "speciation_parameter")  # eq. (50)
 
@@ -182,9 +182,9 @@ def speciation_step(kappa: Any, steps: Any = None, axis: int = -1) -> np.ndarray
     k_i = np.take_along_axis(k, i[..., None], -1)[..., 0]
     i_prev = np.maximum(i - 1, 0)
     k_prev = np.take_along_axis(k, i_prev[..., None], -1)[..., 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # i = 0 rows (0/0) are replaced below
         frac = np.where(np.isinf(k_i), 1.0, (1.0 - k_prev) / (k_i - k_prev))
-    out = s[i_prev] + frac * (s[i] - s[i_prev])
+        out = s[i_prev] + frac * (s[i] - s[i_prev])
     out = np.where(i == 0, s[0], out)
     out = np.where(any_above, out, np.inf)
     return _out(out)
