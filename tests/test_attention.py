@@ -112,7 +112,7 @@ def test_mixture_formula(backend, shape):
 
 
 @given(g=st.floats(0.0, 1.0))
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_mixture_weights_sum_to_one(g):
     w_intra, w_inter = mixture_weights(g)
     assert w_intra + w_inter == pytest.approx(1.0, abs=1e-15)
@@ -122,7 +122,7 @@ def test_mixture_weights_sum_to_one(g):
 
 @given(seed=st.integers(0, 2**32 - 1), N=st.integers(1, 12), d=st.integers(1, 6),
        g=st.floats(0.0, 1.0), log_temp=st.floats(-3.0, 3.0))
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 def test_properties_random(seed, N, d, g, log_temp):
     """(i)–(iii) for random shapes and logit temperatures from one-hot to uniform (numpy)."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,318 @@
+"""Appendix B: exact softmax identities and the routing-dominance bounds, eq. (85)–(106).
+
+Every function takes numpy arrays with optional leading batch/head axes,
+A0: (..., N, N) row-stochastic, dS: (..., N, N) logit perturbation, V0, dV: (..., N, d),
+computes in float64 and returns BOTH sides of the statement so that ``dit_validation`` can
+report "measured vs Appendix B" per DiT layer and head:
+
+* identities -> :class:`IdentityCheck` (lhs, rhs) with ``max_abs_error``;
+* bounds     -> :class:`BoundCheck` (value, bound, kind) with ``holds`` and ``ratio``.
+
+Norms. ‖X‖ on token-space matrices is the Frobenius norm (the paper's derivation of (99)
+sums squared row norms, which is exactly Frobenius); ‖δS‖_max is the largest absolute entry;
+λ⊥ = ‖A0 P⊥‖₂ is the spectral norm (operator norm that makes (103) -> (104) valid with
+Frobenius norms on δV, because ‖M X‖_F ≤ ‖M‖₂ ‖X‖_F).
+
+Findings while checking the statements (tested in tests/test_appendix_b.py):
+
+* (99) is valid as written with Frobenius norms: summing (98) over the N rows gives
+  ‖δA V0‖_F² ≤ Σ_i 4‖δS_i‖∞²/N_eff^(i) ‖P⊥V0‖_F² ≤ 4N‖δS‖²_max/N_eff^min ‖P⊥V0‖_F².
+* The prefactor √N/√N_eff^min is ≥ 1 for every A0 (N_eff ≤ N), so the bound itself offers no
+  N_eff^{-1/2} suppression at N = 1024 as the text after (106) suggests: the √N from summing
+  rows cancels it exactly for diffuse attention. The suppression in (105) comes only from
+  ‖δS‖_max, ε_V0 and ‖P0V0‖/‖P0δV‖ (notebooks/02_appendix_b_explorer.ipynb shows that the
+  *measured* ratio does fall like N^{-1/2} for incoherent logit perturbations; the bound
+  does not capture it).
+* (104)/(105) need 1 − λ⊥ ε_δV > 0; otherwise (104) is vacuous (a non-positive lower bound)
+  and we return ``bound = inf`` for (105). λ⊥ may exceed 1 (a row-stochastic A0 has
+  spectral norm up to √N), so the condition is not automatic even when ε_δV < 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ._validate import as_float_array, check_positive_int
+
+__all__ = [
+    "BoundCheck",
+    "IdentityCheck",
+    "DominanceReport",
+    "projectors",
+    "softmax_jacobian",
+    "delta_A",
+    "n_eff",
+    "coherence",
+    "lambda_perp",
+    "identity_eq89",
+    "identity_eq90",
+    "identity_eq91",
+    "identity_A0P0",
+    "bound_eq95",
+    "bound_eq97",
+    "bound_eq98",
+    "bound_eq99",
+    "bound_eq104",
+    "bound_eq105",
+    "dominance_report",
+]
+
+# Slack for round-off when a bound is attained (e.g. 0 = 0 or a one-hot row): relative to
+# the bound's magnitude, far below any physically meaningful violation.
+BOUND_RTOL = 1e-12
+
+
+@dataclass(frozen=True, eq=False)
+class BoundCheck:
+    """Both sides of an inequality: ``value ≤ bound`` (kind "upper") or ``value ≥ bound`` ("lower")."""
+
+    value: np.ndarray
+    bound: np.ndarray
+    kind: Literal["upper", "lower"] = "upper"
+
+    @property
+    def holds(self) -> np.ndarray:
+        """Elementwise truth of the inequality, with a relative round-off slack BOUND_RTOL."""
+        slack = BOUND_RTOL * np.abs(self.bound) + 1e-300
+        with np.errstate(invalid="ignore"):
+            if self.kind == "upper":
+                return np.asarray(self.value <= self.bound + slack)
+            return np.asarray(self.value >= self.bound - slack)
+
+    @property
+    def all_hold(self) -> bool:
+        return bool(np.all(self.holds))
+
+    @property
+    def ratio(self) -> np.ndarray:
+        """value / bound (≤ 1 means an upper bound holds); 0/0 -> 0, x/inf -> 0."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.asarray(self.value / self.bound, dtype=np.float64)
+        return np.where((self.value == 0) & (self.bound == 0), 0.0, r)
+
+
+@dataclass(frozen=True, eq=False)
+class IdentityCheck:
+    """Both sides of an exact identity lhs = rhs."""
+
+    lhs: np.ndarray
+    rhs: np.ndarray
+
+    @property
+    def max_abs_error(self) -> float:
+        return float(np.max(np.abs(self.lhs - self.rhs), initial=0.0))
+
+
+def _A0(A0: Any) -> np.ndarray:
+    A = as_float_array("A0", A0)
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"A0 must have shape (..., N, N), got {A.shape}")
+    if np.any(A < 0) or not np.allclose(A.sum(-1), 1.0, rtol=0, atol=1e-9):
+        raise ValueError("A0 must be row-stochastic (nonnegative, rows summing to 1), eq. (18)")
+    return A
+
+
+def _tokens(name: str, X: Any, N: int) -> np.ndarray:
+    arr = as_float_array(name, X)
+    if arr.ndim < 2 or arr.shape[-2] != N:
+        raise ValueError(f"{name} must have shape (..., N={N}, d), got {arr.shape}")
+    return arr
+
+
+def _dS(dS: Any, A0: np.ndarray) -> np.ndarray:
+    arr = as_float_array("dS", dS)
+    if arr.shape[-2:] != A0.shape[-2:]:
+        raise ValueError(f"dS must have shape (..., N, N) like A0 {A0.shape}, got {arr.shape}")
+    return arr
+
+
+def _fro(X: np.ndarray) -> np.ndarray:
+    """Frobenius norm over the last two axes."""
+    return np.sqrt(np.sum(X * X, axis=(-2, -1)))
+
+
+def projectors(N: int) -> tuple[np.ndarray, np.ndarray]:
+    """P0 = 11ᵀ/N onto constant tokens and P⊥ = I − P0 onto mean-free tokens, eq. (85)."""
+    N = check_positive_int("N", N)
+    P0 = np.full((N, N), 1.0 / N)  # eq. (85)
+    return P0, np.eye(N) - P0
+
+
+def _mean_free(X: np.ndarray) -> np.ndarray:
+    """P⊥ X without forming P⊥ (subtract the token mean), eq. (85)–(86)."""
+    return X - X.mean(axis=-2, keepdims=True)
+
+
+def softmax_jacobian(A0: Any) -> np.ndarray:
+    """∂A_ij/∂S_ik = A_ij(δ_jk − A_ik), eq. (87); returns (..., N, N, N) indexed [i, j, k]."""
+    A = _A0(A0)
+    N = A.shape[-1]
+    return A[..., :, :, None] * (np.eye(N) - A[..., :, None, :])  # eq. (87)
+
+
+def delta_A(A0: Any, dS: Any) -> np.ndarray:
+    """First-order softmax response δA_ij = A_ij(δS_ij − Σ_k A_ik δS_ik), eq. (88)."""
+    A = _A0(A0)
+    D = _dS(dS, A)
+    return A * (D - np.sum(A * D, axis=-1, keepdims=True))  # eq. (88)
+
+
+def n_eff(A0: Any) -> np.ndarray:
+    """Effective attention width per row N_eff^(i) = 1/Σ_j A_ij², eq. (92); shape (..., N)."""
+    A = _A0(A0)
+    return 1.0 / np.sum(A * A, axis=-1)  # eq. (92)
+
+
+def coherence(X: Any, name: str = "X") -> np.ndarray:
+    """Token incoherence ε = ‖P⊥X‖_F/‖P0X‖_F (ε_V0 of (100), ε_δV of (102)); inf if P0X = 0."""
+    arr = as_float_array(name, X)
+    num = _fro(_mean_free(arr))
+    den = _fro(arr - _mean_free(arr))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, 0.0))
+
+
+def lambda_perp(A0: Any) -> np.ndarray:
+    """λ⊥ = ‖A0 P⊥‖₂, the spectral norm of attention on mean-free tokens, eq. (103)."""
+    A = _A0(A0)
+    return np.linalg.svd(_mean_free(A.swapaxes(-1, -2)).swapaxes(-1, -2), compute_uv=False)[..., 0]
+
+
+def identity_eq89(A0: Any, dS: Any) -> IdentityCheck:
+    """δA 1 = 0: first-order rows of a softmax sum to zero, eq. (89). Shapes (..., N)."""
+    dA = delta_A(A0, dS)
+    s = dA.sum(axis=-1)  # eq. (89)
+    return IdentityCheck(s, np.zeros_like(s))
+
+
+def identity_eq90(A0: Any, dS: Any, V0: Any) -> IdentityCheck:
+    """δA V0 = δA P⊥ V0: pattern modulation is blind to constant tokens, eq. (90)."""
+    dA = delta_A(A0, dS)
+    V = _tokens("V0", V0, dA.shape[-1])
+    return IdentityCheck(dA @ V, dA @ _mean_free(V))  # eq. (90)
+
+
+def identity_A0P0(A0: Any) -> IdentityCheck:
+    """A0 P0 = P0 for a row-stochastic A0 (stated after eq. 89)."""
+    A = _A0(A0)
+    P0, _ = projectors(A.shape[-1])
+    return IdentityCheck(A @ P0, np.broadcast_to(P0, A.shape))
+
+
+def identity_eq91(A0: Any, dV: Any) -> IdentityCheck:
+    """A0 δV = P0 δV + A0 P⊥ δV: routing preserves the constant-token part, eq. (91)."""
+    A = _A0(A0)
+    D = _tokens("dV", dV, A.shape[-1])
+    P0D = D - _mean_free(D)
+    return IdentityCheck(A @ D, P0D + A @ _mean_free(D))  # eq. (91)
+
+
+def bound_eq95(A0: Any, dS: Any) -> BoundCheck:
+    """|δA_ij| ≤ 2 A_ij ‖δS_i‖∞, eq. (95)–(96); value and bound are (..., N, N)."""
+    A = _A0(A0)
+    D = _dS(dS, A)
+    row_inf = np.max(np.abs(D), axis=-1, keepdims=True)  # eq. (96)
+    return BoundCheck(np.abs(delta_A(A, D)), 2.0 * A * row_inf)  # eq. (95)
+
+
+def bound_eq97(A0: Any, dS: Any) -> BoundCheck:
+    """Σ_j δA_ij² ≤ 4‖δS_i‖∞²/N_eff^(i), eq. (97); value and bound are (..., N)."""
+    A = _A0(A0)
+    D = _dS(dS, A)
+    row_inf = np.max(np.abs(D), axis=-1)
+    dA = delta_A(A, D)
+    return BoundCheck(np.sum(dA * dA, axis=-1), 4.0 * row_inf**2 / n_eff(A))  # eq. (97)
+
+
+def bound_eq98(A0: Any, dS: Any, V0: Any) -> BoundCheck:
+    """‖(δA V0)_i‖² ≤ 4‖δS_i‖∞²/N_eff^(i) Σ_j ‖ε_j‖², ε = P⊥V0, eq. (98); shapes (..., N)."""
+    A = _A0(A0)
+    D = _dS(dS, A)
+    V = _tokens("V0", V0, A.shape[-1])
+    row = delta_A(A, D) @ V  # eq. (93), (..., N, d)
+    eps_sq = np.sum(_mean_free(V) ** 2, axis=(-2, -1))[..., None]
+    row_inf = np.max(np.abs(D), axis=-1)
+    return BoundCheck(np.sum(row * row, axis=-1), 4.0 * row_inf**2 / n_eff(A) * eps_sq)  # eq. (98)
+
+
+def bound_eq99(A0: Any, dS: Any, V0: Any) -> BoundCheck:
+    """‖δA V0‖_F ≤ 2√N/√N_eff^min ‖δS‖_max ‖P⊥V0‖_F, eq. (99) (Frobenius norms); shape (...)."""
+    A = _A0(A0)
+    D = _dS(dS, A)
+    V = _tokens("V0", V0, A.shape[-1])
+    N = A.shape[-1]
+    n_min = np.min(n_eff(A), axis=-1)
+    dS_max = np.max(np.abs(D), axis=(-2, -1))
+    bound = 2.0 * np.sqrt(N / n_min) * dS_max * _fro(_mean_free(V))  # eq. (99)
+    return BoundCheck(_fro(delta_A(A, D) @ V), bound)
+
+
+def bound_eq104(A0: Any, dV: Any) -> BoundCheck:
+    """Lower bound ‖A0 δV‖_F ≥ (1 − λ⊥ ε_δV)‖P0 δV‖_F, eq. (101)–(104) (kind "lower").
+
+    ε_δV = ‖P⊥δV‖_F/‖P0δV‖_F (102) and λ⊥ = ‖A0P⊥‖₂ (103) are computed from the data, so
+    (1 − λ⊥ε_δV)‖P0δV‖ is evaluated as ‖P0δV‖ − λ⊥‖P⊥δV‖ (no inf·0 when P0δV = 0). A
+    non-positive bound is vacuous but still returned (it trivially holds).
+    """
+    A = _A0(A0)
+    D = _tokens("dV", dV, A.shape[-1])
+    Dperp = _mean_free(D)
+    bound = _fro(D - Dperp) - lambda_perp(A) * _fro(Dperp)  # eq. (104)
+    return BoundCheck(_fro(A @ D), bound, kind="lower")
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, 0.0))
+
+
+def bound_eq105(A0: Any, dS: Any, V0: Any, dV: Any) -> BoundCheck:
+    """Dominance ratio ‖δA V0‖/‖A0 δV‖ ≤ 2√N‖δS‖_max ε_V0 ‖P0V0‖ / (√N_eff^min (1−λ⊥ε_δV)‖P0δV‖), eq. (105).
+
+    ε_V0‖P0V0‖ is evaluated as ‖P⊥V0‖ (same number, no inf·0). The bound is ``inf`` where
+    1 − λ⊥ε_δV ≤ 0 or P0δV = 0 (the premise of (104) fails; nothing is claimed there).
+    """
+    A = _A0(A0)
+    b99 = bound_eq99(A, dS, V0)
+    b104 = bound_eq104(A, dV)
+    ratio = _ratio(b99.value, b104.value)
+    bound = np.where(b104.bound > 0, b99.bound / np.where(b104.bound > 0, b104.bound, 1.0), np.inf)
+    return BoundCheck(ratio, bound)  # eq. (105)
+
+
+@dataclass(frozen=True, eq=False)
+class DominanceReport:
+    """Measured pattern/routing ratio and every ingredient of eq. (105); arrays of shape (...)."""
+
+    ratio: np.ndarray  # ‖δA V0‖_F / ‖A0 δV‖_F, measured
+    bound: np.ndarray  # right-hand side of (105); inf where 1 − λ⊥ε_δV ≤ 0
+    n_eff_min: np.ndarray  # min_i N_eff^(i), eq. (92)
+    eps_V0: np.ndarray  # ‖P⊥V0‖/‖P0V0‖, eq. (100)
+    eps_dV: np.ndarray  # ‖P⊥δV‖/‖P0δV‖, eq. (102)
+    lambda_perp: np.ndarray  # ‖A0P⊥‖₂, eq. (103)
+    dS_max: np.ndarray  # ‖δS‖_max
+
+    @property
+    def holds(self) -> np.ndarray:
+        return BoundCheck(self.ratio, self.bound).holds
+
+
+def dominance_report(A0: Any, dS: Any, V0: Any, dV: Any) -> DominanceReport:
+    """Measured ‖δA V0‖/‖A0 δV‖ vs the Appendix B bound (105), with N_eff^min, ε_V0, ε_δV, λ⊥."""
+    A = _A0(A0)
+    D = _dS(dS, A)
+    V = _tokens("V0", V0, A.shape[-1])
+    dVa = _tokens("dV", dV, A.shape[-1])
+    b105 = bound_eq105(A, D, V, dVa)
+    return DominanceReport(
+        ratio=b105.value,
+        bound=b105.bound,
+        n_eff_min=np.min(n_eff(A), axis=-1),
+        eps_V0=coherence(V, "V0"),
+        eps_dV=coherence(dVa, "dV"),
+        lambda_perp=lambda_perp(A),
+        dS_max=np.max(np.abs(D), axis=(-2, -1)),
+    )
