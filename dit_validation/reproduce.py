@@ -100,7 +100,7 @@ def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePl
     else:
         raise ValueError(f"grid must be 'quick' or 'full', got {grid!r}")
     cmp_mod = _compare_module()
-    cmp_cfg = None if cmp_mod is None else cmp_mod.reproduce_config(grid)
+    cmp_cfg = None if cmp_mod is None else (cmp_mod.FULL if grid == "full" else cmp_mod.QUICK)
     return ReproducePlan(
         model=model, grid=grid, protocol1=p1, protocol2=p2, theory=TheoryRunConfig(g=PAPER_G), compare=cmp_cfg
     )
@@ -170,14 +170,18 @@ def run_reproduce(
     overwrite: bool = False,
     encoder: str | None = None,
     batch_size: int | None = None,
+    plan: ReproducePlan | None = None,
 ) -> dict[str, Path]:
     """Run every stage (skipping finished ones) and render all figures; returns kind → result path.
 
-    Raises ``RuntimeError`` naming the stage when a stage's API is unavailable (never a faked file).
+    ``plan`` overrides the grids of :func:`make_plan` (tests use a tiny one). Raises ``RuntimeError``
+    naming the stage when a stage is unavailable or fails — after rendering the figures of the stages
+    that did run, and never with a faked result file.
     """
     from .models import resolve_model
 
-    plan = make_plan(model, grid, encoder)
+    plan = make_plan(model, grid, encoder) if plan is None else plan
+    model = plan.model
     if batch_size is not None:
         plan = replace(
             plan,
@@ -214,18 +218,26 @@ def run_reproduce(
     if cmp_mod is None or plan.compare is None:
         failed.append("compare (dit_validation.compare is not available in this installation)")
     else:
-        _stage(
-            "compare",
-            files["compare"],
-            lambda: cmp_mod.run_compare(bundle, plan.compare, files["compare"], **kw),
-            overwrite,
-        )
-        _stage(
-            "theory_compare",
-            files["theory"],
-            lambda: run_theory(replace(plan.theory, model=bundle.name), files["theory"], files["compare"]),
-            overwrite=True,
-        )
+        try:
+            _stage(
+                "compare",
+                files["compare"],
+                # compare writes <out>/compare.npz (+ compare.md) itself and is not resumable: one unit
+                lambda: cmp_mod.run_compare(bundle, plan.compare, out, device=str(device), model_name=model),
+                overwrite,
+            )
+        except Exception as exc:  # noqa: BLE001 - reported loudly below, after the other figures are drawn
+            logger.exception("stage compare failed")
+            failed.append(f"compare ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        else:
+            _stage(
+                "theory_compare",
+                files["theory"],
+                lambda: run_theory(
+                    replace(plan.theory, model=bundle.name), files["theory"], files["compare"]
+                ),
+                overwrite=True,
+            )
     fig_dir = out / "figures"
     written = render_figures({load_result(p)[0]["kind"]: p for p in files.values() if p.is_file()}, fig_dir)
     logger.info("stage figures: %d files in %s", len(written), fig_dir)
@@ -360,11 +372,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         if device.type == "cuda" and not torch.cuda.is_available():
             parser.error(f"--device {args.device} requested but CUDA is not available; use --device cpu")
         grid_name = args.grid or ("full" if device.type == "cuda" else "quick")
+        out = args.out if args.out is not None else default_out(args.model, grid_name)
         try:
             paths = run_reproduce(
                 args.model,
                 grid_name,
-                args.out,
+                out,
                 device=device,
                 dtype=DTYPES[args.dtype],
                 progress=not args.quiet,
@@ -373,6 +386,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                 batch_size=args.batch_size,
             )
         except (ModelNotFoundError, ConfigMismatchError, ValueError, RuntimeError) as exc:
+            if (Path(out) / "summary.txt").is_file():  # a late stage failed: show what did run
+                print((Path(out) / "summary.txt").read_text())
             parser.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         print(summary_text(paths))
         return 0
