@@ -133,7 +133,9 @@ class DifferenceCapture:
         self.V0: dict[int, torch.Tensor] = {}
         self.R: dict[int, torch.Tensor] = {}
         self.M = M
-        self.sq = np.full((S, len(self.layers), K, M), np.nan)
+        self._shape = (S, len(self.layers), K, M)
+        # (V_{s,ℓ} r_k)² per seed, kept on the model's device so hooks never synchronize with it
+        self.sq: torch.Tensor | None = None
         blocks = transformer.transformer_blocks
         self._handles = [
             blocks[ell].register_forward_hook(self._hook(j, ell)) for j, ell in enumerate(self.layers)
@@ -152,7 +154,9 @@ class DifferenceCapture:
                 self.V0[ell][self.rows] = v
             else:
                 proj = v @ self.R[ell].T  # (P, K)
-                self.sq[self.step, j][:, self.rows] = proj.pow(2).T.cpu().numpy()
+                if self.sq is None:
+                    self.sq = torch.full(self._shape, float("nan"), dtype=torch.float64, device=v.device)
+                self.sq[self.step, j][:, self.rows] = proj.pow(2).T
 
         return hook
 
@@ -282,7 +286,8 @@ def energies_for_g(
     finally:
         cap.remove()
     # eq. (75): ||V_s r_k||² / ||V_0 r_k||² with ||V_0 r_k||² = M λ_k^(0); per seed: (v_m·r_k)²/λ_k^(0)
-    return lam0, cap.sq / lam0[None, :, :, None]
+    sq = cap.sq.cpu().numpy() if cap.sq is not None else np.full(cap._shape, np.nan)
+    return lam0, sq / lam0[None, :, :, None]
 
 
 def run_protocol2(
