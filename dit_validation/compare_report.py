@@ -1,0 +1,141 @@
+"""Summaries of a compare run (issue #5): rank correlations, gap-vs-ρ(g) fits, §2.7 predictions, Markdown.
+
+Pure functions over the compare arrays (docs/DESIGN.md, "compare arrays"); `compare.py` calls them and
+`paper_figs` may too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import spearmanr
+
+PREDICTIONS = ("hierarchy", "depth_localization", "natural_gap", "collapse")
+
+
+def spearman_per(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`spearman` (G, L): rank correlation over modes of predicted vs measured per-mode steps (NaN if flat)."""
+    pred, meas = a["s_spec_pred"], a["s_spec_meas"]
+    G, L, _ = pred.shape
+    out = np.full((G, L), np.nan)
+    big = 1e6  # never-speciating modes rank last (inf → a common large value)
+    for i in range(G):
+        for j in range(L):
+            x, y = np.nan_to_num(pred[i, j], posinf=big), np.nan_to_num(meas[i, j], posinf=big)
+            if np.ptp(x) > 0 and np.ptp(y) > 0:
+                out[i, j] = spearmanr(x, y).statistic
+    return {"spearman": out}
+
+
+def _linfit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(slope, intercept, R²) of y ≈ slope·x + intercept over finite points; NaNs if < 3 points."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0:
+        return np.full(3, np.nan)
+    slope, icpt = np.polyfit(x[ok], y[ok], 1)
+    resid = y[ok] - (slope * x[ok] + icpt)
+    tot = np.sum((y[ok] - y[ok].mean()) ** 2)
+    return np.array([slope, icpt, 1 - np.sum(resid**2) / tot if tot > 0 else np.nan])
+
+
+def _bands(K: int) -> tuple[slice, slice]:
+    """Leading / trailing quarter of K modes (as protocol2's default bands)."""
+    n = max(1, int(round(K / 4)))
+    return slice(0, n), slice(K - n, K)
+
+
+def gap_fit(a: dict[str, np.ndarray], tau: float) -> dict[str, np.ndarray]:
+    """Measured G_int − 1 at s = τ (eq. 80) and predicted Δs_v (eq. 65), each (G, L), with fits in ρ(g)."""
+    energy = a["energy"]  # (G, S, L, K)
+    G, S, L, K = energy.shape
+    lead, trail = _bands(K)
+    s = float(np.clip(tau if np.isfinite(tau) else S / 2, 0, S - 1))
+    lo, w = int(np.floor(s)), s - np.floor(s)
+    e = (1 - w) * energy[:, lo] + w * energy[:, min(lo + 1, S - 1)]  # (G, L, K) at s = τ
+    with np.errstate(all="ignore"):
+        gap_meas = e[..., trail].mean(-1) / e[..., lead].mean(-1) - 1.0  # G_int − 1, eq. (80)
+        sp = a["s_spec_pred"]
+        gap_pred = sp[..., trail].mean(-1) - sp[..., lead].mean(-1)  # Δs_v, eq. (65) on the bands
+    gap_pred = np.where(np.isfinite(gap_pred), gap_pred, np.nan)
+    rho = a["rho"]
+    return {
+        "gap_meas": gap_meas,
+        "gap_pred": gap_pred,
+        "gap_fit_meas": np.stack([_linfit(rho, gap_meas[:, j]) for j in range(L)]),
+        "gap_fit_pred": np.stack([_linfit(rho, gap_pred[:, j]) for j in range(L)]),
+    }
+
+
+def predictions(a: dict[str, np.ndarray], dataset: str) -> dict[str, np.ndarray]:
+    """The four predictions of §2.7 with a signed margin (> 0 holds).
+
+    hierarchy: mixture — the DiT's clone τ increases from global to local factors (margin: smallest
+        consecutive increase, steps); digits — leading modes' predicted speciation precedes trailing ones at
+        g = 0 in the last block (margin: Δs_v).
+    depth_localization: |G_int − 1| at g = 0 in the last block minus its largest value over the first half
+        of the blocks.
+    natural_gap: G_int − 1 at g = 0 in the last block (trailing modes retain more energy, eq. 80).
+    collapse: gap at g = 0 minus gap at g = 1 in the last block, and a positive slope in ρ(g).
+    """
+    gm = a["gap_meas"]  # (G, L)
+    L = gm.shape[1]
+    g = a["g"]
+    i0, i1 = int(np.argmin(np.abs(g - 0.0))), int(np.argmin(np.abs(g - 1.0)))
+    if dataset == "mixture" and a["tau_dit"].size > 1:
+        hier = float(np.min(np.diff(a["tau_dit"])))
+    else:
+        hier = float(a["gap_pred"][i0, -1]) if np.isfinite(a["gap_pred"][i0, -1]) else np.nan
+    depth = float(np.abs(gm[i0, -1]) - np.nanmax(np.abs(gm[i0, : max(1, L // 2)])))
+    natural = float(gm[i0, -1])
+    slope = a["gap_fit_meas"][-1, 0]
+    collapse = float(gm[i0, -1] - gm[i1, -1]) if np.isfinite(slope) and slope > 0 else -abs(
+        float(gm[i0, -1] - gm[i1, -1]))
+    margin = np.array([hier, depth, natural, collapse])
+    return {"prediction_names": np.array(PREDICTIONS), "prediction_margin": margin,
+            "prediction_holds": np.isfinite(margin) & (margin > 0)}
+
+
+def _fmt(x: float, nd: int = 2) -> str:
+    return "—" if not np.isfinite(x) else f"{x:.{nd}f}"
+
+
+def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
+    """compare.md: the four sections as Markdown tables."""
+    cfg = meta["config"]
+    lines = [f"# Predicted vs measured — {cfg['model']} ({cfg['dataset']}, {cfg['grid']} grid)", "",
+             f"S = {cfg['num_steps']} steps, clone M = {cfg['clone_seeds']}, Protocol II M = {cfg['pair_seeds']}, "
+             f"K = {cfg['num_modes']}, device {cfg['device']}, {cfg['wall_time_s']:.0f} s.", "",
+             "## 1. Per-factor speciation step τ (g = 0 shared-noise clones)", ""]
+    if "tau_kappa" in a:
+        lines += ["| factor | κ_f = 1 (exact) | clone theory | exact-score sampler [95% CI] | DiT [95% CI] | DiT − exact |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for f in range(a["tau_dit"].size):
+            lines.append(
+                f"| {f} | {_fmt(a['tau_kappa'][f])} | {_fmt(a['tau_theory'][f])} | {_fmt(a['tau_exact'][f])} "
+                f"[{_fmt(a['tau_exact_ci'][f, 0])}, {_fmt(a['tau_exact_ci'][f, 1])}] | {_fmt(a['tau_dit'][f])} "
+                f"[{_fmt(a['tau_dit_ci'][f, 0])}, {_fmt(a['tau_dit_ci'][f, 1])}] | "
+                f"{_fmt(a['tau_dit'][f] - a['tau_exact'][f])} |")
+    else:
+        lines += [f"Class agreement (digits CNN): τ = {_fmt(a['tau_dit'][0])} "
+                  f"[{_fmt(a['tau_dit_ci'][0, 0])}, {_fmt(a['tau_dit_ci'][0, 1])}]"]
+    lines += ["", "## 2. Mode ordering and block quantities (last block, first measured step with γ)", "",
+              "| g | ρ(g) | Spearman (last block) | Δs_v predicted | G_int − 1 measured |", "| --- | --- | --- | --- | --- |"]
+    for i, gi in enumerate(a["g"]):
+        lines.append(f"| {gi:g} | {a['rho'][i]:.3f} | {_fmt(a['spearman'][i, -1])} | {_fmt(a['gap_pred'][i, -1])} "
+                     f"| {_fmt(a['gap_meas'][i, -1], 3)} |")
+    lines += ["", "| block | median χ | median π | median λ^MLP | median cross | median γ | "
+              "max abs(Σ − quad_full) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for j in range(a["chi"].shape[1]):
+        resid = np.abs(a["chi"][:, j] + a["pi"][:, j] + a["lambda_mlp"][:, j] + a["cross"][:, j]
+                       - a["quad_full"][:, j])
+        lines.append(f"| {j} | {_fmt(np.nanmedian(a['chi'][:, j]), 4)} | {_fmt(np.nanmedian(a['pi'][:, j]), 4)} | "
+                     f"{_fmt(np.nanmedian(a['lambda_mlp'][:, j]), 4)} | {_fmt(np.nanmedian(a['cross'][:, j]), 4)} | "
+                     f"{_fmt(np.nanmedian(a['gamma'][:, j]), 4)} | {np.nanmax(resid):.1e} |")
+    lines += ["", "## 3. Gap vs ρ(g) (linear fit, last block)", "",
+              "| quantity | slope | intercept | R² |", "| --- | --- | --- | --- |"]
+    for key, label in (("gap_fit_meas", "measured G_int − 1"), ("gap_fit_pred", "predicted Δs_v")):
+        s, c, r2 = a[key][-1]
+        lines.append(f"| {label} | {_fmt(s, 3)} | {_fmt(c, 3)} | {_fmt(r2, 3)} |")
+    lines += ["", "## 4. Predictions of §2.7", "", "| prediction | holds | margin |", "| --- | --- | --- |"]
+    for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
+        lines.append(f"| {n} | {'yes' if h else 'NO'} | {_fmt(float(m), 3)} |")
+    return "\n".join(lines) + "\n"
