@@ -148,3 +148,20 @@ def test_decode_uses_vae_scaling_factor_from_config():
         ref = (vae.decode(z / 0.37).sample / 2 + 0.5).clamp(0, 1)
     torch.testing.assert_close(decode_images(bundle, z), ref)
     assert Protocol1Config().resolved(bundle).pool == 4  # default pool from the decoded image side
+
+
+def test_encoder_registry():
+    from dit_validation.encoders import ENCODERS, get_encoder, register_encoder
+
+    bundle = tiny_bundle(torch.float64)
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    assert get_encoder("pixels", bundle)(x).shape == (3, 64)
+    with pytest.raises(RuntimeError, match="encoder 'resnet50' needs"):
+        get_encoder("resnet50", bundle)
+    with pytest.raises(ValueError, match=r"encoder must be one of \[.*'pixels'.*\], got 'nope'"):
+        get_encoder("nope", bundle)
+    register_encoder("test-mean", lambda b, d: lambda im: im.mean(dim=(2, 3)))
+    try:
+        assert get_encoder("test-mean", bundle)(x).shape == (3, 1)
+    finally:
+        ENCODERS.pop("test-mean")
