@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,3 +261,23 @@ def test_harness_catches_a_wrong_bound(wrong):
                    settings=settings(max_examples=2000, database=None))
     assert violated(example, {"wrong": wrong}) == ["wrong"]
     assert violated(example, BOUNDS) == []  # ... while the correct bounds hold there
+
+
+# ---------------------------------------------------------------------------------- notebook
+
+
+@pytest.mark.slow
+def test_explorer_notebook_runs_tiny(monkeypatch):
+    """notebooks/02_appendix_b_explorer.ipynb is stored without outputs and runs at the CI grid."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "02_appendix_b_explorer.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") and c.get("execution_count") is None
+               for c in nb.cells if c.cell_type == "code")
+    monkeypatch.setenv("SYNCHROGAP_NOTEBOOK_TINY", "1")
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "measured ratio ~ N^" in text and "saved" in text
