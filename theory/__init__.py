@@ -47,6 +47,67 @@ from .linearization import (
     routing_term,
     softmax_jvp,
 )
+from .mixture import (
+    fixed_point_residual,
+    lambda_eff,
+    mixture_log_density,
+    mixture_score,
+    nonlinear_remainder,
+    one_block_map,
+)
+from .modal_snr import (
+    cumulative_gain,
+    eta,
+    eta_routing_dominant,
+    modal_snr,
+    modal_snr_expanded,
+    modal_snr_routing_dominant,
+    propagated_snr,
+    snr_validity,
+    speciation_parameter,
+    speciation_step,
+    synchronization_gap,
+)
+from .ou import (
+    common_difference,
+    from_common_difference,
+    init_replicas,
+    linear_transition,
+    mode_variance,
+    simulate_replicas,
+)
+from .ou_data import (
+    GaussianData,
+    GaussianMixtureData,
+    assign_component,
+    marginal_variance,
+    responsibilities,
+    score,
+    symmetric_mixture,
+)
+from .schedules import (
+    DDPMSchedule,
+    VPSchedule,
+    alpha,
+    beta,
+    beta_integral,
+    sampling_timesteps,
+    sigma2,
+    step_to_time,
+    time_to_step,
+)
+from .self_consistency import branch_stability, branches, solve_self_consistency
+from .speciation import (
+    biroli_speciation_time,
+    biroli_speciation_time_vp,
+    decoupling_same_fraction,
+    ou_time_to_vp_time,
+    same_component_fraction,
+    sample_marginal,
+    split_probability_exact,
+    split_probability_simulated,
+    vp_time_to_ou_time,
+)
 
 __all__ = [
     # coupled attention, eq. (16)-(19)
@@ -92,6 +153,63 @@ __all__ = [
     "bound_eq104",
     "bound_eq105",
     "dominance_report",
+    # schedules, eq. (1)-(3) + DiT's discrete DDPM schedule
+    "VPSchedule",
+    "DDPMSchedule",
+    "beta",
+    "beta_integral",
+    "alpha",
+    "sigma2",
+    "sampling_timesteps",
+    "step_to_time",
+    "time_to_step",
+    # coupled OU replicas, eq. (4)-(10)
+    "GaussianData",
+    "GaussianMixtureData",
+    "symmetric_mixture",
+    "marginal_variance",
+    "score",
+    "responsibilities",
+    "assign_component",
+    "common_difference",
+    "from_common_difference",
+    "init_replicas",
+    "simulate_replicas",
+    "linear_transition",
+    "mode_variance",
+    # single-trajectory speciation (Biroli et al. 2024) and its measurement
+    "biroli_speciation_time",
+    "biroli_speciation_time_vp",
+    "ou_time_to_vp_time",
+    "vp_time_to_ou_time",
+    "split_probability_exact",
+    "split_probability_simulated",
+    "sample_marginal",
+    "same_component_fraction",
+    "decoupling_same_fraction",
+    # two-component mixture, eq. (34)-(41)
+    "mixture_log_density",
+    "mixture_score",
+    "lambda_eff",
+    "nonlinear_remainder",
+    "one_block_map",
+    "fixed_point_residual",
+    # self-consistency, eq. (49)-(51)
+    "solve_self_consistency",
+    "branches",
+    "branch_stability",
+    # modal SNR and the synchronization gap, eq. (44)-(66)
+    "eta",
+    "speciation_parameter",
+    "modal_snr",
+    "modal_snr_expanded",
+    "snr_validity",
+    "cumulative_gain",
+    "propagated_snr",
+    "speciation_step",
+    "synchronization_gap",
+    "eta_routing_dominant",
+    "modal_snr_routing_dominant",
     # gating, eq. (27)
     "rho",
     "xi",
