@@ -24,6 +24,7 @@ import importlib
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -296,12 +297,14 @@ def summary_text(files: dict[str, Path]) -> str:
         lines += ["", "Protocol II (eq. 75-80): internal gap G_int = trail/lead at s = tau_spec(g)"]
         n_deep = min(5, layers.size)  # §4.2: the gap sits in the final ~5 blocks
         rho = (1.0 - g) / (1.0 + g)  # eq. (27)
-        deep = np.nanmean(np.abs(gint[:, -n_deep:] - 1.0), axis=1) if gint.size else np.full(g.size, np.nan)
-        early = (
-            np.nanmean(np.abs(gint[:, :-n_deep] - 1.0), axis=1)
-            if layers.size > n_deep
-            else np.full(g.size, np.nan)
-        )
+        with warnings.catch_warnings():  # all-NaN rows (τ_spec not found) stay NaN without a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            deep = np.nanmean(np.abs(gint[:, -n_deep:] - 1.0), axis=1)
+            early = (
+                np.nanmean(np.abs(gint[:, :-n_deep] - 1.0), axis=1)
+                if layers.size > n_deep
+                else np.full(g.size, np.nan)
+            )
         for i in range(g.size):
             row = gint[i]
             j = int(np.nanargmax(np.abs(row - 1.0))) if np.any(np.isfinite(row)) else -1

@@ -1,0 +1,295 @@
+"""The main job: theory_run's file against independent references, reproduce's stages, resume and failure.
+
+The end-to-end runs use ``random:tiny`` (2 layers, 8×8 pixels) with a tiny plan so they take
+seconds; the shipped-default timing is measured by hand (docs/README_draft.md), not here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dit_validation import reproduce
+from dit_validation.protocol1 import Protocol1Config
+from dit_validation.protocol2 import Protocol2Config
+from dit_validation.results import load_result, save_result
+from dit_validation.theory_run import TheoryRunConfig, kappa_from_compare, run_theory, theory_arrays
+
+# ---------------------------------------------------------------- theory_run: reference tests
+
+
+def test_pitchfork_branches_solve_eq49_and_have_the_right_stability() -> None:
+    a = theory_arrays(TheoryRunConfig(kappa_max=4.0, n_kappa=401))
+    kappa, u, stable = a["kappa"], a["u_branches"], a["u_stable"]
+    above = kappa > 1.0
+    # nonzero branches exist exactly above the pitchfork κ = 1 (eq. 51) and solve u = κ tanh u (eq. 49)
+    assert np.all(np.isnan(u[0, ~above])) and np.all(np.isnan(u[2, ~above]))
+    assert np.all(u[2, above] > 0) and np.allclose(u[0, above], -u[2, above], rtol=0, atol=0)
+    np.testing.assert_allclose(u[2, above], kappa[above] * np.tanh(u[2, above]), rtol=1e-12, atol=1e-14)
+    assert np.all(u[1] == 0.0)
+    # independent reference: the map u -> κ tanh u has slope κ at 0 and κ sech²(u*) < 1 on the branches
+    np.testing.assert_array_equal(stable[1], kappa < 1.0)
+    assert np.all(stable[0, above]) and np.all(stable[2, above])
+    assert not stable[0, ~above].any()
+    # near threshold u*² ≈ 3(κ − 1) (Landau expansion of tanh to third order)
+    near = (kappa > 1.0) & (kappa < 1.02)
+    np.testing.assert_allclose(u[2, near] ** 2, 3.0 * (kappa[near] - 1.0), rtol=0.03)
+
+
+def test_gates_match_closed_forms() -> None:
+    a = theory_arrays(TheoryRunConfig(n_g_grid=11, g=(0.0, 0.5, 1.0)))
+    g = a["g_grid"]
+    np.testing.assert_allclose(a["rho"], (1 - g) / (1 + g), rtol=1e-15)  # eq. (27)
+    np.testing.assert_allclose(a["xi"], 1 / (1 + g), rtol=1e-15)
+    np.testing.assert_allclose(a["rho_at_g"], [1.0, 1 / 3, 0.0], atol=1e-15)
+    np.testing.assert_allclose(a["xi_at_g"], [1.0, 2 / 3, 0.5], rtol=1e-15)
+
+
+def test_theory_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match=r"kappa_max must lie in \(1, inf\], got 0.5"):
+        TheoryRunConfig(kappa_max=0.5)
+    with pytest.raises(ValueError, match=r"g must lie in \[0, 1\], got 1.5"):
+        TheoryRunConfig(g=(0.0, 1.5))
+    with pytest.raises(ValueError, match="n_kappa must be an integer >= 3, got 2"):
+        TheoryRunConfig(n_kappa=2)
+
+
+def _synthetic_compare(
+    rng: np.random.Generator, n_g: int = 3, n_s: int = 9, n_l: int = 3, n_k: int = 4
+) -> dict:
+    steps = np.linspace(0.0, 40.0, n_s)
+    return {
+        "g": np.linspace(0.0, 1.0, n_g),
+        "steps": steps,
+        "layers": np.arange(n_l),
+        "modes": np.arange(n_k),
+        "eta": 1.0 + 0.2 * rng.standard_normal((n_g, n_s, n_l, n_k)),
+        "m_g": np.broadcast_to(np.linspace(0.1, 2.0, n_s)[None, :, None, None], (n_g, n_s, n_l, n_k))
+        * rng.uniform(0.5, 1.5, (n_g, 1, n_l, n_k)),
+        "c_g": rng.uniform(0.5, 2.0, (n_g, n_s, n_l, n_k)),
+        "gamma": rng.uniform(0.5, 3.0, (n_s, n_l)),
+    }
+
+
+def _first_crossing(k: np.ndarray, steps: np.ndarray) -> float:
+    """Reference for eq. (51): first upward crossing of κ = 1, linearly interpolated (a plain loop)."""
+    if k[0] >= 1.0:
+        return float(steps[0])
+    for j in range(1, k.size):
+        if k[j] >= 1.0:
+            return float(steps[j - 1] + (1.0 - k[j - 1]) / (k[j] - k[j - 1]) * (steps[j] - steps[j - 1]))
+    return float("inf")
+
+
+def test_kappa_from_compare_matches_eq50_and_first_crossing() -> None:
+    rng = np.random.default_rng(3)
+    cmp = _synthetic_compare(rng)
+    cmp["gamma"][0, 0] = np.nan  # an unmeasurable block: κ = 0 there (compare's convention)
+    out = kappa_from_compare(cmp)
+    g_n, s_n, l_n, k_n = cmp["eta"].shape
+    for i in range(g_n):
+        for s in range(s_n):
+            for ell in range(l_n):
+                for k in range(k_n):
+                    gam, m, c, e = (
+                        cmp["gamma"][s, ell],
+                        cmp["m_g"][i, s, ell, k],
+                        cmp["c_g"][i, s, ell, k],
+                        cmp["eta"][i, s, ell, k],
+                    )
+                    den = c * ((1.0 - e) * c + gam)
+                    want = (
+                        0.0 if not np.isfinite(gam) else (gam * m * m / den if den > 0 else np.inf)
+                    )  # eq. (50)
+                    got = out["kappa_vk"][i, s, ell, k]
+                    assert got == pytest.approx(want, rel=1e-12) if np.isfinite(want) else got == np.inf
+    for i in range(g_n):
+        for ell in range(l_n):
+            for k in range(k_n):
+                ref = _first_crossing(out["kappa_vk"][i, :, ell, k], cmp["steps"])
+                assert out["s_spec"][i, ell, k] == pytest.approx(ref, rel=1e-12) or (
+                    np.isinf(ref) and np.isinf(out["s_spec"][i, ell, k])
+                )
+    trail, lead = out["s_spec"][..., -1], out["s_spec"][..., 0]
+    finite = np.isfinite(trail) & np.isfinite(lead)
+    np.testing.assert_allclose(out["gap_steps"][finite], (trail - lead)[finite], rtol=1e-12)  # eq. (65)
+    np.testing.assert_array_equal(out["kappa_g"], cmp["g"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(kappa_max=st.floats(1.01, 50.0), n=st.integers(3, 60))
+def test_pitchfork_bounds_property(kappa_max: float, n: int) -> None:
+    a = theory_arrays(TheoryRunConfig(kappa_max=kappa_max, n_kappa=n))
+    u, kappa = a["u_branches"][2], a["kappa"]
+    ok = np.isfinite(u)
+    # 0 < u* ≤ κ (tanh < 1; equality once tanh u* rounds to 1 in float64) and u* grows with κ
+    assert np.all(u[ok] > 0) and np.all(u[ok] <= kappa[ok])
+    assert np.all(np.diff(u[ok]) > 0)
+
+
+def test_run_theory_writes_contract_file(tmp_path: Path) -> None:
+    cmp_path = tmp_path / "compare.npz"
+    save_result(
+        cmp_path, {"kind": "compare", "config": {"model": "x"}}, _synthetic_compare(np.random.default_rng(0))
+    )
+    path = run_theory(TheoryRunConfig(n_kappa=11, model="tiny"), tmp_path / "theory.npz", cmp_path)
+    meta, a = load_result(path)
+    assert meta["kind"] == "theory" and meta["complete"] and meta["config"]["compare"] == str(cmp_path)
+    assert a["kappa_vk"].shape == (3, 9, 3, 4) and a["u_branches"].shape == (3, 11)
+    # a compare file lacking the block quantities gives the plain theory file, not a crash
+    save_result(cmp_path, {"kind": "compare", "config": {}}, {"g": np.zeros(1)})
+    _, b = load_result(run_theory(TheoryRunConfig(n_kappa=11), tmp_path / "t2.npz", cmp_path))
+    assert "kappa_vk" not in b
+
+
+# ---------------------------------------------------------------- reproduce: stages, resume, failure
+
+
+def tiny_plan(compare: object | None = None) -> reproduce.ReproducePlan:
+    steps = 5  # divides DiT's 1000 training steps, so DDIM's timestep rule is exact
+    return reproduce.ReproducePlan(
+        model="random:tiny",
+        grid="quick",
+        protocol1=Protocol1Config(
+            g=(0.3, 0.9), t_int=(0, 1, 3, 5), num_seeds=3, num_steps=steps, n_boot=20, seed_chunk=3
+        ),
+        protocol2=Protocol2Config(g=(0.0, 0.3, 0.9), num_seeds=3, num_steps=steps),
+        theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
+        compare=compare,
+    )
+
+
+class _FakeCompare:
+    """Stands in for dit_validation.compare in the orchestration test: writes a contract-shaped file.
+
+    The real compare is tested in tests/test_compare*.py; here only reproduce's routing of its file
+    into theory_run and the κ-map figures is under test.
+    """
+
+    QUICK = FULL = {"fake": True}
+
+    @staticmethod
+    def run_compare(bundle, cfg, out_dir, device="cpu", model_name=""):  # noqa: ANN001, ANN205 - mirrors compare
+        path = Path(out_dir) / "compare.npz"
+        arrays = _synthetic_compare(np.random.default_rng(1))
+        save_result(path, {"kind": "compare", "config": {"model": model_name}, "complete": True}, arrays)
+        return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    out = tmp_path_factory.mktemp("reproduce")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(reproduce, "_compare_module", lambda: _FakeCompare)
+    try:
+        paths = reproduce.run_reproduce(out_dir=out, progress=False, plan=tiny_plan({"fake": True}))
+    finally:
+        mp.undo()
+    return out, paths
+
+
+def test_reproduce_writes_every_stage_and_figure(tiny_run: tuple[Path, dict[str, Path]]) -> None:
+    out, paths = tiny_run
+    for kind in ("theory", "protocol1", "protocol2", "compare"):
+        meta, _ = load_result(paths[kind])
+        assert meta["kind"] == kind and meta["complete"], kind
+    _, th = load_result(paths["theory"])
+    assert "kappa_vk" in th  # theory re-run with the compare file (stage theory_compare)
+    figs = {p.name for p in (out / "figures").iterdir()}
+    expected = {
+        "fig_mode_energy_all.png",
+        "fig_mode_energy_g0.00.png",
+        "fig_feature_similarity.png",
+        "fig_control_g0.png",
+        "fig_commitment.png",
+        "table1.csv",
+        "table1.md",
+        "fig_bifurcation.png",
+        "fig_gates.png",
+        "fig_gint_vs_rho.png",
+        "fig_kappa_map_g0.00.png",
+    }
+    assert expected <= figs, expected - figs
+    assert all((out / "figures" / f).stat().st_size > 0 for f in figs)
+    # protocol2 read s = τ_spec(g) from protocol1 (eq. 77); g = 0 from the shared-noise control
+    _, p1 = load_result(paths["protocol1"])
+    _, p2 = load_result(paths["protocol2"])
+    np.testing.assert_allclose(p2["tau_spec"], [float(p1["control_tau_spec"]), *p1["tau_spec"]], rtol=1e-12)
+
+
+def test_summary_reports_tau_spec_gap_and_depth(tiny_run: tuple[Path, dict[str, Path]]) -> None:
+    out, paths = tiny_run
+    text = (out / "summary.txt").read_text()
+    _, p1 = load_result(paths["protocol1"])
+    assert "tau_spec [95% CI]" in text and "delta_tau" in text
+    assert f"{p1['tau_spec'][0]:.1f}" in text
+    assert "G_int" in text and "largest |G_int-1| at layer" in text
+    assert "ctrl" in text
+
+
+def test_rerun_skips_finished_stages(
+    tiny_run: tuple[Path, dict[str, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, paths = tiny_run
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished stage was re-run")
+
+    monkeypatch.setattr(reproduce, "run_protocol1", boom)
+    monkeypatch.setattr(reproduce, "run_protocol2", boom)
+    monkeypatch.setattr(_FakeCompare, "run_compare", staticmethod(boom))
+    monkeypatch.setattr(reproduce, "_compare_module", lambda: _FakeCompare)
+    before = paths["protocol1"].stat().st_mtime_ns
+    reproduce.run_reproduce(out_dir=out, progress=False, plan=tiny_plan({"fake": True}))
+    assert paths["protocol1"].stat().st_mtime_ns == before
+
+
+def test_rerun_with_another_plan_refuses(tiny_run: tuple[Path, dict[str, Path]]) -> None:
+    out, _ = tiny_run
+    other = tiny_plan({"fake": True})
+    other = replace(other, protocol1=replace(other.protocol1, num_seeds=4))
+    with pytest.raises(ValueError, match="holds a reproduce run with another plan .*protocol1"):
+        reproduce.run_reproduce(out_dir=out, progress=False, plan=other)
+    assert json.loads((out / "reproduce.json").read_text())["protocol1"]["num_seeds"] == 3
+
+
+def test_missing_compare_fails_loudly_after_drawing_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_run: tuple[Path, dict[str, Path]]
+) -> None:
+    # reuse the finished protocol files so this test only exercises the failure path
+    src, _ = tiny_run
+    for name in ("protocol1.npz", "protocol2.npz"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    monkeypatch.setattr(reproduce, "_compare_module", lambda: None)
+    with pytest.raises(RuntimeError, match=r"stage\(s\) failed: compare"):
+        reproduce.run_reproduce(out_dir=tmp_path, progress=False, plan=tiny_plan(None))
+    assert not (tmp_path / "compare.npz").exists()  # never a faked file
+    assert (tmp_path / "figures" / "fig_feature_similarity.png").is_file()
+    assert "Protocol I" in (tmp_path / "summary.txt").read_text()
+
+
+def test_make_plan_grids() -> None:
+    quick, full = reproduce.make_plan("m", "quick"), reproduce.make_plan("m", "full")
+    # full = the paper's grid (§4.1-4.2): 6 g x every t_int x 32 seeds x 100 steps; Protocol II at 7 g
+    assert full.protocol1.g == (0.1, 0.3, 0.5, 0.7, 0.9, 1.0) and full.protocol1.t_int is None
+    assert full.protocol1.num_seeds == 32 and full.protocol1.num_steps == 100
+    assert full.protocol2.g == (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0) and full.protocol2.layers is None
+    assert quick.protocol1.num_steps < full.protocol1.num_steps
+    assert set(quick.protocol2.g) >= {0.0, 0.1, 0.3, 0.9}  # Figs. 1, 9, 10
+    with pytest.raises(ValueError, match="grid must be 'quick' or 'full', got 'huge'"):
+        reproduce.make_plan("m", "huge")  # type: ignore[arg-type]
+
+
+def test_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dit_validation.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"])
+    assert exc.value.code == 2
+    assert "unknown model" in capsys.readouterr().err
