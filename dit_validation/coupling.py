@@ -28,13 +28,16 @@ from theory._validate import check_g
 class CouplingState:
     """Coupling strength shared by all processors of one :class:`CouplingHandle`.
 
-    ``g`` is a float (all pairs) or a per-pair vector of shape (B/2,). The zero test is done on a
-    host copy so the g = 0 fast path never synchronizes with the GPU.
+    ``g`` is a float (all pairs) or a per-pair vector of shape (B/2,). ``zero`` is a host bool, so
+    the g = 0 fast path never synchronizes with the GPU. Row weights live in persistent device
+    buffers that :meth:`set` updates in place: torch.compile and CUDA graphs see one tensor whose
+    values change, not a new constant (no recompiles, graph replays pick up the new g).
     """
 
     def __init__(self) -> None:
         self.g_host: float | np.ndarray = 0.0
-        self._g_dev: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self.zero = True
+        self._bufs: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
 
     def set(self, g: float | Sequence[float] | np.ndarray | torch.Tensor) -> None:
         if isinstance(g, torch.Tensor):
@@ -46,26 +49,37 @@ class CouplingState:
                 f"g must be a scalar or a per-pair vector of shape (B/2,), got shape {arr.shape}"
             )
         self.g_host = float(arr) if arr.ndim == 0 else arr.copy()
-        self._g_dev = {}
+        self.zero = bool(np.all(arr == 0.0))
+        for key in list(self._bufs):
+            batch, _, dtype = key
+            if arr.ndim == 0 or 2 * arr.size == batch:
+                self._bufs[key].copy_(self._host_rows(batch, dtype), non_blocking=True)
+            else:
+                del self._bufs[key]  # another batch size: rebuilt lazily when that size is seen again
 
     @property
     def is_zero(self) -> bool:
-        return bool(np.all(np.asarray(self.g_host) == 0.0))
+        return self.zero
 
-    def row_weights(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | float:
-        """g per batch row, (B, 1, 1, 1), both halves carrying their pair's g (eq. 19 is symmetric)."""
+    def _host_rows(self, batch: int, dtype: torch.dtype) -> torch.Tensor:
         if np.ndim(self.g_host) == 0:
-            return float(self.g_host)
-        pairs = len(self.g_host)
-        if batch != 2 * pairs:
-            raise ValueError(
-                f"per-pair g has {pairs} entries but the attention batch has {batch} rows (need 2*{pairs})"
-            )
-        key = (device, dtype)
-        if key not in self._g_dev:
-            gh = torch.as_tensor(np.concatenate([self.g_host, self.g_host]), dtype=dtype)
-            self._g_dev[key] = gh.to(device).view(batch, 1, 1, 1)
-        return self._g_dev[key]
+            rows = np.full(batch, self.g_host)
+        else:
+            pairs = len(self.g_host)
+            if batch != 2 * pairs:
+                raise ValueError(
+                    f"per-pair g has {pairs} entries but the attention batch has {batch} rows "
+                    f"(need {2 * pairs})"
+                )
+            rows = np.concatenate([self.g_host, self.g_host])  # both halves carry their pair's g (eq. 19)
+        return torch.as_tensor(rows, dtype=dtype).view(batch, 1, 1, 1)
+
+    def row_weights(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """g per batch row, (B, 1, 1, 1), on ``device``."""
+        key = (batch, device, dtype)
+        if key not in self._bufs:
+            self._bufs[key] = self._host_rows(batch, dtype).to(device)
+        return self._bufs[key]
 
 
 class CoupledAttnProcessor:
