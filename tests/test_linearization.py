@@ -23,12 +23,15 @@ from theory import (
     attention_difference_jvp,
     attention_difference_terms,
     attention_forward,
+    dominance_report,
+    head_linearization,
     linearized_logits,
     pattern_term,
     propagator,
     random_attention_layer,
     random_toy_block,
     rho,
+    routing_term,
     xi,
 )
 
@@ -200,6 +203,21 @@ def test_linearized_logits_match_finite_difference():
     S = lambda q, k: q @ k.swapaxes(-1, -2) / 2.0  # noqa: E731 -- √d_h = 2
     assert np.allclose(dS_p, (S(Q0 + dQ, K0 + dK) - S(Q0 - dQ, K0 - dK)) / 2, atol=1e-13)
     assert np.allclose(dS_m, (S(Q0 + dQ, K0 - dK) - S(Q0 - dQ, K0 + dK)) / 2, atol=1e-13)
+
+
+@given(case=layer_cases())
+@settings(max_examples=200, deadline=None)
+def test_layer_heads_satisfy_dominance_bound(case):
+    """Appendix B on a layer's own A0, V0, δV and δS = δS(+) + gδS(−): (105) holds per head and the
+    measured ratio is the per-head pattern/routing ratio of eq. (25) before W_O (δA linear in δS)."""
+    layer, H0, h, g = case
+    lin = head_linearization(layer, H0, h)
+    rep = dominance_report(lin.A0, lin.dS_plus + g * lin.dS_minus, lin.V0, lin.dV)
+    assert rep.ratio.shape == (layer.num_heads,) and np.all(rep.holds)
+    pattern = pattern_term(lin.A0, lin.dS_plus, lin.dS_minus, lin.V0, g)
+    routing = routing_term(lin.A0, lin.dV)
+    want = np.linalg.norm(pattern, axis=(-2, -1)) / np.linalg.norm(routing, axis=(-2, -1))
+    assert np.allclose(rep.ratio, want, rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("g", [0.0, 0.5, 1.0])

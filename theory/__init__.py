@@ -31,19 +31,16 @@ from .attention import BlockWeights, attention_weights, coupled_attention, mixtu
 from .gating import rho, xi
 from .linearization import (
     AttentionLayer,
+    HeadLinearization,
     LinearizedDifference,
-    Propagator,
-    ToyDiTBlock,
     attention_difference,
     attention_difference_jvp,
     attention_difference_terms,
     attention_forward,
-    block_forward,
+    head_linearization,
     linearized_logits,
     pattern_term,
-    propagator,
     random_attention_layer,
-    random_toy_block,
     routing_term,
     softmax_jvp,
 )
@@ -85,6 +82,7 @@ from .ou_data import (
     score,
     symmetric_mixture,
 )
+from .propagator import Propagator, ToyDiTBlock, block_forward, propagator, random_toy_block
 from .schedules import (
     DDPMSchedule,
     VPSchedule,
@@ -119,6 +117,8 @@ __all__ = [
     "AttentionLayer",
     "ToyDiTBlock",
     "LinearizedDifference",
+    "HeadLinearization",
+    "head_linearization",
     "Propagator",
     "random_attention_layer",
     "random_toy_block",

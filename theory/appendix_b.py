@@ -301,7 +301,11 @@ class DominanceReport:
 
 
 def dominance_report(A0: Any, dS: Any, V0: Any, dV: Any) -> DominanceReport:
-    """Measured ‖δA V0‖/‖A0 δV‖ vs the Appendix B bound (105), with N_eff^min, ε_V0, ε_δV, λ⊥."""
+    """Measured ‖δA V0‖/‖A0 δV‖ vs the Appendix B bound (105), with N_eff^min, ε_V0, ε_δV, λ⊥.
+
+    For the pattern term of (25) at coupling g pass dS = δS(+) + g δS(−) (δA is linear in δS);
+    ``theory.head_linearization`` gives A0, V0, δV, δS(±) per head for an attention layer.
+    """
     A = _A0(A0)
     D = _dS(dS, A)
     V = _tokens("V0", V0, A.shape[-1])

@@ -1,4 +1,4 @@
-"""Linearized replica difference of a coupled attention layer and the block propagator, eq. (20)–(33).
+"""Linearized replica difference of a coupled attention layer, eq. (20)–(29).
 
 Bookkeeping (eq. 20): H^A = H0 + h/√2, H^B = H0 − h/√2, so the first-order shift of replica
 A's values is δV = J_V h/√2 (this is the δh of eq. 21) and the logit perturbations of the AA
@@ -19,15 +19,14 @@ Two findings the tests pin down:
 * the replica difference is an ODD function of h (exchange symmetry maps h -> −h and swaps
   the outputs), so the remainder of (25) is O(‖h‖³), not just O(‖h‖²); each replica's own
   output has an O(‖h‖²) remainder.
-* in the difference-mode coordinates of (30), h = (H^A − H^B)/√2, the attention update is
-  h̃ = h + (Attn^A − Attn^B)/√2, so the R, P entering K_g (31)–(33) are (26)'s R, P divided
-  by √2; :func:`propagator` returns them in those coordinates so that (32) is exact.
+* in the difference-mode coordinates of (30), h = (H^A − H^B)/√2, the R, P entering K_g are
+  (26)'s divided by √2 (see theory/propagator.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,11 +39,10 @@ from .gating import rho, xi
 
 __all__ = [
     "AttentionLayer",
-    "ToyDiTBlock",
-    "Propagator",
     "LinearizedDifference",
+    "HeadLinearization",
+    "head_linearization",
     "random_attention_layer",
-    "random_toy_block",
     "softmax_jvp",
     "routing_term",
     "pattern_term",
@@ -53,8 +51,6 @@ __all__ = [
     "attention_difference",
     "attention_difference_jvp",
     "attention_difference_terms",
-    "block_forward",
-    "propagator",
 ]
 
 # eq. (88) under the name §2.3 uses for it: the softmax Jacobian applied to a logit perturbation.
@@ -128,39 +124,6 @@ class AttentionLayer:
         return self.W_Q.shape[1] // self.num_heads
 
 
-@dataclass(frozen=True, eq=False)
-class ToyDiTBlock:
-    """Toy DiT block (13)–(14): H̃ = H + α⊙Attn_g(adaLN1(H)), H+ = H̃ + β⊙MLP(adaLN2(H̃)).
-
-    MLP(x) = GELU_tanh(x W1 + b1) W2 + b2 acts on each token separately (DiT's MLP).
-    """
-
-    attn: AttentionLayer
-    W1: np.ndarray
-    b1: np.ndarray
-    W2: np.ndarray
-    b2: np.ndarray
-    beta: np.ndarray
-    shift2: np.ndarray = field(default=None)  # type: ignore[assignment]
-    scale2: np.ndarray = field(default=None)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        D = self.attn.D
-        W1 = as_float_array("W1", self.W1)
-        if W1.ndim != 2 or W1.shape[0] != D:
-            raise ValueError(f"W1 must have shape ({D}, M), got {W1.shape}")
-        M = W1.shape[1]
-        W2 = as_float_array("W2", self.W2)
-        if W2.shape != (M, D):
-            raise ValueError(f"W2 must have shape ({M}, {D}), got {W2.shape}")
-        fixed = {"W1": W1, "W2": W2, "b1": _vec("b1", self.b1, M), "b2": _vec("b2", self.b2, D),
-                 "beta": _vec("beta", self.beta, D)}
-        fixed["shift2"] = np.zeros(D) if self.shift2 is None else _vec("shift2", self.shift2, D)
-        fixed["scale2"] = np.zeros(D) if self.scale2 is None else _vec("scale2", self.scale2, D)
-        for name, val in fixed.items():
-            object.__setattr__(self, name, val)
-
-
 def random_attention_layer(
     D: int, num_heads: int, seed: int, *, alpha_scale: float = 1.0, layernorm: bool = True
 ) -> AttentionLayer:
@@ -174,22 +137,6 @@ def random_attention_layer(
         b_Q=b(D), b_K=b(D), b_V=b(D), b_O=b(D),
         alpha=alpha_scale * (1.0 + 0.5 * rng.standard_normal(D)),
         shift=b(D), scale=b(D), layernorm=layernorm,
-    )
-
-
-def random_toy_block(
-    D: int, num_heads: int, seed: int, *, eps: float = 0.1, mlp_ratio: int = 2
-) -> ToyDiTBlock:
-    """Random toy block whose gates α, β are O(eps), as in §2.4 (zero-initialized gates)."""
-    rng = np.random.default_rng([seed, 1])
-    attn = random_attention_layer(D, num_heads, seed, alpha_scale=eps)
-    M = mlp_ratio * D
-    return ToyDiTBlock(
-        attn=attn,
-        W1=rng.standard_normal((D, M)) / math.sqrt(D), b1=0.1 * rng.standard_normal(M),
-        W2=rng.standard_normal((M, D)) / math.sqrt(M), b2=0.1 * rng.standard_normal(D),
-        beta=eps * (1.0 + 0.5 * rng.standard_normal(D)),
-        shift2=0.1 * rng.standard_normal(D), scale2=0.1 * rng.standard_normal(D),
     )
 
 
@@ -264,17 +211,29 @@ class LinearizedDifference:
         return self.rho * self.routing + self.xi * self.pattern
 
 
-def attention_difference_terms(layer: AttentionLayer, H0: Any, h: Any, g: float) -> LinearizedDifference:
-    """R h and P(g) h of eq. (25)–(26) from the explicit formulas (no autodiff).
+@dataclass(frozen=True, eq=False)
+class HeadLinearization:
+    """Per-head first-order quantities of eq. (20)–(24); the inputs of the Appendix B functions.
 
-    ``H0``: (N, D) symmetric state; ``h``: (..., N, D) perturbation(s) of eq. (20).
+    A0 (heads, N, N), V0 (heads, N, d_h); dV, dS_plus, dS_minus carry h's leading axes:
+    (..., heads, N, d_h) and (..., heads, N, N). For the pattern term at coupling g use
+    δS = δS(+) + g δS(−): δA is linear in δS, so δA(+) + gδA(−) = δA(δS(+) + gδS(−)).
     """
+
+    A0: np.ndarray
+    V0: np.ndarray
+    dV: np.ndarray
+    dS_plus: np.ndarray
+    dS_minus: np.ndarray
+
+
+def head_linearization(layer: AttentionLayer, H0: Any, h: Any) -> HeadLinearization:
+    """A0, V0 at the symmetric state H0 (N, D) and δV, δS(±) for h (..., N, D), explicit formulas."""
     H0 = as_float_array("H0", H0)
     h = as_float_array("h", h)
     if H0.ndim != 2 or H0.shape[-1] != layer.D or h.shape[-2:] != H0.shape:
         raise ValueError(f"H0 must be (N, {layer.D}) and h (..., N, {layer.D}) of the same N; "
                          f"got H0 {H0.shape}, h {h.shape}")
-    check_g(g)
     x0, dx = _adaln_and_jvp(layer, H0, h / math.sqrt(2.0))  # eq. (20): replica A moves by h/√2
     nh = layer.num_heads
     Q0, K0, V0 = (_heads(x0 @ W + b, nh) for W, b in
@@ -284,11 +243,21 @@ def attention_difference_terms(layer: AttentionLayer, H0: Any, h: Any, g: float)
     A0 = np.exp(S0 - S0.max(-1, keepdims=True))
     A0 = A0 / A0.sum(-1, keepdims=True)  # eq. (18) at the symmetric state
     dS_plus, dS_minus = linearized_logits(Q0, K0, dQ, dK)
-    A0b = np.broadcast_to(A0, dS_plus.shape)
+    return HeadLinearization(A0, V0, dV, dS_plus, dS_minus)
+
+
+def attention_difference_terms(layer: AttentionLayer, H0: Any, h: Any, g: float) -> LinearizedDifference:
+    """R h and P(g) h of eq. (25)–(26) from the explicit formulas (no autodiff).
+
+    ``H0``: (N, D) symmetric state; ``h``: (..., N, D) perturbation(s) of eq. (20).
+    """
+    check_g(g)
+    lin = head_linearization(layer, H0, h)
     out = lambda Z: (_merge(Z) @ layer.W_O) * layer.alpha  # noqa: E731 -- linear: W_O then gate α
     return LinearizedDifference(
-        routing=out(routing_term(A0, dV)),
-        pattern=out(pattern_term(A0b, dS_plus, dS_minus, np.broadcast_to(V0, dV.shape), g)),
+        routing=out(routing_term(lin.A0, lin.dV)),
+        pattern=out(pattern_term(np.broadcast_to(lin.A0, lin.dS_plus.shape), lin.dS_plus, lin.dS_minus,
+                                 lin.V0, g)),
         rho=float(rho(g)),
         xi=float(xi(g)),
     )
@@ -344,76 +313,3 @@ def attention_difference_jvp(layer: AttentionLayer, H0: Any, h: Any, g: float) -
 
     _, tangent = torch.func.jvp(diff, (torch.zeros_like(h_t),), (h_t / math.sqrt(2.0),))
     return tangent.numpy()
-
-
-def _mlp_branch(block: ToyDiTBlock, Ht: torch.Tensor) -> torch.Tensor:
-    """β ⊙ MLP(adaLN2(H̃)), the tokenwise branch of eq. (14)."""
-    x = _adaln_torch(Ht, True, block.attn.ln_eps, block.shift2, block.scale2)
-    z = torch.nn.functional.gelu(x @ _t(block.W1) + _t(block.b1), approximate="tanh")
-    return (z @ _t(block.W2) + _t(block.b2)) * _t(block.beta)
-
-
-def block_forward(block: ToyDiTBlock, H: torch.Tensor, g: float) -> torch.Tensor:
-    """Toy coupled DiT block (13)–(14) on stacked replicas H: (2, N, D) -> (2, N, D)."""
-    Ht = H + attention_forward(block.attn, H, g)  # eq. (13)
-    return Ht + _mlp_branch(block, Ht)  # eq. (14)
-
-
-@dataclass(frozen=True, eq=False)
-class Propagator:
-    """Per-layer propagator K_g of eq. (31)–(33) as explicit (N·D)×(N·D) matrices.
-
-    All operators act on the difference mode h = (H^A − H^B)/√2 flattened token-major
-    (index n·D + c). ``R``, ``P`` are (26)'s R, P(g) in these coordinates (divided by √2).
-    """
-
-    K: np.ndarray  # full Jacobian of h -> h+ of the coupled block, by autodiff (31)
-    J_mlp: np.ndarray  # β⊙MLP Jacobian at the symmetric state H̃0, block diagonal in tokens
-    R: np.ndarray
-    P: np.ndarray
-    rho: float
-    xi: float
-
-    @property
-    def attention(self) -> np.ndarray:
-        """ρ(g) R + ξ(g) P(g), eq. (29)."""
-        return self.rho * self.R + self.xi * self.P
-
-    @property
-    def cross(self) -> np.ndarray:
-        """J_MLP [ρR + ξP], the O(ε²) cross term of eq. (32)."""
-        return self.J_mlp @ self.attention
-
-    @property
-    def K_expanded(self) -> np.ndarray:
-        """I + J_MLP + ρR + ξP + J_MLP[ρR + ξP], eq. (32)."""
-        return np.eye(self.K.shape[0]) + self.J_mlp + self.attention + self.cross
-
-    @property
-    def K_approx(self) -> np.ndarray:
-        """I + J_MLP + ρR + ξP with the cross term dropped, eq. (33)."""
-        return np.eye(self.K.shape[0]) + self.J_mlp + self.attention
-
-
-def propagator(block: ToyDiTBlock, H0: Any, g: float) -> Propagator:
-    """Build K_g of eq. (31)–(33) for a toy block around the symmetric state H0 (N, D)."""
-    H0 = as_float_array("H0", H0)
-    check_g(g)
-    N, D = H0.shape
-    H0_t = _t(H0)
-    s2 = math.sqrt(2.0)
-
-    def mode_map(h: torch.Tensor) -> torch.Tensor:
-        out = block_forward(block, _replicas(H0_t, h / s2), g)
-        return (out[0] - out[1]) / s2  # h+ in the coordinates of eq. (20)
-
-    K = torch.func.jacfwd(mode_map)(torch.zeros_like(H0_t)).reshape(N * D, N * D).numpy()
-    # Symmetric state after attention: identical replicas see ordinary attention at any g.
-    Ht0 = H0_t + attention_forward(block.attn, torch.stack([H0_t, H0_t]), g)[0]
-    J_mlp = torch.func.jacfwd(lambda x: _mlp_branch(block, x))(Ht0).reshape(N * D, N * D).numpy()
-    basis = np.eye(N * D).reshape(N * D, N, D)
-    terms = attention_difference_terms(block.attn, H0, basis, g)
-    # column j = operator applied to basis vector j; /√2 converts Attn^A − Attn^B to the mode.
-    R = terms.routing.reshape(N * D, N * D).T / s2
-    P = terms.pattern.reshape(N * D, N * D).T / s2
-    return Propagator(K=K, J_mlp=J_mlp, R=R, P=P, rho=terms.rho, xi=terms.xi)

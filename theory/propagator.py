@@ -1,0 +1,157 @@
+"""Per-layer propagator K_g of the difference mode for a toy DiT block, eq. (30)–(33).
+
+The toy block is (13)–(14) with DiT's adaLN (LayerNorm without affine, x(1 + scale) + shift),
+the coupled attention (19) and a tokenwise GELU MLP, gates α, β of scale ε. Around the
+symmetric state the difference mode h = (H^A − H^B)/√2 (eq. 20) is updated to first order by
+
+    K_g = I + J_MLP + ρR + ξP(g) + J_MLP[ρR + ξP(g)]        (32)
+
+exactly (chain rule through H̃ = H + α⊙Attn, H+ = H̃ + β⊙MLP), where, in these coordinates,
+the attention update is h̃ = h + (Attn^A − Attn^B)/√2: the R, P here are (26)'s R, P divided
+by √2. The cross term is O(ε²) and (33) drops it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._validate import as_float_array, check_g
+from .linearization import (
+    AttentionLayer,
+    _adaln_torch,
+    _replicas,
+    _t,
+    _vec,
+    attention_difference_terms,
+    attention_forward,
+    random_attention_layer,
+)
+
+__all__ = ["ToyDiTBlock", "Propagator", "random_toy_block", "block_forward", "propagator"]
+
+
+@dataclass(frozen=True, eq=False)
+class ToyDiTBlock:
+    """Toy DiT block (13)–(14): H̃ = H + α⊙Attn_g(adaLN1(H)), H+ = H̃ + β⊙MLP(adaLN2(H̃)).
+
+    MLP(x) = GELU_tanh(x W1 + b1) W2 + b2 acts on each token separately (DiT's MLP).
+    """
+
+    attn: AttentionLayer
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: np.ndarray
+    b2: np.ndarray
+    beta: np.ndarray
+    shift2: np.ndarray = field(default=None)  # type: ignore[assignment]
+    scale2: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        D = self.attn.D
+        W1 = as_float_array("W1", self.W1)
+        if W1.ndim != 2 or W1.shape[0] != D:
+            raise ValueError(f"W1 must have shape ({D}, M), got {W1.shape}")
+        M = W1.shape[1]
+        W2 = as_float_array("W2", self.W2)
+        if W2.shape != (M, D):
+            raise ValueError(f"W2 must have shape ({M}, {D}), got {W2.shape}")
+        fixed = {"W1": W1, "W2": W2, "b1": _vec("b1", self.b1, M), "b2": _vec("b2", self.b2, D),
+                 "beta": _vec("beta", self.beta, D)}
+        fixed["shift2"] = np.zeros(D) if self.shift2 is None else _vec("shift2", self.shift2, D)
+        fixed["scale2"] = np.zeros(D) if self.scale2 is None else _vec("scale2", self.scale2, D)
+        for name, val in fixed.items():
+            object.__setattr__(self, name, val)
+
+
+def random_toy_block(
+    D: int, num_heads: int, seed: int, *, eps: float = 0.1, mlp_ratio: int = 2
+) -> ToyDiTBlock:
+    """Random toy block whose gates α, β are O(eps), as in §2.4 (zero-initialized gates)."""
+    rng = np.random.default_rng([seed, 1])
+    attn = random_attention_layer(D, num_heads, seed, alpha_scale=eps)
+    M = mlp_ratio * D
+    return ToyDiTBlock(
+        attn=attn,
+        W1=rng.standard_normal((D, M)) / math.sqrt(D), b1=0.1 * rng.standard_normal(M),
+        W2=rng.standard_normal((M, D)) / math.sqrt(M), b2=0.1 * rng.standard_normal(D),
+        beta=eps * (1.0 + 0.5 * rng.standard_normal(D)),
+        shift2=0.1 * rng.standard_normal(D), scale2=0.1 * rng.standard_normal(D),
+    )
+
+
+def _mlp_branch(block: ToyDiTBlock, Ht: torch.Tensor) -> torch.Tensor:
+    """β ⊙ MLP(adaLN2(H̃)), the tokenwise branch of eq. (14)."""
+    x = _adaln_torch(Ht, True, block.attn.ln_eps, block.shift2, block.scale2)
+    z = torch.nn.functional.gelu(x @ _t(block.W1) + _t(block.b1), approximate="tanh")
+    return (z @ _t(block.W2) + _t(block.b2)) * _t(block.beta)
+
+
+def block_forward(block: ToyDiTBlock, H: torch.Tensor, g: float) -> torch.Tensor:
+    """Toy coupled DiT block (13)–(14) on stacked replicas H: (2, N, D) -> (2, N, D)."""
+    Ht = H + attention_forward(block.attn, H, g)  # eq. (13)
+    return Ht + _mlp_branch(block, Ht)  # eq. (14)
+
+
+@dataclass(frozen=True, eq=False)
+class Propagator:
+    """Per-layer propagator K_g of eq. (31)–(33) as explicit (N·D)×(N·D) matrices.
+
+    All operators act on the difference mode h = (H^A − H^B)/√2 flattened token-major
+    (index n·D + c). ``R``, ``P`` are (26)'s R, P(g) in these coordinates (divided by √2).
+    """
+
+    K: np.ndarray  # full Jacobian of h -> h+ of the coupled block, by autodiff (31)
+    J_mlp: np.ndarray  # β⊙MLP Jacobian at the symmetric state H̃0, block diagonal in tokens
+    R: np.ndarray
+    P: np.ndarray
+    rho: float
+    xi: float
+
+    @property
+    def attention(self) -> np.ndarray:
+        """ρ(g) R + ξ(g) P(g), eq. (29)."""
+        return self.rho * self.R + self.xi * self.P
+
+    @property
+    def cross(self) -> np.ndarray:
+        """J_MLP [ρR + ξP], the O(ε²) cross term of eq. (32)."""
+        return self.J_mlp @ self.attention
+
+    @property
+    def K_expanded(self) -> np.ndarray:
+        """I + J_MLP + ρR + ξP + J_MLP[ρR + ξP], eq. (32)."""
+        return np.eye(self.K.shape[0]) + self.J_mlp + self.attention + self.cross
+
+    @property
+    def K_approx(self) -> np.ndarray:
+        """I + J_MLP + ρR + ξP with the cross term dropped, eq. (33)."""
+        return np.eye(self.K.shape[0]) + self.J_mlp + self.attention
+
+
+def propagator(block: ToyDiTBlock, H0: Any, g: float) -> Propagator:
+    """Build K_g of eq. (31)–(33) for a toy block around the symmetric state H0 (N, D)."""
+    H0 = as_float_array("H0", H0)
+    check_g(g)
+    N, D = H0.shape
+    H0_t = _t(H0)
+    s2 = math.sqrt(2.0)
+
+    def mode_map(h: torch.Tensor) -> torch.Tensor:
+        out = block_forward(block, _replicas(H0_t, h / s2), g)
+        return (out[0] - out[1]) / s2  # h+ in the coordinates of eq. (20)
+
+    K = torch.func.jacfwd(mode_map)(torch.zeros_like(H0_t)).reshape(N * D, N * D).numpy()
+    # Symmetric state after attention: identical replicas see ordinary attention at any g.
+    Ht0 = H0_t + attention_forward(block.attn, torch.stack([H0_t, H0_t]), g)[0]
+    J_mlp = torch.func.jacfwd(lambda x: _mlp_branch(block, x))(Ht0).reshape(N * D, N * D).numpy()
+    basis = np.eye(N * D).reshape(N * D, N, D)
+    terms = attention_difference_terms(block.attn, H0, basis, g)
+    # column j = operator applied to basis vector j; /√2 converts Attn^A − Attn^B to the mode.
+    R = terms.routing.reshape(N * D, N * D).T / s2
+    P = terms.pattern.reshape(N * D, N * D).T / s2
+    return Propagator(K=K, J_mlp=J_mlp, R=R, P=P, rho=terms.rho, xi=terms.xi)
