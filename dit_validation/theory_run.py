@@ -29,10 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from theory import rho, xi
+from theory import (
+    branch_stability,
+    branches,
+    rho,
+    speciation_parameter,
+    speciation_step,
+    synchronization_gap,
+    xi,
+)
 from theory._validate import check_g, check_positive_int, check_range
-from theory.modal_snr import speciation_parameter, speciation_step, synchronization_gap
-from theory.self_consistency import branch_stability, branches
 
 from .results import load_result, save_result
 
