@@ -105,7 +105,9 @@ def _fit_curves(t: np.ndarray, agree: np.ndarray, cfg: CompareConfig) -> tuple[n
     F = agree.shape[0]
     fits, tau, ci = np.full((F, 4), np.nan), np.full(F, np.nan), np.full((F, 2), np.nan)
     for f in range(F):
-        fit, c = bootstrap_center(t, agree[f], curve=lambda Y: Y.mean(axis=1), n_boot=cfg.n_boot, seed=cfg.seed)
+        # mean, not median: per-seed agreement is binary, its median is a step function
+        fit, c = bootstrap_center(t, agree[f], curve=lambda Y: Y.mean(axis=1), n_boot=cfg.n_boot,
+                                  seed=cfg.seed)
         fits[f], tau[f], ci[f] = fit.params, fit.center, c
     return agree.mean(axis=2), fits, tau, ci
 
@@ -229,9 +231,10 @@ def run_compare(bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, devi
     arrays.update(gap_fit(arrays, tau))
     arrays.update(predictions(arrays, dataset))
     wall = time.time() - start
-    meta = {"kind": "compare", "config": {**asdict(cfg), "model": model_name or bundle.name, "dataset": dataset,
-                                          "layers": bundle.num_layers, "modes": cfg.num_modes,
-                                          "tau_for_gap": tau, "device": str(device), "wall_time_s": wall},
+    config = {**asdict(cfg), "model": model_name or bundle.name, "dataset": dataset,
+              "layers": bundle.num_layers, "modes": cfg.num_modes, "tau_for_gap": tau,
+              "device": str(device), "wall_time_s": wall}
+    meta = {"kind": "compare", "config": config,
             "seeds": list(range(cfg.seed, cfg.seed + cfg.pair_seeds)), "complete": True, "done": ["all"]}
     path = out_dir / "compare.npz"
     save_result(path, meta, {k: np.asarray(v) for k, v in arrays.items()})
@@ -252,7 +255,7 @@ def add_cli(subparsers) -> None:
     p.set_defaults(func=_run_cli)
 
 
-def _run_cli(args: argparse.Namespace) -> int:
+def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     cfg = replace(FULL if args.full else QUICK, seed=args.seed)
     bundle = resolve_model(args.model)
     bundle.transformer.to(args.device)

@@ -13,7 +13,7 @@ PREDICTIONS = ("hierarchy", "depth_localization", "natural_gap", "collapse")
 
 
 def spearman_per(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """`spearman` (G, L): rank correlation over modes of predicted vs measured per-mode steps (NaN if flat)."""
+    """`spearman` (G, L): rank correlation over modes of predicted vs measured steps (NaN if flat)."""
     pred, meas = a["s_spec_pred"], a["s_spec_meas"]
     G, L, _ = pred.shape
     out = np.full((G, L), np.nan)
@@ -98,44 +98,51 @@ def _fmt(x: float, nd: int = 2) -> str:
     return "—" if not np.isfinite(x) else f"{x:.{nd}f}"
 
 
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _ci(ci: np.ndarray) -> str:
+    return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
 def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     """compare.md: the four sections as Markdown tables."""
     cfg = meta["config"]
     lines = [f"# Predicted vs measured — {cfg['model']} ({cfg['dataset']}, {cfg['grid']} grid)", "",
-             f"S = {cfg['num_steps']} steps, clone M = {cfg['clone_seeds']}, Protocol II M = {cfg['pair_seeds']}, "
-             f"K = {cfg['num_modes']}, device {cfg['device']}, {cfg['wall_time_s']:.0f} s.", "",
+             f"S = {cfg['num_steps']} steps, clone M = {cfg['clone_seeds']}, "
+             f"Protocol II M = {cfg['pair_seeds']}, K = {cfg['num_modes']}, device {cfg['device']}, "
+             f"{cfg['wall_time_s']:.0f} s.", "",
              "## 1. Per-factor speciation step τ (g = 0 shared-noise clones)", ""]
     if "tau_kappa" in a:
-        lines += ["| factor | κ_f = 1 (exact) | clone theory | exact-score sampler [95% CI] | DiT [95% CI] | DiT − exact |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [_row("factor", "κ_f = 1 (exact)", "clone theory", "exact-score sampler [95% CI]",
+                       "DiT [95% CI]", "DiT − exact"), _row(*["---"] * 6)]
         for f in range(a["tau_dit"].size):
-            lines.append(
-                f"| {f} | {_fmt(a['tau_kappa'][f])} | {_fmt(a['tau_theory'][f])} | {_fmt(a['tau_exact'][f])} "
-                f"[{_fmt(a['tau_exact_ci'][f, 0])}, {_fmt(a['tau_exact_ci'][f, 1])}] | {_fmt(a['tau_dit'][f])} "
-                f"[{_fmt(a['tau_dit_ci'][f, 0])}, {_fmt(a['tau_dit_ci'][f, 1])}] | "
-                f"{_fmt(a['tau_dit'][f] - a['tau_exact'][f])} |")
+            lines.append(_row(f, _fmt(a["tau_kappa"][f]), _fmt(a["tau_theory"][f]),
+                              f"{_fmt(a['tau_exact'][f])} {_ci(a['tau_exact_ci'][f])}",
+                              f"{_fmt(a['tau_dit'][f])} {_ci(a['tau_dit_ci'][f])}",
+                              _fmt(a["tau_dit"][f] - a["tau_exact"][f])))
     else:
-        lines += [f"Class agreement (digits CNN): τ = {_fmt(a['tau_dit'][0])} "
-                  f"[{_fmt(a['tau_dit_ci'][0, 0])}, {_fmt(a['tau_dit_ci'][0, 1])}]"]
-    lines += ["", "## 2. Mode ordering and block quantities (last block, first measured step with γ)", "",
-              "| g | ρ(g) | Spearman (last block) | Δs_v predicted | G_int − 1 measured |", "| --- | --- | --- | --- | --- |"]
+        lines.append(f"Class agreement (digits CNN): τ = {_fmt(a['tau_dit'][0])} {_ci(a['tau_dit_ci'][0])}")
+    lines += ["", "## 2. Mode ordering (last block)", "",
+              _row("g", "ρ(g)", "Spearman pred vs meas", "Δs_v predicted", "G_int − 1 measured"),
+              _row(*["---"] * 5)]
     for i, gi in enumerate(a["g"]):
-        lines.append(f"| {gi:g} | {a['rho'][i]:.3f} | {_fmt(a['spearman'][i, -1])} | {_fmt(a['gap_pred'][i, -1])} "
-                     f"| {_fmt(a['gap_meas'][i, -1], 3)} |")
-    lines += ["", "| block | median χ | median π | median λ^MLP | median cross | median γ | "
-              "max abs(Σ − quad_full) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines.append(_row(f"{gi:g}", f"{a['rho'][i]:.3f}", _fmt(a["spearman"][i, -1]),
+                          _fmt(a["gap_pred"][i, -1]), _fmt(a["gap_meas"][i, -1], 3)))
+    lines += ["", "Block quantities (medians over measured steps and modes; last column: eq. 32 check)", "",
+              _row("block", "χ", "π", "λ^MLP", "cross", "γ", "max |Σ − quad_full|"), _row(*["---"] * 7)]
     for j in range(a["chi"].shape[1]):
         resid = np.abs(a["chi"][:, j] + a["pi"][:, j] + a["lambda_mlp"][:, j] + a["cross"][:, j]
                        - a["quad_full"][:, j])
-        lines.append(f"| {j} | {_fmt(np.nanmedian(a['chi'][:, j]), 4)} | {_fmt(np.nanmedian(a['pi'][:, j]), 4)} | "
-                     f"{_fmt(np.nanmedian(a['lambda_mlp'][:, j]), 4)} | {_fmt(np.nanmedian(a['cross'][:, j]), 4)} | "
-                     f"{_fmt(np.nanmedian(a['gamma'][:, j]), 4)} | {np.nanmax(resid):.1e} |")
+        keys = ("chi", "pi", "lambda_mlp", "cross", "gamma")
+        med = [_fmt(float(np.nanmedian(a[k][:, j])), 4) for k in keys]
+        lines.append(_row(j, *med, f"{np.nanmax(resid):.1e}"))
     lines += ["", "## 3. Gap vs ρ(g) (linear fit, last block)", "",
-              "| quantity | slope | intercept | R² |", "| --- | --- | --- | --- |"]
+              _row("quantity", "slope", "intercept", "R²"), _row(*["---"] * 4)]
     for key, label in (("gap_fit_meas", "measured G_int − 1"), ("gap_fit_pred", "predicted Δs_v")):
-        s, c, r2 = a[key][-1]
-        lines.append(f"| {label} | {_fmt(s, 3)} | {_fmt(c, 3)} | {_fmt(r2, 3)} |")
-    lines += ["", "## 4. Predictions of §2.7", "", "| prediction | holds | margin |", "| --- | --- | --- |"]
+        lines.append(_row(label, *(_fmt(v, 3) for v in a[key][-1])))
+    lines += ["", "## 4. Predictions of §2.7", "", _row("prediction", "holds", "margin"), _row(*["---"] * 3)]
     for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
-        lines.append(f"| {n} | {'yes' if h else 'NO'} | {_fmt(float(m), 3)} |")
+        lines.append(_row(n, "yes" if h else "NO", _fmt(float(m), 3)))
     return "\n".join(lines) + "\n"

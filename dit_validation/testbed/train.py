@@ -248,7 +248,7 @@ def add_cli(subparsers) -> None:
     p.set_defaults(func=_run_cli)
 
 
-def _run_cli(args: argparse.Namespace) -> int:
+def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     cfg = TrainConfig(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                       device=args.device)
     rec = train(cfg, args.out, command=" ".join(["synchrogap", *sys.argv[1:]]))
