@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
-from . import protocol1, protocol2, reproduce
+from . import compare, protocol1, protocol2, reproduce
 from .models import ModelNotFoundError, resolve_model
 from .results import ConfigMismatchError
+from .testbed import train as testbed_train
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "protocol1": protocol1.add_cli,
     "protocol2": protocol2.add_cli,
     "reproduce": reproduce.add_cli,
+    "train": testbed_train.add_cli,
+    "compare": compare.add_cli,
 }
 
 DTYPES = {
