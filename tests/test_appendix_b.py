@@ -189,6 +189,22 @@ def test_rejects_non_stochastic_A0_and_bad_shapes():
         projectors(0)
 
 
+def test_eq88_eq89_symbolic():
+    """(88) and (89) against sympy's derivative of a symbolic 3-token softmax row."""
+    sp = pytest.importorskip("sympy")
+    s = sp.symbols("s0:3")
+    t = sp.symbols("t0:3")
+    e = sp.symbols("e")
+    row = [sp.exp(s[j] + e * t[j]) / sum(sp.exp(s[k] + e * t[k]) for k in range(3)) for j in range(3)]
+    dA_sym = [sp.diff(r, e).subs(e, 0) for r in row]
+    vals = {s[0]: 0.3, s[1]: -1.2, s[2]: 2.0, t[0]: 0.7, t[1]: -0.4, t[2]: 1.1}
+    S0 = np.tile([0.3, -1.2, 2.0], (3, 1))  # a square A0 whose rows are the symbolic row
+    dS = np.tile([0.7, -0.4, 1.1], (3, 1))
+    want = np.tile([float(x.subs(vals)) for x in dA_sym], (3, 1))
+    assert np.allclose(delta_A(_softmax(S0), dS), want, rtol=0, atol=1e-15)
+    assert sp.simplify(sum(dA_sym)) == 0  # eq. (89), symbolically
+
+
 # ------------------------------------------------------------- identities (87)–(91), ≥ 500 ex.
 
 
@@ -221,6 +237,15 @@ def test_identities_eq87_to_91(c: Case):
 
 BoundFn = Callable[[Case], BoundCheck]
 
+def _bound_99_spectral(c: Case) -> BoundCheck:
+    """(99) with spectral norms on both sides, also valid: ‖δA P⊥V0‖₂ ≤ ‖δA‖₂‖P⊥V0‖₂, ‖δA‖₂ ≤ ‖δA‖_F."""
+    spec = lambda X: np.linalg.norm(X, 2, axis=(-2, -1))  # noqa: E731
+    frob = bound_eq99(c.A0, c.dS, c.V0)
+    Vperp = c.V0 - c.V0.mean(-2, keepdims=True)
+    ratio = frob.bound / np.linalg.norm(Vperp, axis=(-2, -1))  # 2√(N/N_eff^min)‖δS‖_max
+    return BoundCheck(spec(delta_A(c.A0, c.dS) @ c.V0), ratio * spec(Vperp))
+
+
 BOUNDS: dict[str, BoundFn] = {
     "95": lambda c: bound_eq95(c.A0, c.dS),
     "97": lambda c: bound_eq97(c.A0, c.dS),
@@ -228,6 +253,7 @@ BOUNDS: dict[str, BoundFn] = {
     "99": lambda c: bound_eq99(c.A0, c.dS, c.V0),
     "104": lambda c: bound_eq104(c.A0, c.dV),
     "105": lambda c: bound_eq105(c.A0, c.dS, c.V0, c.dV),
+    "99 (spectral norms)": lambda c: _bound_99_spectral(c),
 }
 
 

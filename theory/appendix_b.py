@@ -17,6 +17,8 @@ Findings while checking the statements (tested in tests/test_appendix_b.py):
 
 * (99) is valid as written with Frobenius norms: summing (98) over the N rows gives
   ‖δA V0‖_F² ≤ Σ_i 4‖δS_i‖∞²/N_eff^(i) ‖P⊥V0‖_F² ≤ 4N‖δS‖²_max/N_eff^min ‖P⊥V0‖_F².
+  It also holds with spectral norms on both sides (‖δA P⊥V0‖₂ ≤ ‖δA‖₂‖P⊥V0‖₂ and
+  ‖δA‖₂ ≤ ‖δA‖_F ≤ 2√(N/N_eff^min)‖δS‖_max); we implement the Frobenius version.
 * The prefactor √N/√N_eff^min is ≥ 1 for every A0 (N_eff ≤ N), so the bound itself offers no
   N_eff^{-1/2} suppression at N = 1024 as the text after (106) suggests: the √N from summing
   rows cancels it exactly for diffuse attention. The suppression in (105) comes only from
