@@ -74,7 +74,7 @@ class CompareConfig:
     measure_points: int = 10  # S_m steps where block quantities are measured
     sigma: float = 0.5  # eq. (67), as Protocol I/II
     class_label: int = 0
-    energy_threshold: float = 0.5  # measured per-mode step: energy falls below this fraction of step 0
+    energy_threshold: float = 2.0  # measured per-mode step: energy first reaches 2× its step-0 value
     n_boot: int = 200
     seed: int = 0
 
@@ -204,10 +204,11 @@ def predicted_section(internal: dict[str, np.ndarray], cfg: CompareConfig) -> di
         kappa.append(kap)
     kappa = np.stack(kappa)
     s_pred = np.asarray(theory.speciation_step(kappa, internal["steps"], axis=1))  # eq. (51), (G, L, K)
-    # measured: first step at which a mode's normalized difference energy (eq. 75) has fallen below
-    # `energy_threshold` — the replicas have synchronized along r_k (inf = never)
-    below = internal["energy"] < cfg.energy_threshold  # (G, S, L, K)
-    first = np.where(below.any(axis=1), below.argmax(axis=1), -1).astype(np.float64)
+    # measured: first step at which a mode's normalized difference energy (eq. 75) reaches
+    # `energy_threshold` — the symmetric state has become unstable along r_k and the replicas separate
+    # (the growth κ > 1 predicts, eq. 49); inf = never
+    above = internal["energy"] >= cfg.energy_threshold  # (G, S, L, K)
+    first = np.where(above.any(axis=1), above.argmax(axis=1), -1).astype(np.float64)
     s_meas = np.where(first >= 0, first, np.inf)
     return {"g": g, "rho": np.atleast_1d(theory.rho(g)), "eta": np.stack(eta), "kappa": kappa,
             "s_spec_pred": s_pred, "s_spec_meas": s_meas}
