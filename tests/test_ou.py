@@ -150,6 +150,16 @@ def test_euler_maruyama_strong_order_one() -> None:
     assert np.all(np.array(err_ex) < np.array(err_em))
 
 
+def test_fused_linear_em_equals_generic_em() -> None:
+    """The GaussianData EM fast path and the generic score-callable path give the same path."""
+    data = GaussianData(SPECTRA[1])
+    t_grid = np.linspace(1.0, 1e-3, 21)
+    z0 = init_replicas(64, 4, seed=9)
+    fast = simulate_replicas(data, VP, t_grid, z0, 0.8, seed=1)
+    generic = simulate_replicas(lambda z, t: score(data, VP, z, t), VP, t_grid, z0, 0.8, seed=1)
+    np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)
+
+
 def test_streams_do_not_depend_on_batch_size() -> None:
     data = GaussianData(np.array([0.5, 2.0]))
     t_grid = np.linspace(1.0, 0.01, 11)
