@@ -176,9 +176,20 @@ def test_bound_check_semantics():
     assert BoundCheck(np.array(3.0), np.array(2.0), kind="lower").all_hold
 
 
+def test_float32_attention_is_renormalized():
+    """A0 captured in float32 (rows off by ~1e-7) still satisfies (89)-(91) to float64 round-off."""
+    rng = np.random.default_rng(6)
+    A32 = _softmax(rng.standard_normal((8, 8))).astype(np.float32)
+    dS = rng.standard_normal((8, 8))
+    assert identity_eq89(A32, dS).max_abs_error <= 1e-14
+    assert identity_A0P0(A32).max_abs_error <= 1e-15
+
+
 def test_rejects_non_stochastic_A0_and_bad_shapes():
-    with pytest.raises(ValueError, match="A0 must be row-stochastic"):
+    with pytest.raises(ValueError, match=r"A0 must be row-stochastic .* max \|row sum - 1\| = 2"):
         n_eff(np.ones((3, 3)))
+    with pytest.raises(ValueError, match="min entry -0.5"):
+        n_eff(np.array([[1.5, -0.5], [0.5, 0.5]]))
     with pytest.raises(ValueError, match=r"A0 must have shape \(\.\.\., N, N\)"):
         n_eff(np.ones((3, 2)) / 2)
     with pytest.raises(ValueError, match=r"dS must have shape \(\.\.\., N, N\)"):

@@ -108,13 +108,23 @@ class IdentityCheck:
         return float(np.max(np.abs(self.lhs - self.rhs), initial=0.0))
 
 
+# Attention captured from a DiT in float32/bfloat16 sums to 1 per row only to ~1e-7/1e-3; rows
+# within this tolerance are renormalized in float64 so that (89)-(91) hold to float64 round-off.
+ROW_SUM_ATOL = 1e-3
+
+
 def _A0(A0: Any) -> np.ndarray:
     A = as_float_array("A0", A0)
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"A0 must have shape (..., N, N), got {A.shape}")
-    if np.any(A < 0) or not np.allclose(A.sum(-1), 1.0, rtol=0, atol=1e-9):
-        raise ValueError("A0 must be row-stochastic (nonnegative, rows summing to 1), eq. (18)")
-    return A
+    rows = A.sum(-1, keepdims=True)
+    if np.any(A < 0) or np.max(np.abs(rows - 1.0)) > ROW_SUM_ATOL:
+        raise ValueError(
+            "A0 must be row-stochastic (nonnegative, rows summing to 1 within "
+            f"{ROW_SUM_ATOL:g}), eq. (18); got min entry {A.min():.3g}, "
+            f"max |row sum - 1| = {np.max(np.abs(rows - 1.0)):.3g}"
+        )
+    return A / rows
 
 
 def _tokens(name: str, X: Any, N: int) -> np.ndarray:
