@@ -19,8 +19,10 @@ from .models import (
 )
 from .protocol1 import Protocol1Config, run_protocol1
 from .protocol2 import Protocol2Config, run_protocol2
+from .reproduce import ReproducePlan, make_plan, run_reproduce
 from .results import ConfigMismatchError, load_result, save_result
 from .sampler import replica_correlation, replica_init, sample_branched, sample_pairs
+from .theory_run import TheoryRunConfig, run_theory
 
 __all__: list[str] = [
     # models
@@ -61,4 +63,10 @@ __all__: list[str] = [
     "save_result",
     "load_result",
     "ConfigMismatchError",
+    # the main job and the theory result file
+    "ReproducePlan",
+    "make_plan",
+    "run_reproduce",
+    "TheoryRunConfig",
+    "run_theory",
 ]
