@@ -90,6 +90,14 @@ def test_solver_series_matches_symbolic() -> None:
     assert [float(c) for c in pitchfork_series(order=5)] == pytest.approx(list(PITCHFORK_COEFFS), abs=0)
 
 
+def test_infinite_kappa_composes_with_modal_snr() -> None:
+    """κ = +inf (eq. 55 violated, see theory.modal_snr) is the κ → ∞ limit: u* = inf, speciated."""
+    u = solve_self_consistency(np.array([np.inf, 3.0]))
+    assert u[0] == np.inf and np.isfinite(u[1])
+    np.testing.assert_array_equal(branches(np.inf), [-np.inf, 0.0, np.inf])
+    np.testing.assert_array_equal(branch_stability(np.inf), [True, False, True])
+
+
 def test_branches_and_stability() -> None:
     k = np.array([0.5, 1.0, 2.0])
     b = branches(k)
@@ -116,5 +124,7 @@ def test_trivial_branch_unstable_iff_kappa_above_one(kappa: float) -> None:
 def test_bad_input(fn) -> None:
     with pytest.raises(ValueError, match=r"kappa must lie in \[0, inf\], got -1"):
         fn(-1.0)
-    with pytest.raises(ValueError, match="kappa must be finite"):
+    with pytest.raises(ValueError, match=r"kappa must not be NaN or -inf \(\+inf allowed\)"):
         fn(np.array([2.0, np.nan]))
+    with pytest.raises(TypeError, match="kappa must be a real number"):
+        fn("abc")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.special import bernoulli, factorial
 
-from ._validate import as_float_array, check_range
+from ._validate import _summary, as_float_array, check_range
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,18 @@ def _newton_mid(kappa: np.ndarray, u: np.ndarray, iters: int) -> tuple[np.ndarra
     return u, rel
 
 
+def _kappa_array(kappa: Any) -> np.ndarray:
+    """float64 κ ≥ 0, allowing +inf (a mode past the validity condition (55)) but not NaN."""
+    try:
+        k = np.asarray(kappa, dtype=np.float64)
+    except (TypeError, ValueError):
+        return as_float_array("kappa", kappa)  # raises the standard "must be a real number" error
+    if np.any(np.isnan(k)) or np.any(np.isneginf(k)):
+        raise ValueError(f"kappa must not be NaN or -inf (+inf allowed), got {_summary(k)}")
+    check_range("kappa", np.where(np.isposinf(k), 0.0, k), 0.0, None)
+    return k
+
+
 def solve_self_consistency(kappa: Any) -> np.ndarray | float:
     """Non-negative root ``u*`` of ``u = κ tanh u`` (eq. 49), elementwise; ``0`` where ``κ ≤ 1``.
 
@@ -104,16 +116,16 @@ def solve_self_consistency(kappa: Any) -> np.ndarray | float:
     * ``κ ≥ 20``: ``u* = κ tanh κ`` (the correction ``2κ e^{−2κ}`` is below half an ulp).
 
     Relative accuracy ~1e-15 for every ``κ ∈ (1, ∞)``, ``κ = 1 + 1e-12`` included.
-    ``κ`` must be finite and ``≥ 0``; returns float for scalar input.
+    ``κ ≥ 0``, no NaN; ``κ = +inf`` (what :func:`theory.modal_snr.speciation_parameter` returns
+    where the validity condition (55) fails) gives ``u* = +inf``. Float for scalar input.
     """
-    k = as_float_array("kappa", kappa)
-    check_range("kappa", k, 0.0, None)
+    k = _kappa_array(kappa)
     flat = k.ravel()
     u = np.zeros_like(flat)
     eps = flat - 1.0  # exact for κ ∈ [1, 2] (Sterbenz)
 
     big = flat >= _KAPPA_SATURATED
-    u[big] = flat[big] * np.tanh(flat[big])
+    u[big] = flat[big] * np.tanh(flat[big])  # κ = +inf gives +inf
 
     small_idx = np.flatnonzero((eps > 0.0) & (eps < _SMALL_EPS))
     if small_idx.size:
@@ -162,8 +174,10 @@ def branch_stability(kappa: Any) -> np.ndarray:
     stable, at κ = 1); the ``±u*`` branches are stable for every ``κ > 1``. Boolean array of
     shape ``kappa.shape + (3,)``.
     """
-    k = as_float_array("kappa", kappa)
+    k = _kappa_array(kappa)
     u = branches(k)
     e = np.exp(-2.0 * np.abs(u))
-    deriv = k[..., None] * 4.0 * e / (1.0 + e) ** 2  # κ sech²u without overflow at large |u|
+    with np.errstate(invalid="ignore"):  # κ = inf on the ±u* = ±inf branches: inf·0
+        deriv = k[..., None] * 4.0 * e / (1.0 + e) ** 2  # κ sech²u without overflow at large |u|
+    deriv = np.where(np.isinf(u), 0.0, deriv)  # limit κ sech²(κ) → 0 as κ → ∞
     return np.abs(deriv) < 1.0
