@@ -261,5 +261,7 @@ def test_bad_input_errors():
         attention_difference_terms(layer, np.zeros((3, 4)), np.zeros((3, 4)), 1.2)
     with pytest.raises(ValueError, match=r"H0 must be \(N, 4\)"):
         attention_difference_terms(layer, np.zeros((3, 4)), np.zeros((2, 4)), 0.5)
+    with pytest.raises(ValueError, match=r"H0 must have shape \(N, 4\), got \(3, 5\)"):
+        propagator(random_toy_block(4, 2, 0), np.zeros((3, 5)), 0.5)
     with pytest.raises(ValueError, match=r"g must lie in \[0, 1\], got -0.5"):
         pattern_term(np.eye(2), np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 1)), -0.5)

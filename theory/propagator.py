@@ -137,6 +137,8 @@ def propagator(block: ToyDiTBlock, H0: Any, g: float) -> Propagator:
     """Build K_g of eq. (31)–(33) for a toy block around the symmetric state H0 (N, D)."""
     H0 = as_float_array("H0", H0)
     check_g(g)
+    if H0.ndim != 2 or H0.shape[1] != block.attn.D:
+        raise ValueError(f"H0 must have shape (N, {block.attn.D}), got {H0.shape}")
     N, D = H0.shape
     H0_t = _t(H0)
     s2 = math.sqrt(2.0)
