@@ -28,6 +28,7 @@ from .appendix_b import (
     softmax_jacobian,
 )
 from .attention import BlockWeights, attention_weights, coupled_attention, mixture_weights
+from .block_propagator import Propagator, ToyDiTBlock, block_forward, propagator, random_toy_block
 from .gating import rho, xi
 from .linearization import (
     AttentionLayer,
@@ -82,7 +83,6 @@ from .ou_data import (
     score,
     symmetric_mixture,
 )
-from .propagator import Propagator, ToyDiTBlock, block_forward, propagator, random_toy_block
 from .schedules import (
     DDPMSchedule,
     VPSchedule,

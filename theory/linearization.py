@@ -20,7 +20,7 @@ Two findings the tests pin down:
   the outputs), so the remainder of (25) is O(‖h‖³), not just O(‖h‖²); each replica's own
   output has an O(‖h‖²) remainder.
 * in the difference-mode coordinates of (30), h = (H^A − H^B)/√2, the R, P entering K_g are
-  (26)'s divided by √2 (see theory/propagator.py).
+  (26)'s divided by √2 (see theory/block_propagator.py).
 """
 
 from __future__ import annotations
