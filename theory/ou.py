@@ -353,7 +353,7 @@ def simulate_replicas(
         t1, t2 = float(t[k]), float(t[k + 1])
         xi = stream.draw() if stream is not None else noise[k]
         if method == "euler_maruyama" and isinstance(data, GaussianData):
-            z = _em_step_linear(data, sched, z, xi, t1, t2, float(g_arr[k]))
+            z = _em_step_linear(data, sched, z, xi, t1, t2, float(g_arr[k]), owned=stream is not None)
         elif method == "euler_maruyama":
             z = _em_step(score_fn, sched, z, xi, t1, t2, float(g_arr[k]))
         else:
@@ -373,20 +373,27 @@ def _em_step(score_fn: ScoreFn, sched: VPSchedule, z: Any, xi: Any, t1: float, t
 
 
 def _em_step_linear(
-    data: GaussianData, sched: VPSchedule, z: Any, xi: Any, t1: float, t2: float, g: float
+    data: GaussianData, sched: VPSchedule, z: Any, xi: Any, t1: float, t2: float, g: float, owned: bool
 ) -> Any:
     """:func:`_em_step` for the linear score (eq. 8), fused into ``c₁ z + c₂ swap(z) + c₃ ξ``.
 
-    Same arithmetic as the generic step up to rounding order; fewer temporaries.
+    Same arithmetic as the generic step up to rounding order. When ``owned`` (the noise buffer
+    was drawn for this step only) the result is accumulated in place in ``xi``.
     """
     h = t1 - t2
     b = float(beta(sched, t1))
-    c1 = 1.0 + h * (0.5 * b - b / marginal_variance(data, sched, t1) - g)  # (d,)
-    swapped = z.flip(1) if _is_torch(z) else z[:, ::-1, :]
-    out = xi * math.sqrt(b * h)
-    out += z * _const(c1, z)
+    c1 = _const(1.0 + h * (0.5 * b - b / marginal_variance(data, sched, t1) - g), z)  # (d,)
+    c3 = math.sqrt(b * h)
+    if _is_torch(z):
+        out = xi.mul_(c3) if owned else xi * c3
+        out.addcmul_(z, c1)
+        if g != 0.0:
+            out.add_(z.flip(1), alpha=h * g)
+        return out
+    out = np.multiply(xi, c3, out=xi if owned else None)
+    out += z * c1
     if g != 0.0:
-        out += swapped * (h * g)
+        out += z[:, ::-1, :] * (h * g)
     return out
 
 
