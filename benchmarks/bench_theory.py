@@ -278,7 +278,7 @@ def main() -> None:
     if args.only in (None, "b"):
         bench_replicas(n_pairs, n_steps, d=4, repeats=args.repeats)
     if args.only in (None, "c"):
-        bench_exact_vs_em(2000 if args.quick else 10_000, args.repeats)
+        bench_exact_vs_em(500 if args.quick else 1000, args.repeats)  # 4096 fine steps of noise: ~200 MB
 
 
 if __name__ == "__main__":
