@@ -67,7 +67,7 @@ class CompareConfig:
     grid: str = "quick"
     g: tuple[float, ...] = PAPER_G
     num_steps: int = 50  # reverse steps S (the paper uses 100 for DiT-XL/2)
-    clone_seeds: int = 64  # M of the clone experiment
+    clone_seeds: int = 48  # M of the clone experiment
     t_int_stride: int = 5
     pair_seeds: int = 16  # M of Protocol II
     num_modes: int = 8  # K fixed-basis modes
