@@ -44,16 +44,15 @@ import numpy as np
 
 from ._validate import as_float_array, check_positive_int, check_range
 from .ou_data import GaussianData, GaussianMixtureData, _const, _is_torch, marginal_variance, score
+from .ou_streams import _STREAM_INIT, _STREAM_STEPS, Backend, _NormalStream, _resolve_backend
 from .schedules import VPSchedule, alpha, beta, beta_integral
 
-Backend = Literal["numpy", "torch"]
 Method = Literal["euler_maruyama", "exact"]
 Mode = Literal["common", "difference"]
 ScoreFn = Callable[[Any, float], Any]
 
 _GL_NODES = 8
 _SQRT_HALF = math.sqrt(0.5)
-_STREAM_INIT, _STREAM_STEPS = 0, 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,80 +164,6 @@ def mode_variance(
         data, sched, np.full(t_flat.shape, float(t_start)), t_flat, np.full(t_flat.shape, c), panels
     )
     return (Phi**2 * v0 + Q).reshape(t_arr.shape + (data.dim,))
-
-
-# ---------------------------------------------------------------------------------------------
-# random streams
-def _block_seeds(seed: int, purpose: int, n_blocks: int) -> list[np.random.SeedSequence]:
-    return [np.random.SeedSequence([seed, purpose, b]) for b in range(n_blocks)]
-
-
-class _NormalStream:
-    """Standard normals of shape (n, 2, d) per call, pair ``i`` drawn from block ``i // block_size``."""
-
-    def __init__(
-        self,
-        n: int,
-        d: int,
-        seed: int,
-        purpose: int,
-        block_size: int,
-        backend: Backend,
-        device: Any,
-        dtype: Any,
-    ) -> None:
-        self.n, self.d, self.B, self.backend = n, d, block_size, backend
-        n_blocks = -(-n // block_size)
-        seqs = _block_seeds(seed, purpose, n_blocks)
-        if backend == "numpy":
-            self.gens = [np.random.default_rng(s) for s in seqs]
-        else:
-            import torch
-
-            self.torch = torch
-            self.device, self.dtype = device, dtype
-            self.gens = []
-            for s in seqs:
-                gen = torch.Generator(device=device)
-                gen.manual_seed(int(s.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-                self.gens.append(gen)
-
-    def draw(self) -> Any:
-        n, d, B = self.n, self.d, self.B
-        if self.backend == "numpy":
-            out = np.empty((n, 2, d))
-            for b, gen in enumerate(self.gens):
-                lo, hi = b * B, min((b + 1) * B, n)
-                if hi - lo == B:
-                    gen.standard_normal(out=out[lo:hi])
-                else:  # partial last block: draw a full block so the stream does not depend on n
-                    out[lo:hi] = gen.standard_normal((B, 2, d))[: hi - lo]
-            return out
-        torch = self.torch
-        out = torch.empty((n, 2, d), dtype=self.dtype, device=self.device)
-        for b, gen in enumerate(self.gens):
-            lo, hi = b * B, min((b + 1) * B, n)
-            if hi - lo == B:
-                torch.randn((B, 2, d), generator=gen, out=out[lo:hi])
-            else:
-                out[lo:hi] = torch.randn((B, 2, d), generator=gen, dtype=self.dtype, device=self.device)[
-                    : hi - lo
-                ]
-        return out
-
-
-def _resolve_backend(backend: Backend, device: Any, dtype: Any) -> tuple[Any, Any]:
-    if backend == "numpy":
-        if device not in (None, "cpu"):
-            raise ValueError(f"device must be None or 'cpu' for backend='numpy', got {device!r}")
-        if dtype not in (None, np.float64):
-            raise ValueError(f"dtype must be None or numpy.float64 for backend='numpy', got {dtype!r}")
-        return None, np.float64
-    if backend == "torch":
-        import torch
-
-        return torch.device(device if device is not None else "cpu"), dtype or torch.float64
-    raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
 
 
 def init_replicas(
