@@ -48,6 +48,7 @@ from .measure import (
     block_quantities,
     common_mode_states,
     cross_of_g,
+    dominance,
     linearized_copy,
     mixture_moments,
     pi_of_g,
@@ -161,7 +162,8 @@ def internal_section(bundle: DiTBundle, cfg: CompareConfig, device: str) -> dict
     lin = linearized_copy(bundle.transformer)
     names = ("chi", "pi", "pi_q", "pi_k", "lambda_mlp", "cross", "cross_R", "cross_q", "cross_k", "quad_full")
     q = {n: np.full((len(steps), L, K), np.nan) for n in names}
-    q["gamma_k"] = np.full((len(steps), L, K), np.nan)
+    for n in ("gamma_k", "dominance_ratio", "dominance_bound", "dominance_holds"):
+        q[n] = np.full((len(steps), L, K), np.nan)
     # m_k, c_k (eq. 44) per g from the per-seed projections of the step just before the measured one
     sq_m = sq[:, np.maximum(steps - 1, 0)]  # (G, S_m, L, K, M); step s sees the state after step s − 1
     p = np.sqrt(sq_m)
@@ -176,6 +178,9 @@ def internal_section(bundle: DiTBundle, cfg: CompareConfig, device: str) -> dict
             vals = block_quantities(lin, ell, int(timesteps[s]), cfg.class_label, H0, r[ok])
             for n in names:
                 q[n][i, ell, ok.numpy()] = vals[n]
+            dom = dominance(lin, ell, int(timesteps[s]), cfg.class_label, H0, r[ok])  # Appendix B, eq. (105)
+            for n in ("ratio", "bound", "holds"):
+                q[f"dominance_{n}"][i, ell, ok.numpy()] = dom[n]
             for k in np.flatnonzero(ok.numpy()):
                 D = block_odd_response(lin, ell, int(timesteps[s]), cfg.class_label, H0, r[k])
                 q["gamma_k"][i, ell, k] = estimate_gamma(D, m_g[0, i, ell, k], c_g[0, i, ell, k])[0]

@@ -81,9 +81,10 @@ class LinearizationProcessor:
             k = k.detach()
         if p in ("pattern_q", "pattern_k", "none"):
             v = v.detach()
-        A = torch.softmax(q @ k.transpose(-1, -2) * attn.scale, dim=-1)  # (B, H, N, N), eq. (18)
-        if self.record:
-            self.last = {"A0": A.detach(), "V0": v.detach(), "q": q.detach(), "k": k.detach()}
+        S = q @ k.transpose(-1, -2) * attn.scale  # (B, H, N, N) logits
+        A = torch.softmax(S, dim=-1)  # eq. (18)
+        if self.record:  # kept with their tangents inside a jvp (Appendix B needs δS and δV)
+            self.last = {"A0": A, "V0": v, "S": S}
         out = (A @ v).transpose(1, 2).reshape(B, N, heads * d)  # (B, N, H*d)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
@@ -229,6 +230,36 @@ def coupled_quadratic_form(lin: LinearizedDiT, layer: int, t: int, label: int, H
     finally:
         block.attn1.set_processor(saved)
     return _quad(r, dv - r)
+
+
+def dominance(lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor,
+              r: torch.Tensor) -> dict[str, np.ndarray]:
+    """Routing dominance ‖δA V0‖/‖A0 δV‖ per mode against the Appendix B bound, eq. (105).
+
+    δS and δV are the JVP tangents of the attention logits and values of block `layer` along r_k (K, N, D);
+    A0, V0 the primal attention map and values at H0; `theory.dominance_report` evaluates both sides per
+    head. Returns (K,) arrays: `ratio` and `bound` (medians over heads) and `holds` (fraction of heads
+    with ratio ≤ bound).
+    """
+    from theory import dominance_report
+
+    proc = lin.processors[layer]
+    H = H0.to(torch.float64).expand(r.shape[0], *H0.shape).contiguous()
+    f = _block_call(lin, layer, t, label)
+
+    def g(x: torch.Tensor):
+        f(x)
+        return proc.last["S"], proc.last["V0"], proc.last["A0"]
+
+    proc.record = True
+    try:
+        (_, V0, A0), (dS, dV, _) = jvp(g, (H,), (r.to(torch.float64),))
+    finally:
+        proc.record, proc.last = False, {}
+    rep = dominance_report(A0.numpy(), dS.numpy(), V0.numpy(), dV.numpy())  # (K, H) each
+    ratio, bound = np.asarray(rep.ratio), np.asarray(rep.bound)
+    return {"ratio": np.median(ratio, axis=-1), "bound": np.median(bound, axis=-1),
+            "holds": np.mean(ratio <= bound, axis=-1)}
 
 
 def mode_basis(V0: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from dit_validation.measure import (
     block_quantities,
     coupled_quadratic_form,
     cross_of_g,
+    dominance,
     linearized_copy,
     mixture_moments,
     mode_basis,
@@ -126,3 +127,28 @@ def test_mixture_moments_properties(m, c, seed):
     np.testing.assert_allclose(mh**2 + ch, np.mean(p**2), rtol=1e-10)  # second moment is split, not lost
     mh2, ch2 = mixture_moments(3 * p)
     np.testing.assert_allclose([mh2, ch2], [3 * mh, 9 * ch], rtol=1e-9, atol=1e-12)
+
+
+def test_dominance_ratio_matches_direct_softmax_jvp(tiny):
+    """‖δA V0‖/‖A0 δV‖ from `dominance` vs δA = A0 ⊙ (δS − Σ_n A0 δS) (softmax JVP) on the same tangents."""
+    lin, H0, r = _setup(tiny, K=2, seed=3)
+    dom = dominance(lin, 1, 500, 0, H0, r)
+    proc = lin.processors[1]
+    H = H0.expand(2, *H0.shape).contiguous()
+    from torch.func import jvp
+
+    from dit_validation.measure import _block_call
+
+    f = _block_call(lin, 1, 500, 0)
+
+    def g(x):
+        f(x)
+        return proc.last["S"], proc.last["V0"], proc.last["A0"]
+
+    proc.record = True
+    (_, V0, A0), (dS, dV, _) = jvp(g, (H,), (r,))
+    proc.record = False
+    dA = A0 * (dS - (A0 * dS).sum(-1, keepdim=True))  # (K, H, N, N)
+    ratio = (dA @ V0).flatten(2).norm(dim=-1) / (A0 @ dV).flatten(2).norm(dim=-1)  # (K, H)
+    np.testing.assert_allclose(dom["ratio"], np.median(ratio.numpy(), axis=-1), rtol=1e-10)
+    assert np.all((dom["holds"] >= 0) & (dom["holds"] <= 1))
