@@ -36,6 +36,7 @@ from theory.multiscale import (
     ddpm_alphas_cumprod,
     exact_clone_agreement,
     mixture_eps,
+    patterns,
     speciation_alpha_bar,
     speciation_timestep,
     step_of_timestep,
@@ -43,7 +44,7 @@ from theory.multiscale import (
 
 from .compare_report import gap_fit, markdown_table, predictions, spearman_per
 from .fits import bootstrap_center
-from .gamma import block_odd_response, estimate_gamma
+from .gamma import block_odd_response, ddim_score_gain, estimate_gamma, step_odd_response
 from .measure import (
     block_quantities,
     common_mode_states,
@@ -138,6 +139,7 @@ def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig, device: s
         out["agree_exact"], out["fit_exact"], out["tau_exact"], out["tau_exact_ci"] = _fit_curves(
             t_int, agree_ex, cfg)
         out["factor"] = np.arange(mix.num_factors, dtype=np.float64)
+        out.update(step_gamma(bundle, cfg, device))
     else:
         from .testbed.factor_encoder import digits_cnn_labels
 
@@ -147,6 +149,33 @@ def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig, device: s
         out["factor"] = np.zeros(1)
     out["agree_dit"], out["fit_dit"], out["tau_dit"], out["tau_dit_ci"] = _fit_curves(t_int, agree_dit, cfg)
     return out
+
+
+def step_gamma(bundle: DiTBundle, cfg: CompareConfig, device: str, n_steps: int = 5) -> dict[str, np.ndarray]:
+    """γ of one whole reverse step along each φ_f: the DiT's vs the exact γ_s (mixture only, eq. 36).
+
+    The odd response is probed at a typical point of the decision boundary (ξ ⊥ all φ_f, scaled to the
+    marginal variance v_t) with the exact (m_f, c) = (α_t A_f, v_t); the exact-score step gives γ_s exactly
+    (tests/test_gamma.py), the DiT's deviation measures how much of the score nonlinearity it has learned.
+    """
+    mix, S = DEFAULT_MIXTURE, cfg.num_steps
+    ab, ts = ddpm_alphas_cumprod(), ddim_timesteps(S)
+    eps = dit_eps_fn(bundle, cfg.class_label, device)
+    phi = patterns(mix)
+    xi = np.random.default_rng(cfg.seed).standard_normal(mix.dim)
+    xi -= phi.T @ (phi @ xi)  # on every factor's decision boundary
+    steps = np.unique(np.linspace(S * 0.2, S * 0.8, n_steps).round().astype(int))
+    g_dit = np.full((steps.size, mix.num_factors), np.nan)
+    g_exact = np.full(steps.size, np.nan)
+    for i, s in enumerate(steps):
+        abt, abp = float(ab[ts[s]]), float(ab[ts[s + 1]])
+        v = abt * mix.s**2 + 1 - abt
+        x0 = (np.sqrt(v) * xi).reshape(mix.channels, mix.size, mix.size)
+        g_exact[i] = ddim_score_gain(abt, abp)
+        for f in range(mix.num_factors):
+            D = step_odd_response(lambda x, _ab, t=int(ts[s]): eps(x, t), mix, f, x0, abt, abp)
+            g_dit[i, f] = estimate_gamma(D, np.sqrt(abt) * mix.amplitudes[f], v)[0]
+    return {"gamma_steps": steps.astype(np.float64), "gamma_step_exact": g_exact, "gamma_step_dit": g_dit}
 
 
 def internal_section(bundle: DiTBundle, cfg: CompareConfig, device: str) -> dict[str, np.ndarray]:
@@ -164,8 +193,8 @@ def internal_section(bundle: DiTBundle, cfg: CompareConfig, device: str) -> dict
     q = {n: np.full((len(steps), L, K), np.nan) for n in names}
     for n in ("gamma_k", "dominance_ratio", "dominance_bound", "dominance_holds"):
         q[n] = np.full((len(steps), L, K), np.nan)
-    # m_k, c_k (eq. 44) per g from the per-seed projections of the step just before the measured one
-    sq_m = sq[:, np.maximum(steps - 1, 0)]  # (G, S_m, L, K, M); step s sees the state after step s − 1
+    # m_k, c_k (eq. 44) per g from the per-seed projections at the measured steps (the forward of step s)
+    sq_m = sq[:, steps]  # (G, S_m, L, K, M)
     p = np.sqrt(sq_m)
     m_g, c_g = mixture_moments(p, axis=-1)
     for i, s in enumerate(steps):
@@ -232,7 +261,8 @@ def run_compare(bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, devi
     log.info("internal section %.1fs", time.time() - start)
     arrays.update(internal)
     arrays.update(predicted_section(internal, cfg))
-    tau = float(np.nanmean(arrays["tau_dit"]))
+    taus = arrays["tau_dit"][np.isfinite(arrays["tau_dit"])]
+    tau = float(taus.mean()) if taus.size else float("nan")  # gap_fit falls back to S/2
     arrays.update(spearman_per(arrays))
     arrays.update(gap_fit(arrays, tau))
     arrays.update(predictions(arrays, dataset))

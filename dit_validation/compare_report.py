@@ -122,6 +122,12 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
                               f"{_fmt(a['tau_exact'][f])} {_ci(a['tau_exact_ci'][f])}",
                               f"{_fmt(a['tau_dit'][f])} {_ci(a['tau_dit_ci'][f])}",
                               _fmt(a["tau_dit"][f] - a["tau_exact"][f])))
+        lines += ["", "Local score gain of one reverse step along φ_f (eq. 36): DiT / exact γ_s", "",
+                  _row("step", "exact γ_s", *[f"DiT/exact f={f}" for f in range(a["tau_dit"].size)]),
+                  _row(*["---"] * (2 + a["tau_dit"].size))]
+        for i, s in enumerate(a["gamma_steps"]):
+            ratios = a["gamma_step_dit"][i] / a["gamma_step_exact"][i]
+            lines.append(_row(int(s), f"{a['gamma_step_exact'][i]:.4f}", *(_fmt(x, 3) for x in ratios)))
     else:
         lines.append(f"Class agreement (digits CNN): τ = {_fmt(a['tau_dit'][0])} {_ci(a['tau_dit_ci'][0])}")
     lines += ["", "## 2. Mode ordering (last block)", "",

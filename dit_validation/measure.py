@@ -329,10 +329,10 @@ def replica_projections(bundle, g_values, num_steps: int, seeds, sigma: float, l
         cap.mode = "project"
         for i, g in enumerate(g_values):
             cap.rows, cap.step = list(range(M)), 0
-            cap.sq[:] = np.nan
+            cap.sq = None  # allocated by the first projecting hook
             sample_pairs(bundle, seeds, g=float(g), num_steps=S, eta=0.0, sigma=sigma,
                          class_label=class_label, guidance_scale=1.0, device=device, callback=cap.on_step)
-            out[i] = cap.sq
+            out[i] = np.asarray(torch.as_tensor(cap.sq).cpu().numpy())  # sq[s]: the forward of step s
     finally:
         cap.remove()
     return np.stack(basis), lam0, out

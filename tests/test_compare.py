@@ -42,7 +42,7 @@ def test_gap_fit_and_predictions_on_synthetic_collapse():
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory):
     bundle = load_checkpoint(SHIPPED_DIR / "mixture")
-    cfg = replace(QUICK, g=(0.0, 1.0), num_steps=10, clone_seeds=4, t_int_stride=5, pair_seeds=4,
+    cfg = replace(QUICK, g=(0.0, 1.0), num_steps=10, clone_seeds=4, t_int_stride=2, pair_seeds=4,
                   num_modes=2, measure_points=2, n_boot=5)
     out = tmp_path_factory.mktemp("cmp")
     return run_compare(bundle, cfg, out), out, bundle
@@ -64,7 +64,7 @@ def test_compare_micro_run_writes_contract(micro_run):
     assert a["gap_fit_meas"].shape == (L, 3) and a["prediction_holds"].shape == (4,)
     for key in ("tau_kappa", "tau_theory", "tau_exact", "tau_dit"):
         assert a[key].shape == (F,)
-    assert a["agree_dit"].shape == (F, 3) and a["tau_dit_ci"].shape == (F, 2)
+    assert a["agree_dit"].shape == (F, 6) and a["tau_dit_ci"].shape == (F, 2)
     # eq. (32) at g = 0 holds inside the run: the measured parts sum to the full block quadratic form
     total = a["chi"] + a["pi"] + a["lambda_mlp"] + a["cross"]
     np.testing.assert_allclose(total, a["quad_full"], rtol=1e-9, atol=1e-12)
