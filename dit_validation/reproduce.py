@@ -33,6 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from paper_figs.gint_vs_rho import deep_layer_count
+
 from .protocol1 import Protocol1Config, run_protocol1
 from .protocol2 import Protocol2Config, run_protocol2
 from .results import load_result, normalize_config
@@ -295,7 +297,7 @@ def summary_text(files: dict[str, Path]) -> str:
             np.asarray(b["G_int"], dtype=np.float64),
         )
         lines += ["", "Protocol II (eq. 75-80): internal gap G_int = trail/lead at s = tau_spec(g)"]
-        n_deep = min(5, layers.size)  # §4.2: the gap sits in the final ~5 blocks
+        n_deep = deep_layer_count(layers.size)  # §4.2: the gap sits in the final ~5 of 28 blocks
         rho = (1.0 - g) / (1.0 + g)  # eq. (27)
         with warnings.catch_warnings():  # all-NaN rows (τ_spec not found) stay NaN without a warning
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -46,6 +46,7 @@ RC: dict[str, Any] = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "pdf.fonttype": 42,  # editable text in the PDF
+    "axes.formatter.useoffset": False,  # ratios near 1 read as 0.998, not "1e-3 + 9.98e-1"
 }
 
 

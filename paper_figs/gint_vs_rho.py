@@ -3,7 +3,7 @@
 Reads a ``protocol2`` result file: ``G_int`` (G, L) = λ̄_trail/λ̄_lead at s = τ_spec(g) (eq. 80),
 ``g`` (G,), ``layers`` (L,). The paper finds the gap in the final ≈ 5 blocks (§4.2) and predicts its
 routing part to vanish as ρ(g) = (1 − g)/(1 + g) → 0 (eq. 66); the figure draws G_int − 1 averaged
-over the deepest ``min(5, L)`` layers (and each of those layers faintly) against ρ(g), with a
+over the deepest ``round(5 L / 28)`` layers (and each of those layers faintly) against ρ(g), with a
 least-squares line drawn only as a visual guide (its slope and R² are printed in the legend).
 """
 
@@ -16,9 +16,14 @@ import numpy as np
 
 from . import _style
 
-__all__ = ["render", "DEEP_LAYERS"]
+__all__ = ["render", "DEEP_FRACTION", "deep_layer_count"]
 
-DEEP_LAYERS = 5  # §4.2: the internal gap lives in the final ~5 of DiT-XL/2's 28 blocks
+DEEP_FRACTION = 5 / 28  # §4.2: the internal gap lives in the final ~5 of DiT-XL/2's 28 blocks
+
+
+def deep_layer_count(num_layers: int) -> int:
+    """How many final layers count as "deep": the paper's 5 of 28, scaled to the model's depth (≥ 1)."""
+    return max(1, min(num_layers, round(DEEP_FRACTION * num_layers)))
 
 
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
@@ -31,7 +36,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     rho = (1.0 - g) / (1.0 + g)  # eq. (27), spelled out: figures do not import the theory package
     gint = np.asarray(a["G_int"], dtype=np.float64) - 1.0  # (G, L)
     layers = np.asarray(a["layers"])
-    n_deep = min(DEEP_LAYERS, layers.size)
+    n_deep = deep_layer_count(layers.size)
     deep = gint[:, -n_deep:]
     fig, (ax,) = _style.subplots(1, panel=(5.2, 3.6))
     for j in range(n_deep):
