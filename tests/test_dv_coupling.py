@@ -148,3 +148,16 @@ def test_bad_inputs_have_clear_messages():
     with install_coupling(dit) as h, pytest.raises(ValueError, match="per-pair g has 3 entries"):
         h.set_g([0.1, 0.2, 0.3])
         dit(x[:2], timestep=torch.tensor([1, 1]), class_labels=torch.tensor([0, 0]))
+
+
+@settings(max_examples=10, deadline=None)
+@given(g=st.floats(0.0, 1.0))
+def test_per_pair_g_of_equal_values_equals_scalar_g(g):
+    dit = tiny_bundle(torch.float64).transformer
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    kw = dict(timestep=torch.tensor([300] * 4), class_labels=torch.tensor([0, 1, 0, 1]))
+    with torch.no_grad(), install_coupling(dit, g=g) as h:
+        scalar = dit(x, **kw).sample
+        h.set_g([g, g])
+        vector = dit(x, **kw).sample
+    torch.testing.assert_close(vector, scalar, rtol=1e-12, atol=1e-12)

@@ -109,3 +109,30 @@ def test_load_checkpoint_roundtrip(tmp_path):
     (tmp_path / "synchrogap.json").unlink()
     with pytest.raises(ModelNotFoundError, match="no synchrogap.json"):
         load_checkpoint(tmp_path)
+
+
+def test_load_pretrained_from_local_directory(tmp_path):
+    """A DiTPipeline-style directory (transformer/, vae/, scheduler/) loads offline with VAE and schedule."""
+    from diffusers import AutoencoderKL, DDIMScheduler
+
+    src = build_random_dit("tiny", seed=4, dtype=torch.float32)
+    src.transformer.save_pretrained(tmp_path / "transformer")
+    vae = AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        latent_channels=1,
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=4,
+        scaling_factor=0.18215,
+    )
+    vae.save_pretrained(tmp_path / "vae")
+    DDIMScheduler(beta_end=0.03, clip_sample=True).save_config(tmp_path / "scheduler")
+    b = resolve_model(str(tmp_path))
+    assert b.vae is not None and b.vae.config.scaling_factor == pytest.approx(0.18215)
+    assert (
+        b.scheduler_config["beta_end"] == pytest.approx(0.03) and b.scheduler_config["clip_sample"] is False
+    )
+    assert (b.guidance_scale, b.encoder, b.pixel_space, b.image_size) == (4.0, "resnet50", False, 16)
+    assert b.null_class == 3
