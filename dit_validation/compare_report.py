@@ -12,18 +12,29 @@ from scipy.stats import spearmanr
 PREDICTIONS = ("hierarchy", "depth_localization", "natural_gap", "collapse")
 
 
+def _rank_corr(x: np.ndarray, y: np.ndarray) -> float:
+    big = 1e6  # never-speciating modes rank last (inf → a common large value)
+    x, y = np.nan_to_num(x, nan=big, posinf=big), np.nan_to_num(y, nan=big, posinf=big)
+    return float(spearmanr(x, y).statistic) if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
+
+
 def spearman_per(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """`spearman` (G, L): rank correlation over modes of predicted vs measured steps (NaN if flat)."""
+    """Rank correlations over modes, each (G, L), NaN where either side is flat.
+
+    `spearman`: predicted (κ = 1 crossing, eq. 51) vs measured per-mode speciation steps.
+    `spearman_chi`: the routing-dominant ordering of eq. (61)–(64) — larger routing gain χ_k (mean over the
+    measured steps) speciates earlier, so the predicted rank is that of −χ_k — vs the measured steps.
+    """
     pred, meas = a["s_spec_pred"], a["s_spec_meas"]
     G, L, _ = pred.shape
-    out = np.full((G, L), np.nan)
-    big = 1e6  # never-speciating modes rank last (inf → a common large value)
+    out, out_chi = np.full((G, L), np.nan), np.full((G, L), np.nan)
+    chi = a.get("chi")
     for i in range(G):
         for j in range(L):
-            x, y = np.nan_to_num(pred[i, j], posinf=big), np.nan_to_num(meas[i, j], posinf=big)
-            if np.ptp(x) > 0 and np.ptp(y) > 0:
-                out[i, j] = spearmanr(x, y).statistic
-    return {"spearman": out}
+            out[i, j] = _rank_corr(pred[i, j], meas[i, j])
+            if chi is not None:
+                out_chi[i, j] = _rank_corr(-np.nanmean(chi[:, j], axis=0), meas[i, j])
+    return {"spearman": out, "spearman_chi": out_chi}
 
 
 def _linfit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -131,10 +142,11 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     else:
         lines.append(f"Class agreement (digits CNN): τ = {_fmt(a['tau_dit'][0])} {_ci(a['tau_dit_ci'][0])}")
     lines += ["", "## 2. Mode ordering (last block)", "",
-              _row("g", "ρ(g)", "Spearman pred vs meas", "Δs_v predicted", "G_int − 1 measured"),
-              _row(*["---"] * 5)]
+              _row("g", "ρ(g)", "Spearman κ-pred vs meas", "Spearman χ-order vs meas", "Δs_v predicted",
+                   "G_int − 1 measured"), _row(*["---"] * 6)]
     for i, gi in enumerate(a["g"]):
         lines.append(_row(f"{gi:g}", f"{a['rho'][i]:.3f}", _fmt(a["spearman"][i, -1]),
+                          _fmt(a["spearman_chi"][i, -1]),
                           _fmt(a["gap_pred"][i, -1]), _fmt(a["gap_meas"][i, -1], 3)))
     lines += ["", "Block quantities (medians over measured steps and modes; last column: eq. 32 check)", "",
               _row("block", "χ", "π", "λ^MLP", "cross", "γ", "max |Σ − quad_full|"), _row(*["---"] * 7)]
