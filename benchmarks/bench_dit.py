@@ -152,28 +152,35 @@ def main(argv: list[str] | None = None) -> None:
     for name, r in rates.items():
         print(f"{name:26s} {r:10.1f} image-forwards/s   ({r / rates['plain']:.3f} x plain eager)")
 
-    if cuda:
-        for capture in (False, True):
-            cap = None
-            if capture:  # Protocol II hooks in projection mode with a K = 32 basis on every layer
-                cap = DifferenceCapture(dit, range(bundle.num_layers), guided=True, M=32, S=1, K=32)
-                D = (H // dit.config.patch_size) ** 2 * dit.inner_dim
-                cap.R = {ell: torch.randn(32, D, dtype=torch.float64, device=device) for ell in cap.layers}
-                cap.mode, cap.rows = "project", list(range(P))
-            torch.cuda.reset_peak_memory_stats(device)
+    # Protocol II capture: hooks on every block projecting onto a K = 32 float64 basis (eq. 74-75)
+    K = 32
+    D = (H // dit.config.patch_size) ** 2 * dit.inner_dim
+    for capture in (False, True):
+        cap = None
+        if capture:
+            cap = DifferenceCapture(dit, range(bundle.num_layers), guided=True, M=P, S=1, K=K)
+            cap.R = {ell: torch.randn(K, D, dtype=torch.float64, device=device) for ell in cap.layers}
+            cap.mode, cap.rows = "project", list(range(P))
+            rates["sampler step + P-II capture"] = B / timeit(sampler_step, device, args.iters, args.warmup)
+        if cuda:
             torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
             sampler_step()
             torch.cuda.synchronize(device)
             peak = torch.cuda.max_memory_allocated(device)
             print(
                 f"peak GPU memory, sampler step{' + Protocol II capture' if capture else ''}: "
-                f"{peak / 2**30:.2f} GiB (step adds {(peak - base) / 2**30:.2f} GiB)"
+                f"{peak / 2**30:.2f} GiB (step adds {(peak - base) / 2**30:.2f} GiB over resident "
+                f"{base / 2**30:.2f} GiB incl. the basis)"
             )
-            if cap is not None:
-                cap.remove()
-    else:
+        if cap is not None:
+            cap.remove()
+    if not cuda:
         print("peak GPU memory: n/a on CPU")
+    r = rates["sampler step + P-II capture"]
+    ratio = r / rates["plain"]
+    print(f"{'sampler step + P-II capture':26s} {r:10.1f} image-forwards/s   ({ratio:.3f} x plain eager)")
 
     # Protocol I grid of the paper: 6 g + the g = 0 control, 32 seeds, t_int = 0..100, 100 steps, guidance
     S, M, G = 100, 32, 6 + 1
