@@ -7,6 +7,8 @@ Reports image-forwards/s (one image through the transformer = 1) for
   (a) the plain diffusers DiT forward (stock attention processors),
   (b) the same batch with coupled processors installed (g = 0.5, two SDPA calls per layer),
   (c) our full coupled sampler step (guidance-doubled batch, per-pair g, DDIM update, keyed noise),
+      drawing one CPU noise stream per pair (the Protocol II / from-scratch worst case; under
+      Protocol I's prefix sharing the draws are per seed and shared by all of its branch rows),
 optionally under torch.compile and CUDA graphs; peak GPU memory without and with the Protocol II
 capture hooks; and the wall-clock estimate of the paper's Protocol I grid (6 g x 101 t_int x 32
 seeds x 100 steps, guidance on, plus the g = 0 control) with prefix sharing counted.
