@@ -53,9 +53,9 @@ PAPER_P1_G: tuple[float, ...] = tuple(g for g in PAPER_G if g > 0)
 # quick: the g values of the paper's Protocol II figures (Figs. 1, 9, 10), few seeds and steps so the
 # shipped default runs in minutes on 2 CPU cores (measured numbers in docs/README_draft.md).
 QUICK_G: tuple[float, ...] = (0.1, 0.3, 0.9)
-QUICK_STEPS = 25
-QUICK_T_INT_STRIDE = 2
-QUICK_SEEDS = 8
+QUICK_STEPS = 50  # divides the 1000 training steps (exact DDIM timesteps); compare.QUICK uses 50 too
+QUICK_T_INT_STRIDE = 5
+QUICK_SEEDS = 16
 QUICK_BOOT = 200
 
 STAGES: tuple[str, ...] = ("theory", "protocol1", "protocol2", "compare", "theory_compare", "figures")
@@ -226,7 +226,9 @@ def run_reproduce(
                 "compare",
                 files["compare"],
                 # compare writes <out>/compare.npz (+ compare.md) itself and is not resumable: one unit
-                lambda: cmp_mod.run_compare(bundle, plan.compare, out, device=str(device), model_name=model),
+                lambda: cmp_mod.run_compare(
+                    bundle, plan.compare, out, device=str(device), model_name=bundle.name
+                ),
                 overwrite,
             )
         except Exception as exc:  # noqa: BLE001 - reported loudly below, after the other figures are drawn

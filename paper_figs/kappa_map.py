@@ -40,7 +40,18 @@ def _heat(
         norm=TwoSlopeNorm(0.0, -span, span),
         shading="nearest",
     )
-    if np.nanmin(logk) < 0 < np.nanmax(logk) and steps.size > 1 and layers.size > 1:
+    if not np.any(valid):  # say why the panel is empty instead of drawing a silent grey box
+        ax.text(
+            0.5,
+            0.5,
+            "no finite κ > 0 here:\nγ not measurable or eq. (55) violated",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=8,
+            bbox={"fc": "white", "alpha": 0.8},
+        )
+    elif np.nanmin(logk) < 0 < np.nanmax(logk) and steps.size > 1 and layers.size > 1:
         ax.contour(steps, layers, np.nan_to_num(logk, nan=-span), levels=[0.0], colors="k", linewidths=1.0)
     finite = np.isfinite(s_spec)
     ax.plot(s_spec[finite], layers[finite], "k*", ms=6, label=r"$s_{spec}$: κ = 1, eq. (51)")
@@ -59,9 +70,6 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     if "kappa_vk" not in a:
         return []
     model = _style.model_name(meta, default="theory")
-    compare = (meta.get("config") or {}).get("compare")
-    if compare:
-        model = f"{model} (block quantities from {Path(str(compare)).name})"
     steps = np.asarray(a["steps"], dtype=np.float64)
     layers = np.asarray(a["layers"], dtype=np.float64)
     kappa = np.asarray(a["kappa_vk"], dtype=np.float64)  # (G, S_m, L, K)
@@ -78,7 +86,10 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
         fig.colorbar(mesh, ax=list(axes), label=r"$\log_{10}\kappa_{v,k}(s, \ell; g)$, eq. (50)")
         gap = np.asarray(a["gap_steps"][i], dtype=np.float64)
         gap_txt = f"{gap[-1]:.1f}" if np.isfinite(gap[-1]) else "n/a"
-        fig.suptitle(f"{model}: predicted κ at g = {g:g}; gap at last layer Δs_v = {gap_txt} steps (eq. 65)")
+        fig.suptitle(
+            f"{model}: predicted κ at g = {g:g} from measured block quantities; "
+            f"Δs_v = {gap_txt} steps at last layer"
+        )
         paths += _style.save(fig, out_dir, f"fig_kappa_map_{_style.g_label(g)}")
     return paths
 

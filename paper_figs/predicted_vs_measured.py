@@ -28,7 +28,7 @@ __all__ = ["render"]
 
 def _factor_tau(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
     factor = np.asarray(a["factor"], dtype=np.float64)
-    fig, (ax,) = _style.subplots(1, panel=(5.2, 3.6))
+    fig, (ax,) = _style.subplots(1, panel=(5.6, 3.8))
     ax.plot(factor, a["tau_kappa"], "D-", color=_style.COLORS["theory"], label="theory: exact κ_f = 1")
     if "tau_theory" in a:
         ax.plot(
@@ -51,7 +51,7 @@ def _factor_tau(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Pat
     ax.set_xlabel("mixture factor f (0 = most global)")
     ax.set_ylabel("speciation step (sampling steps)")
     ax.set_xticks(factor)
-    ax.set_title(f"{model}: per-factor speciation, predicted vs measured (g = 0)")
+    ax.set_title(f"{model}: per-factor speciation step (g = 0)")
     ax.legend(loc="best")
     return _style.save(fig, out_dir, "fig_factor_tau")
 
