@@ -58,9 +58,6 @@ QUICK_T_INT_STRIDE = 5
 QUICK_SEEDS = 16
 QUICK_BOOT = 200
 
-STAGES: tuple[str, ...] = ("theory", "protocol1", "protocol2", "compare", "theory_compare", "figures")
-
-
 @dataclass(frozen=True)
 class ReproducePlan:
     """Every configuration ``reproduce`` runs; stored as ``reproduce.json`` to refuse mixed reruns."""
