@@ -192,6 +192,10 @@ def run_reproduce(
     _check_plan(out, plan, overwrite)
     files = {k: out / f"{k}.npz" for k in ("theory", "protocol1", "protocol2", "compare")}
     bundle = resolve_model(model, dtype=dtype)
+    # on the device up front: compare runs on it too, also when the protocol stages are skipped
+    bundle.transformer.to(device=device, dtype=dtype)
+    if bundle.vae is not None:
+        bundle.vae.to(device=device, dtype=dtype)
     kw = {"device": device, "dtype": dtype, "progress": progress, "overwrite": overwrite}
 
     _stage(
