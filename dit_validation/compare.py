@@ -75,8 +75,12 @@ class CompareConfig:
     num_modes: int = 8  # K fixed-basis modes
     measure_points: int = 10  # S_m steps where block quantities are measured
     sigma: float = 0.5  # eq. (67), as Protocol I/II
-    class_label: int = 0
+    # None → the null class (unconditional generation) for class-conditional models, so that which class
+    # is generated is itself decided by the reverse dynamics (the speciation under study); 0 for the
+    # one-class mixture model
+    class_label: int | None = None
     energy_threshold: float = 2.0  # measured per-mode step: energy first reaches 2× its step-0 value
+    decay_threshold: float = 0.5  # retention: first step where the energy has fallen to half
     n_boot: int = 200
     seed: int = 0
 
@@ -244,8 +248,13 @@ def predicted_section(internal: dict[str, np.ndarray], cfg: CompareConfig) -> di
     above = internal["energy"] >= cfg.energy_threshold  # (G, S, L, K)
     first = np.where(above.any(axis=1), above.argmax(axis=1), -1).astype(np.float64)
     s_meas = np.where(first >= 0, first, np.inf)
+    # retention: first step at which the energy has decayed to `decay_threshold` (inf = never); a mode
+    # whose replicas committed to different branches keeps its difference longer (eq. 49: u_k ≠ 0)
+    below = internal["energy"] <= cfg.decay_threshold
+    s_decay = np.where(below.any(axis=1), below.argmax(axis=1), np.inf).astype(np.float64)
     return {"g": g, "rho": np.atleast_1d(theory.rho(g)), "eta": np.stack(eta), "kappa": kappa,
-            "s_spec_pred": s_pred, "s_spec_meas": s_meas}
+            "s_spec_pred": s_pred, "s_spec_meas": s_meas, "s_decay_meas": s_decay,
+            "kappa_valid_frac": np.mean(np.isfinite(kappa) & (kappa > 0), axis=(1, 3))}
 
 
 def run_compare(bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, device: str = "cpu",
@@ -254,6 +263,8 @@ def run_compare(bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, devi
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = "mixture" if bundle.encoder == "mixture-factors" else "digits"
+    if cfg.class_label is None:
+        cfg = replace(cfg, class_label=bundle.null_class if bundle.num_classes > 1 else 0)
     start = time.time()
     arrays = clone_section(bundle, dataset, cfg, device)
     log.info("clone section %.1fs", time.time() - start)

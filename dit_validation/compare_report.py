@@ -24,6 +24,7 @@ def spearman_per(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     `spearman`: predicted (κ = 1 crossing, eq. 51) vs measured per-mode speciation steps.
     `spearman_chi`: the routing-dominant ordering of eq. (61)–(64) — larger routing gain χ_k (mean over the
     measured steps) speciates earlier, so the predicted rank is that of −χ_k — vs the measured steps.
+    `spearman_chi_decay`: χ_k vs the retention step `s_decay_meas` (expected positive).
     """
     pred, meas = a["s_spec_pred"], a["s_spec_meas"]
     G, L, _ = pred.shape
@@ -34,7 +35,12 @@ def spearman_per(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             out[i, j] = _rank_corr(pred[i, j], meas[i, j])
             if chi is not None:
                 out_chi[i, j] = _rank_corr(-np.nanmean(chi[:, j], axis=0), meas[i, j])
-    return {"spearman": out, "spearman_chi": out_chi}
+    out_dec = np.full((G, L), np.nan)
+    if chi is not None and "s_decay_meas" in a:
+        for i in range(G):
+            for j in range(L):  # larger χ_k → earlier commitment → the difference survives longer
+                out_dec[i, j] = _rank_corr(np.nanmean(chi[:, j], axis=0), a["s_decay_meas"][i, j])
+    return {"spearman": out, "spearman_chi": out_chi, "spearman_chi_decay": out_dec}
 
 
 def _linfit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -142,11 +148,11 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     else:
         lines.append(f"Class agreement (digits CNN): τ = {_fmt(a['tau_dit'][0])} {_ci(a['tau_dit_ci'][0])}")
     lines += ["", "## 2. Mode ordering (last block)", "",
-              _row("g", "ρ(g)", "Spearman κ-pred vs meas", "Spearman χ-order vs meas", "Δs_v predicted",
-                   "G_int − 1 measured"), _row(*["---"] * 6)]
+              _row("g", "ρ(g)", "κ valid (last block)", "Spearman κ-pred vs meas", "Spearman χ vs retention",
+                   "Δs_v predicted", "G_int − 1 measured"), _row(*["---"] * 7)]
     for i, gi in enumerate(a["g"]):
-        lines.append(_row(f"{gi:g}", f"{a['rho'][i]:.3f}", _fmt(a["spearman"][i, -1]),
-                          _fmt(a["spearman_chi"][i, -1]),
+        lines.append(_row(f"{gi:g}", f"{a['rho'][i]:.3f}", _fmt(a["kappa_valid_frac"][i, -1]),
+                          _fmt(a["spearman"][i, -1]), _fmt(a["spearman_chi_decay"][i, -1]),
                           _fmt(a["gap_pred"][i, -1]), _fmt(a["gap_meas"][i, -1], 3)))
     lines += ["", "Block quantities (medians over measured steps and modes; last column: eq. 32 check)", "",
               _row("block", "χ", "π", "λ^MLP", "cross", "γ", "max |Σ − quad_full|"), _row(*["---"] * 7)]
