@@ -77,7 +77,6 @@ def test_routing_vanishes_at_full_coupling_and_original_model_untouched(tiny):
     assert next(tiny.parameters()).dtype == torch.float32  # the measured copy is separate
 
 
-@pytest.mark.skipif(not (SHIPPED_DIR / "mixture" / "synchrogap.json").is_file(), reason="no shipped mixture")
 def test_parts_reproduce_full_block_jacobian_shipped():
     bundle = load_checkpoint(SHIPPED_DIR / "mixture")
     lin, H0, r = _setup(bundle.transformer, K=2)
