@@ -4,9 +4,12 @@ Replica-coupled attention (eq. 18–19) installed as diffusers attention process
 Protocol I and II (§3), the in-package testbed and the predicted-vs-measured comparison.
 """
 
+from .compare import CompareConfig, run_compare
 from .coupling import CoupledAttnProcessor, CouplingHandle, install_coupling
 from .encoders import ENCODERS, get_encoder, register_encoder
 from .fits import SigmoidFit, bootstrap_center, fit_sigmoid, sigmoid
+from .gamma import estimate_gamma
+from .measure import block_quantities, linearized_copy
 from .metrics import commitment_score, d_high, d_low, feature_cosine
 from .models import (
     PRESETS,
@@ -69,4 +72,10 @@ __all__: list[str] = [
     "run_reproduce",
     "TheoryRunConfig",
     "run_theory",
+    # issue #5: block quantities inside the DiT, score gain, predicted vs measured
+    "block_quantities",
+    "linearized_copy",
+    "estimate_gamma",
+    "CompareConfig",
+    "run_compare",
 ]

@@ -66,6 +66,8 @@ from .modal_snr import (
     speciation_step,
     synchronization_gap,
 )
+from .multiscale import MultiscaleMixture, clone_experiment, exact_clone_agreement
+from .multiscale import mixture_score as multiscale_score
 from .ou import (
     common_difference,
     from_common_difference,
@@ -210,6 +212,11 @@ __all__ = [
     "synchronization_gap",
     "eta_routing_dominant",
     "modal_snr_routing_dominant",
+    # multi-scale mixture images (issue #5): exact score, clone experiment
+    "MultiscaleMixture",
+    "multiscale_score",
+    "clone_experiment",
+    "exact_clone_agreement",
     # gating, eq. (27)
     "rho",
     "xi",
