@@ -254,6 +254,9 @@ def predicted_section(internal: dict[str, np.ndarray], cfg: CompareConfig) -> di
     s_decay = np.where(below.any(axis=1), below.argmax(axis=1), np.inf).astype(np.float64)
     return {"g": g, "rho": np.atleast_1d(theory.rho(g)), "eta": np.stack(eta), "kappa": kappa,
             "s_spec_pred": s_pred, "s_spec_meas": s_meas, "s_decay_meas": s_decay,
+            # the measured total one-block gain η̃_k = 1 + r_kᵀ(J_block − I) r_k at g = 0 (eq. 39's
+            # repartition-invariant Jacobian); η̃ > 1 means the block expands the mode
+            "eta_total": 1.0 + internal["quad_full"],
             "kappa_valid_frac": np.mean(np.isfinite(kappa) & (kappa > 0), axis=(1, 3))}
 
 

@@ -162,6 +162,11 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         keys = ("chi", "pi", "lambda_mlp", "cross", "gamma")
         med = [_fmt(float(np.nanmedian(a[k][:, j])), 4) for k in keys]
         lines.append(_row(j, *med, f"{np.nanmax(resid):.1e}"))
+    if "eta_total" in a:
+        frac = float(np.mean(a["eta_total"][np.isfinite(a["eta_total"])] > 1))
+        lines += ["", f"Measured total one-block gain η̃ = 1 + r_kᵀ(J − I)r_k > 1 (block expands the mode) "
+                  f"at {100 * frac:.0f}% of measured (step, block, mode); κ (eq. 50) is finite and positive "
+                  "only where eq. (55) holds."]
     lines += ["", "## 3. Gap vs ρ(g) (linear fit, last block)", "",
               _row("quantity", "slope", "intercept", "R²"), _row(*["---"] * 4)]
     for key, label in (("gap_fit_meas", "measured G_int − 1"), ("gap_fit_pred", "predicted Δs_v")):

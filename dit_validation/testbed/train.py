@@ -18,7 +18,6 @@ import argparse
 import copy
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -251,6 +250,8 @@ def add_cli(subparsers) -> None:
 def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     cfg = TrainConfig(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                       device=args.device)
-    rec = train(cfg, args.out, command=" ".join(["synchrogap", *sys.argv[1:]]))
+    command = (f"synchrogap train --dataset {args.dataset} --steps {args.steps} "
+               f"--batch-size {args.batch_size} --seed {args.seed} --device {args.device} --out {args.out}")
+    rec = train(cfg, args.out, command=command)
     print(f"held-out eps-MSE {rec['held_out_loss_mean']:.4f}; references {rec['reference_losses_mean']}")
     return 0
