@@ -73,7 +73,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     fig.suptitle(f"{model}: Protocol I speciation, coupled until t_int then independent (Figs. 2–4)")
     paths += _style.save(fig, out_dir, "fig_feature_similarity")
     if "control_a_feat_median" in a:
-        fig, (ax,) = _style.subplots(1, panel=(5.0, 3.4))
+        fig, (ax,) = _style.subplots(1, panel=(5.8, 3.6))
         _panel(
             ax,
             t_int,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from . import _style
 
@@ -57,6 +58,7 @@ def _panel(ax: plt.Axes, arrays: dict[str, np.ndarray], i: int, title: str, lege
     elif legend:
         ax.legend(loc="upper left")
     ax.set_xlabel(r"transformer layer $\ell$")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
     ax.set_ylabel(r"normalized energy $\bar\lambda(\ell; g)$, eq. (75)")
     tau_txt = f"{tau:.1f}" if np.isfinite(tau) else "n/a"
     ax.set_title(f"{title}g = {g:g}, at step s = τ_spec = {tau_txt}")

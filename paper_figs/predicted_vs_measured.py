@@ -8,10 +8,12 @@ only when its arrays are present (per-factor speciation exists for mixture testb
   DiT ``tau_dit`` with 95 % bootstrap CIs;
 * ``fig_factor_agreement``: clone agreement vs split step per factor (``agree_theory``,
   ``agree_exact``, ``agree_dit`` and the stored sigmoid fits);
-* ``fig_gap_vs_rho``: predicted and measured gap Δs_v (eq. 65) at the deepest layer against ρ(g)
-  (eq. 27) with the stored linear fits ``gap_fit_pred``/``gap_fit_meas`` — the collapse of eq. (66);
-* ``fig_mode_ordering``: predicted vs measured per-mode speciation steps (``s_spec_pred``,
-  ``s_spec_meas``) coloured by g, with the median Spearman ρ_s of ``spearman``;
+* ``fig_gap_vs_rho``: at the deepest layer against ρ(g) (eq. 27), the predicted gap Δs_v in steps
+  (``gap_pred``, eq. 65) and the measured internal gap G_int − 1 (``gap_meas``, eq. 80), each with its
+  stored linear fit ``gap_fit_pred``/``gap_fit_meas`` — the collapse of eq. (66);
+* ``fig_mode_ordering``: predicted and measured per-mode speciation steps (``s_spec_pred``,
+  ``s_spec_meas``) at the last layer against the mode index, coloured by g, "never" (∞) drawn on its
+  own row, with the median Spearman ρ_s of ``spearman``;
 and ``predictions.md``, the §2.7 checklist (``prediction_names``/``_holds``/``_margin``).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from . import _style
@@ -91,63 +94,84 @@ def _factor_agreement(a: dict[str, np.ndarray], model: str, out_dir: Path) -> li
 
 
 def _gap_vs_rho(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
+    """Left: predicted Δs_v (steps, eq. 65); right: measured G_int − 1 (eq. 80); both vs ρ(g), last layer."""
     rho = np.asarray(a["rho"], dtype=np.float64)
     layers = np.asarray(a["layers"])
-    fig, (ax,) = _style.subplots(1, panel=(5.2, 3.6))
+    fig, axes = _style.subplots(2, ncols=2, panel=(4.6, 3.5))
     r_line = np.linspace(0.0, 1.0, 50)
-    for key, color, name in (("pred", "theory", "predicted"), ("meas", "dit", "measured (Protocol II)")):
-        if f"gap_{key}" not in a:
-            continue
-        gap = np.asarray(a[f"gap_{key}"], dtype=np.float64)[
-            :, -1
-        ]  # deepest layer, where the paper sees the gap
-        ax.plot(rho, gap, "o", color=_style.COLORS[color], label=f"{name}, layer {int(layers[-1])}")
-        if f"gap_fit_{key}" in a:
-            slope, intercept, r2 = (float(x) for x in a[f"gap_fit_{key}"][-1])
-            if np.isfinite(slope):
-                ax.plot(
-                    r_line,
-                    slope * r_line + intercept,
-                    "--",
-                    color=_style.COLORS[color],
-                    label=f"fit: {slope:.2g} ρ + {intercept:.2g} (R² = {r2:.2f})",
-                )
-    ax.axhline(0.0, color="0.6", lw=0.8)
-    ax.set_xlabel(r"$\rho(g) = (1-g)/(1+g)$, eq. (27)  (g = 1 at left)")
-    ax.set_ylabel(r"gap $\Delta s_v$ (steps), eq. (65)")
-    ax.set_title(f"{model}: gap collapse as ρ(g) → 0, eq. (66)")
-    ax.legend(loc="best")
+    panels = (
+        ("pred", "theory", "predicted (κ = 1 crossings)", r"predicted gap $\Delta s_v$ (steps), eq. (65)"),
+        ("meas", "dit", "measured (Protocol II energies)", r"measured $\mathcal{G}_{int} - 1$, eq. (80)"),
+    )
+    for ax, (key, color, name, ylabel) in zip(axes, panels, strict=True):
+        if f"gap_{key}" in a:
+            gap = np.asarray(a[f"gap_{key}"], dtype=np.float64)[
+                :, -1
+            ]  # deepest layer, where the paper sees the gap
+            ax.plot(rho, gap, "o", color=_style.COLORS[color], label=f"{name}, layer {int(layers[-1])}")
+            if f"gap_fit_{key}" in a:
+                slope, intercept, r2 = (float(x) for x in a[f"gap_fit_{key}"][-1])
+                if np.isfinite(slope):
+                    r2_txt = f"{r2:.2f}" if np.isfinite(r2) else "n/a"
+                    ax.plot(
+                        r_line,
+                        slope * r_line + intercept,
+                        "--",
+                        color=_style.COLORS[color],
+                        label=f"fit: {slope:.3g} ρ + {intercept:.3g} (R² = {r2_txt})",
+                    )
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_xlabel(r"$\rho(g) = (1-g)/(1+g)$, eq. (27)  (g = 1 at left)")
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="best")
+    fig.suptitle(f"{model}: the gap against the routing gate; eq. (66) predicts it vanishes as ρ(g) → 0")
     return _style.save(fig, out_dir, "fig_gap_vs_rho")
 
 
 def _mode_ordering(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
-    pred = np.asarray(a["s_spec_pred"], dtype=np.float64)  # (G, L, K)
-    meas = np.asarray(a["s_spec_meas"], dtype=np.float64)
+    """Predicted and measured per-mode speciation steps at the last layer, modes in eq. (42) order.
+
+    Modes that never speciate (s = ∞) sit on a marked "never" row above the step axis, so a model
+    where one side never crosses still shows every value instead of an empty scatter.
+    """
+    pred = np.asarray(a["s_spec_pred"], dtype=np.float64)[:, -1, :]  # (G, K) at the last layer
+    meas = np.asarray(a["s_spec_meas"], dtype=np.float64)[:, -1, :]
     g = np.asarray(a["g"], dtype=np.float64)
-    fig, (ax,) = _style.subplots(1, panel=(5.0, 4.0))
-    finite = np.isfinite(pred) & np.isfinite(meas)
-    g_full = np.broadcast_to(g[:, None, None], pred.shape)
-    sc = ax.scatter(
-        pred[finite],
-        meas[finite],
-        c=g_full[finite],
-        cmap="viridis",
-        vmin=0,
-        vmax=1,
-        s=14,
-        label=f"(g, ℓ, k) with both finite: {int(finite.sum())}/{finite.size}",
-    )
-    fig.colorbar(sc, ax=ax, label="coupling g")
-    if finite.any():
-        lo = float(min(pred[finite].min(), meas[finite].min()))
-        hi = float(max(pred[finite].max(), meas[finite].max()))
-        ax.plot([lo, hi], [lo, hi], "k:", lw=1, label="predicted = measured")
+    k = np.arange(pred.shape[-1])
+    finite = np.concatenate([pred[np.isfinite(pred)], meas[np.isfinite(meas)]])
+    top = float(np.max(a["steps"])) if "steps" in a else (float(finite.max()) if finite.size else 1.0)
+    never = 1.1 * max(top, 1.0)
+    fig, (ax,) = _style.subplots(1, panel=(5.6, 4.0))
+    cmap = plt.get_cmap("viridis")
+    for i, gi in enumerate(g):
+        color = cmap(gi)
+        ax.plot(
+            k,
+            np.where(np.isfinite(pred[i]), pred[i], never),
+            "x--",
+            color=color,
+            lw=0.8,
+            ms=5,
+            label="predicted, eq. (51)" if i == 0 else None,
+        )
+        ax.plot(
+            k + 0.08,
+            np.where(np.isfinite(meas[i]), meas[i], never),
+            "o",
+            color=color,
+            ms=4,
+            mfc="none",
+            label="measured, Protocol II energies" if i == 0 else None,
+        )
+    ax.axhline(never, color="0.5", ls=":", lw=1, label="never speciates (s = ∞)")
     rank = np.asarray(a.get("spearman", np.array([np.nan])), dtype=np.float64)
     rank_txt = f"{np.nanmedian(rank):.2f}" if np.any(np.isfinite(rank)) else "n/a"
-    ax.set_xlabel(r"predicted $s_{spec}^{(k)}$ (steps), eq. (51)")
-    ax.set_ylabel(r"measured $s_{spec}^{(k)}$ (steps), Protocol II")
-    ax.set_title(f"{model}: mode ordering, median Spearman = {rank_txt}")
+    ax.set_xlabel("mode k (0 = largest initial variance, eq. 42)")
+    ax.set_ylabel(r"speciation step $s_{spec}^{(k)}$ at the last layer")
+    ax.set_xticks(k)
+    ax.set_title(f"{model}: mode ordering; median Spearman = {rank_txt}")
     ax.legend(loc="best")
+    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0.0, 1.0)), ax=ax, label="coupling g")
     return _style.save(fig, out_dir, "fig_mode_ordering")
 
 
