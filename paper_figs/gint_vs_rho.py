@@ -39,12 +39,18 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     n_deep = deep_layer_count(layers.size)
     deep = gint[:, -n_deep:]
     fig, (ax,) = _style.subplots(1, panel=(5.2, 3.6))
-    for j in range(n_deep):
+    for j in range(n_deep if n_deep > 1 else 0):  # one deep layer: the mean is that layer
         ax.plot(rho, deep[:, j], ".-", color="0.75", lw=0.8, label="single deep layer" if j == 0 else None)
     with warnings.catch_warnings():  # a g whose τ_spec was not found has an all-NaN row: NaN, no warning
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(deep, axis=1)
-    ax.plot(rho, mean, "o", color=_style.COLORS["trail"], label=f"mean of last {n_deep} layers")
+    ax.plot(
+        rho,
+        mean,
+        "o",
+        color=_style.COLORS["trail"],
+        label=f"mean of last {n_deep} layer{'s' if n_deep > 1 else ''}",
+    )
     ok = np.isfinite(mean)
     if ok.sum() >= 2:
         slope, intercept = np.polyfit(rho[ok], mean[ok], 1)
@@ -64,7 +70,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
         ax.annotate(f"g={gi:g}", (ri, mi), textcoords="offset points", xytext=(3, 3), fontsize=6.5)
     ax.set_xlabel(r"$\rho(g) = (1-g)/(1+g)$, eq. (27)")
     ax.set_ylabel(r"$\mathcal{G}_{int} - 1$ at $s = \tau_{spec}(g)$, eq. (80)")
-    ax.set_title(f"{model}: internal gap vs routing gate (collapse as g → 1)")
+    ax.set_title(f"{model}: internal gap vs routing gate, eq. (66)")
     ax.legend(loc="best")
     return _style.save(fig, out_dir, "fig_gint_vs_rho")
 
