@@ -189,9 +189,9 @@ def run_reproduce(
             protocol2=replace(plan.protocol2, batch_size=batch_size),
         )
     out = Path(out_dir) if out_dir is not None else default_out(model, grid)
+    bundle = resolve_model(model, dtype=dtype)  # first: a missing model leaves no half-made run directory
     _check_plan(out, plan, overwrite)
     files = {k: out / f"{k}.npz" for k in ("theory", "protocol1", "protocol2", "compare")}
-    bundle = resolve_model(model, dtype=dtype)
     # on the device up front: compare runs on it too, also when the protocol stages are skipped
     bundle.transformer.to(device=device, dtype=dtype)
     if bundle.vae is not None:

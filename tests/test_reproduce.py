@@ -293,3 +293,4 @@ def test_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixtu
         main(["reproduce", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"])
     assert exc.value.code == 2
     assert "unknown model" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written for a model that cannot load
