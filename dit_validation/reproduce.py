@@ -301,6 +301,7 @@ def summary_text(files: dict[str, Path]) -> str:
         )
         lines += ["", "Protocol II (eq. 75-80): internal gap G_int = trail/lead at s = tau_spec(g)"]
         n_deep = deep_layer_count(layers.size)  # §4.2: the gap sits in the final ~5 of 28 blocks
+        plural = "s" if n_deep > 1 else ""
         rho = (1.0 - g) / (1.0 + g)  # eq. (27)
         with warnings.catch_warnings():  # all-NaN rows (τ_spec not found) stay NaN without a warning
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -315,7 +316,7 @@ def summary_text(files: dict[str, Path]) -> str:
             j = int(np.nanargmax(np.abs(row - 1.0))) if np.any(np.isfinite(row)) else -1
             where = f"largest |G_int-1| at layer {int(layers[j])} ({_fmt(row[j], 2)})" if j >= 0 else "n/a"
             lines.append(
-                f"  g={g[i]:4.2f} rho={rho[i]:4.2f}: mean|G_int-1| last {n_deep} layers "
+                f"  g={g[i]:4.2f} rho={rho[i]:4.2f}: mean|G_int-1| last {n_deep} layer{plural} "
                 f"{_fmt(deep[i], 3)} vs earlier {_fmt(early[i], 3)}; {where}"
             )
         ok = np.isfinite(deep)
