@@ -5,7 +5,6 @@ Figures are written headless (Agg backend) as PNG (for the README) and PDF (for 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,18 +50,9 @@ RC: dict[str, Any] = {
 
 
 def load(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read a result file of the contract in docs/DESIGN.md: ``(meta, arrays)``.
+    """Read a result file of the contract in docs/DESIGN.md: ``(meta, arrays)`` (the package's one reader)."""
+    from dit_validation.results import load_result
 
-    Uses ``dit_validation.results.load_result`` so that there is one reader; the fallback only
-    exists so the figures stay importable in an environment without the DiT stack.
-    """
-    try:
-        from dit_validation.results import load_result
-    except ImportError:  # pragma: no cover - exercised only without dit_validation
-        with np.load(Path(path), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(str(arrays.pop("__meta__")))
-        return meta, arrays
     return load_result(path)
 
 

@@ -15,6 +15,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from dit_validation.results import save_result
 from paper_figs import FIGURES, _style
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -29,13 +30,6 @@ def write_result(path: Path, kind: str, arrays: dict[str, np.ndarray], config: d
         "complete": True,
         "done": [],
     }
-    try:
-        from dit_validation.results import save_result
-    except ImportError:  # TEMPORARY until dit_validation.results lands: same format, no atomicity
-        import json
-
-        np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
-        return path
     save_result(path, meta, arrays)
     return path
 
