@@ -157,3 +157,26 @@ def run_theory(config: TheoryRunConfig, out_path: str | Path, compare_path: str 
     save_result(out_path, meta, arrays)
     logger.info("theory result written to %s", out_path)
     return Path(out_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dit_validation.theory_run --out theory.npz [--compare compare.npz]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write the theory result file (pitchfork, gates, κ maps)")
+    parser.add_argument("--out", type=Path, required=True, help="theory result file (.npz)")
+    parser.add_argument("--compare", type=Path, default=None, help="compare result file for the κ maps")
+    parser.add_argument("--kappa-max", type=float, default=TheoryRunConfig.kappa_max)
+    parser.add_argument("--model", default=TheoryRunConfig.model, help="name shown in figure titles")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = TheoryRunConfig(kappa_max=args.kappa_max, model=args.model)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    print(run_theory(cfg, args.out, args.compare))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

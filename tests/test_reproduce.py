@@ -294,3 +294,15 @@ def test_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert exc.value.code == 2
     assert "unknown model" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written for a model that cannot load
+
+
+def test_theory_run_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dit_validation.theory_run import main
+
+    assert main(["--out", str(tmp_path / "t.npz"), "--kappa-max", "2.5"]) == 0
+    assert str(tmp_path / "t.npz") in capsys.readouterr().out
+    _, a = load_result(tmp_path / "t.npz")
+    assert a["kappa"][-1] == 2.5
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "u.npz"), "--kappa-max", "0.5"])
+    assert "kappa_max must lie in (1, inf], got 0.5" in capsys.readouterr().err
