@@ -4,9 +4,9 @@ Reads a ``theory`` result file written with a compare file available (``dit_vali
 ``kappa_vk`` (G, S_m, L, K), ``steps`` (S_m,), ``layers`` (L,), ``kappa_g`` (G,) (falls back to
 ``g``), ``s_spec`` (G, L, K) (first κ = 1 crossing along s, eq. 51) and ``gap_steps`` (G, L) (eq. 65).
 One figure per g with two heat maps, leading mode (first of ``modes``) and trailing mode (last); the
-κ = 1 contour is the speciation front, the stars are s_spec per layer. Cells where κ ≤ 0 or is not
-finite violate the positivity condition (55) — the mean-field picture breaks down there — and are
-drawn grey.
+κ = 1 contour is the speciation front, the stars are s_spec per layer. Cells with κ = +∞ violate the
+positivity condition (55) — the mean-field picture breaks down there — and take the "over" colour;
+κ = 0 (compare's value where the score gain γ was not measurable) is grey.
 """
 
 from __future__ import annotations
@@ -26,12 +26,20 @@ __all__ = ["render"]
 def _heat(
     ax: plt.Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_spec: np.ndarray, title: str
 ):
-    """log10 κ over (s, ℓ) with the κ = 1 contour and the per-layer speciation steps."""
+    """log10 κ over (s, ℓ) with the κ = 1 contour and the per-layer speciation steps.
+
+    κ = +∞ (eq. 55 violated: the mode is amplified faster than the score restores it, counted as
+    speciated) is drawn in the colour map's "over" colour; κ ≤ 0 or NaN (no measurable score gain)
+    is grey.
+    """
+    kappa = np.asarray(kappa, dtype=np.float64).T  # (L, S_m)
     valid = np.isfinite(kappa) & (kappa > 0)
-    logk = np.where(valid, np.log10(np.where(valid, kappa, 1.0)), np.nan).T  # (L, S_m)
-    span = float(np.nanmax(np.abs(logk))) if np.any(valid) else 1.0
-    span = max(span, 1e-3)
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")  # grey: eq. (55) violated
+    unbounded = np.isposinf(kappa)
+    logk = np.full(kappa.shape, np.nan)
+    logk[valid] = np.log10(kappa[valid])
+    span = max(float(np.max(np.abs(logk[valid]))) if valid.any() else 1.0, 1e-3)
+    logk[unbounded] = 2.0 * span  # beyond vmax: drawn with the "over" colour
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8", over="#3b0008")
     mesh = ax.pcolormesh(
         steps,
         layers,
@@ -40,27 +48,32 @@ def _heat(
         norm=TwoSlopeNorm(0.0, -span, span),
         shading="nearest",
     )
-    if not np.any(valid):  # say why the panel is empty instead of drawing a silent grey box
+    if not (valid.any() or unbounded.any()):  # say why the panel is empty instead of a silent grey box
         ax.text(
             0.5,
             0.5,
-            "no finite κ > 0 here:\nγ not measurable or eq. (55) violated",
+            "no κ > 0 here:\nγ not measurable",
             ha="center",
             va="center",
             transform=ax.transAxes,
             fontsize=8,
             bbox={"fc": "white", "alpha": 0.8},
         )
-    elif np.nanmin(logk) < 0 < np.nanmax(logk) and steps.size > 1 and layers.size > 1:
-        ax.contour(steps, layers, np.nan_to_num(logk, nan=-span), levels=[0.0], colors="k", linewidths=1.0)
+    finite_k = np.ma.masked_where(
+        ~valid, logk
+    )  # the contour runs through finite κ only, never along a mask edge
+    if valid.sum() >= 4 and finite_k.min() < 0 < finite_k.max() and steps.size > 1 and layers.size > 1:
+        ax.contour(steps, layers, finite_k, levels=[0.0], colors="k", linewidths=1.0)
     finite = np.isfinite(s_spec)
     ax.plot(s_spec[finite], layers[finite], "k*", ms=6, label=r"$s_{spec}$: κ = 1, eq. (51)")
     ax.plot([], [], "k-", lw=1.0, label="κ = 1 contour")
+    ax.fill_between([], [], color="#3b0008", label="κ = ∞: eq. (55) violated")
+    ax.fill_between([], [], color="0.8", label="κ = 0: γ not measurable")
     ax.set_xlabel("sampling step s (0 = pure noise)")
     ax.set_ylabel(r"layer $\ell$")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
     ax.set_title(title)
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper right", fontsize=6.5)
     return mesh
 
 
@@ -83,7 +96,9 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             mesh = _heat(
                 ax, steps, layers, kappa[i, :, :, k], s_spec[i, :, k], f"{name} k = {k % kappa.shape[-1]}"
             )
-        fig.colorbar(mesh, ax=list(axes), label=r"$\log_{10}\kappa_{v,k}(s, \ell; g)$, eq. (50)")
+        fig.colorbar(
+            mesh, ax=list(axes), extend="max", label=r"$\log_{10}\kappa_{v,k}(s, \ell; g)$, eq. (50)"
+        )
         gap = np.asarray(a["gap_steps"][i], dtype=np.float64)
         gap_txt = f"{gap[-1]:.1f}" if np.isfinite(gap[-1]) else "n/a"
         fig.suptitle(
