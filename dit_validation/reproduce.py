@@ -58,6 +58,7 @@ QUICK_T_INT_STRIDE = 5
 QUICK_SEEDS = 16
 QUICK_BOOT = 200
 
+
 @dataclass(frozen=True)
 class ReproducePlan:
     """Every configuration ``reproduce`` runs; stored as ``reproduce.json`` to refuse mixed reruns."""
