@@ -14,6 +14,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dit_validation.results import save_result
 from paper_figs import FIGURES, _style
@@ -308,3 +310,40 @@ def test_predicted_vs_measured_renders_all_parts(result_files: dict[str, Path], 
     }
     md = (tmp_path / "predictions.md").read_text()
     assert "| natural_gap | no | -0.2 |" in md and "| collapse | yes | 2 |" in md
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lo=st.floats(-5, 5),
+    span=st.floats(0.01, 5),
+    center=st.floats(-50, 150),
+    width=st.floats(0.05, 30),
+)
+def test_sigmoid_is_monotone_and_bounded(lo: float, span: float, center: float, width: float) -> None:
+    t = np.linspace(-100.0, 200.0, 301)
+    y = _style.sigmoid(t, np.array([lo, lo + span, center, width]))
+    assert np.all(np.isfinite(y)) and np.all(np.diff(y) >= 0)
+    assert np.all(y >= lo - 1e-12) and np.all(y <= lo + span + 1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(tau=st.lists(st.one_of(st.floats(-20, 120), st.just(float("nan"))), min_size=1, max_size=6))
+def test_table1_rows_round_trip(tau: list[float]) -> None:
+    from paper_figs import table1
+
+    t = np.asarray(tau)
+    arrays = {
+        "g": np.linspace(0.1, 1.0, t.size),
+        "tau_spec": t,
+        "tau_spec_ci": np.stack([t - 1, t + 1], 1),
+        "tau_g": t - 2,
+        "tau_l": t + 3,
+    }
+    rows = table1.rows(arrays)
+    assert len(rows) == t.size
+    for r, x in zip(rows, t, strict=True):
+        if np.isfinite(x):
+            assert float(r["tau_spec"]) == pytest.approx(x, abs=0.05 + 1e-9)
+            assert float(r["delta_tau"]) == pytest.approx(5.0, abs=0.051)  # Δτ = τ_l − τ_g, eq. (73)
+        else:
+            assert r["tau_spec"] == "n/a" and r["delta_tau"] == "n/a"
