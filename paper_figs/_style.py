@@ -1,21 +1,22 @@
 """One shared figure style for every paper figure, plus the small I/O helpers they share.
 
-Figures are written headless (Agg backend) as PNG (for the README) and PDF (for papers).
+Figures are PNG (for the README) and PDF (for papers). They are built as bare
+``matplotlib.figure.Figure`` objects, never through pyplot, so rendering works headless and never
+touches the caller's backend or global rcParams (importing this from a notebook keeps inline plots);
+the shared style is applied by :func:`styled` around each ``render``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: CI and GPU boxes have no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib as mpl
+import numpy as np
+from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -68,31 +69,36 @@ def g_label(g: float) -> str:
     return f"g{float(g):.2f}"
 
 
-def subplots(
-    n: int, *, ncols: int = 3, panel: tuple[float, float] = (3.4, 2.6)
-) -> tuple[plt.Figure, np.ndarray]:
+def styled(render: Callable[..., list[Path]]) -> Callable[..., list[Path]]:
+    """Run ``render`` inside the shared style (rcParams are read when artists are created)."""
+
+    @functools.wraps(render)
+    def wrapper(*args: Any, **kwargs: Any) -> list[Path]:
+        with mpl.rc_context(RC):
+            return render(*args, **kwargs)
+
+    return wrapper
+
+
+def subplots(n: int, *, ncols: int = 3, panel: tuple[float, float] = (3.4, 2.6)) -> tuple[Figure, np.ndarray]:
     """A grid of ``n`` panels (extra axes hidden), returned as a flat array of axes."""
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    with plt.rc_context(RC):
-        fig, axes = plt.subplots(
-            nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False, constrained_layout=True
-        )
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")  # no pyplot state
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     flat = axes.ravel()
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
 
 
-def save(fig: plt.Figure, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf`` into ``out_dir``; close the figure; return both paths."""
+def save(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` into ``out_dir``; return both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    with plt.rc_context(RC):
-        for p in paths:
-            fig.savefig(p)
-    plt.close(fig)
+    for p in paths:
+        fig.savefig(p)  # a pyplot-free Figure is freed with its last reference: nothing to close
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

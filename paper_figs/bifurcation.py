@@ -22,6 +22,7 @@ def _runs(mask: np.ndarray) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(idx[::2], idx[1::2], strict=True)]
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render the bifurcation diagram from a theory result file."""
     meta, a = _style.load(result_path)

@@ -17,6 +17,7 @@ from . import _style
 __all__ = ["render"]
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render Figs. 6–8 (one panel per g) from a protocol1 result file."""
     meta, a = _style.load(result_path)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 
 from . import _style
 
@@ -19,7 +19,7 @@ __all__ = ["render"]
 
 
 def _panel(
-    ax: plt.Axes,
+    ax: Axes,
     t_int: np.ndarray,
     median: np.ndarray,
     per_seed: np.ndarray | None,
@@ -50,6 +50,7 @@ def _panel(
         ax.legend(loc="best")
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render Figs. 2–4 (one panel per g > 0) and Fig. 5 (g = 0 control) from a protocol1 file."""
     meta, a = _style.load(result_path)

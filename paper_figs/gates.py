@@ -16,6 +16,7 @@ from . import _style
 __all__ = ["render"]
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render ρ(g) and ξ(g) from a theory result file."""
     meta, a = _style.load(result_path)

@@ -26,6 +26,7 @@ def deep_layer_count(num_layers: int) -> int:
     return max(1, min(num_layers, round(DEEP_FRACTION * num_layers)))
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render ``fig_gint_vs_rho`` from a protocol2 result file (needs ``G_int``)."""
     meta, a = _style.load(result_path)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib as mpl
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import MaxNLocator
 
@@ -23,9 +24,7 @@ from . import _style
 __all__ = ["render"]
 
 
-def _heat(
-    ax: plt.Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_spec: np.ndarray, title: str
-):
+def _heat(ax: Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_spec: np.ndarray, title: str):
     """log10 κ over (s, ℓ) with the κ = 1 contour and the per-layer speciation steps.
 
     κ = +∞ (eq. 55 violated: the mode is amplified faster than the score restores it, counted as
@@ -39,7 +38,7 @@ def _heat(
     logk[valid] = np.log10(kappa[valid])
     span = max(float(np.max(np.abs(logk[valid]))) if valid.any() else 1.0, 1e-3)
     logk[unbounded] = 2.0 * span  # beyond vmax: drawn with the "over" colour
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8", over="#3b0008")
+    cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="0.8", over="#3b0008")
     mesh = ax.pcolormesh(
         steps,
         layers,
@@ -77,6 +76,7 @@ def _heat(
     return mesh
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render one κ_{v,k}(s, ℓ) figure per g; returns [] when the file has no κ maps (no compare run)."""
     meta, a = _style.load(result_path)

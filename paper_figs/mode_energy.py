@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
 from . import _style
@@ -21,7 +21,7 @@ from . import _style
 __all__ = ["render"]
 
 
-def _panel(ax: plt.Axes, arrays: dict[str, np.ndarray], i: int, title: str, legend: bool = True) -> None:
+def _panel(ax: Axes, arrays: dict[str, np.ndarray], i: int, title: str, legend: bool = True) -> None:
     """Draw band energies (mean ± spread over seeds) vs layer for the i-th coupling strength."""
     layers = np.asarray(arrays["layers"])
     g = float(arrays["g"][i])
@@ -64,6 +64,7 @@ def _panel(ax: plt.Axes, arrays: dict[str, np.ndarray], i: int, title: str, lege
     ax.set_title(f"{title}g = {g:g}, at step s = τ_spec = {tau_txt}")
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render Figs. 1/9/10 from a protocol2 result file; returns the PNG and PDF paths."""
     meta, arrays = _style.load(result_path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib as mpl
 import numpy as np
 
 from . import _style
@@ -142,7 +142,7 @@ def _mode_ordering(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[
     top = float(np.max(a["steps"])) if "steps" in a else (float(finite.max()) if finite.size else 1.0)
     never = 1.1 * max(top, 1.0)
     fig, (ax,) = _style.subplots(1, panel=(5.6, 4.0))
-    cmap = plt.get_cmap("viridis")
+    cmap = mpl.colormaps["viridis"]
     for i, gi in enumerate(g):
         color = cmap(gi)
         ax.plot(
@@ -171,7 +171,9 @@ def _mode_ordering(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[
     ax.set_xticks(k)
     ax.set_title(f"{model}: mode ordering; median Spearman = {rank_txt}")
     ax.legend(loc="best")
-    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0.0, 1.0)), ax=ax, label="coupling g")
+    fig.colorbar(
+        mpl.cm.ScalarMappable(cmap=cmap, norm=mpl.colors.Normalize(0.0, 1.0)), ax=ax, label="coupling g"
+    )
     return _style.save(fig, out_dir, "fig_mode_ordering")
 
 
@@ -186,6 +188,7 @@ def _predictions_md(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list
     return [path]
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render every predicted-vs-measured figure whose arrays the compare file holds."""
     meta, a = _style.load(result_path)

@@ -55,6 +55,7 @@ def rows(arrays: dict[str, np.ndarray]) -> list[dict[str, str]]:
     return out
 
 
+@_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Write ``table1.csv`` and ``table1.md`` from a protocol1 result file."""
     meta, arrays = _style.load(result_path)
