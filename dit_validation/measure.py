@@ -39,6 +39,8 @@ import torch
 from diffusers.models.attention_processor import Attention
 from torch.func import jvp
 
+from theory import rho as rho_gate
+
 log = logging.getLogger(__name__)
 
 Path_ = Literal["full", "routing", "pattern_q", "pattern_k", "none"]
@@ -194,8 +196,7 @@ def pi_of_g(q: dict[str, np.ndarray], g: float) -> np.ndarray:
 
 def cross_of_g(q: dict[str, np.ndarray], g: float) -> np.ndarray:
     """r_kᵀ J_MLP[ρ(g) R + ξ(g) P(g)] r_k = ρ (cross_R + cross_k) + cross_q (eq. 32's cross term)."""
-    rho = (1.0 - g) / (1.0 + g)
-    return rho * (q["cross_R"] + q["cross_k"]) + q["cross_q"]
+    return rho_gate(g) * (q["cross_R"] + q["cross_k"]) + q["cross_q"]
 
 
 def coupled_quadratic_form(lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor,

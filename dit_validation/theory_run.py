@@ -9,10 +9,10 @@ One ``.npz`` of kind ``"theory"`` (result contract of docs/DESIGN.md) holding
   the protocol grid ``g`` (G,): ``rho_at_g``, ``xi_at_g`` (G,);
 * when a ``compare`` result file is given (block quantities measured inside the DiT, issue #5): the
   predicted modal speciation parameter over (s, ℓ) for every g of the compare grid ``kappa_g`` (G_c,),
-  ``kappa_vk`` (G_c, S_m, L, K) — the measured one-block gain η_k(g) (eq. 44/46) and m_k, c_k into
-  κ_{v,k} = γ m_k² / (c_k((1 − η_k)c_k + γ)) (eq. 50) — with ``steps`` (S_m,), ``layers`` (L,),
-  ``modes`` (K,), the predicted speciation steps ``s_spec`` (G_c, L, K) (first κ = 1 crossing, eq. 51;
-  inf = never) and the predicted gap ``gap_steps`` (G_c, L) = s_spec(trailing) − s_spec(leading)
+  ``kappa_vk`` (G_c, S_m, L, K) — computed by ``compare`` from the measured one-block gain η_k(g)
+  (eq. 44/46) and m_k, c_k into κ_{v,k} = γ m_k² / (c_k((1 − η_k)c_k + γ)) (eq. 50) — with
+  ``steps`` (S_m,), ``layers`` (L,), ``modes`` (K,), the predicted speciation steps ``s_spec``
+  (G_c, L, K) (first κ = 1 crossing, eq. 51; inf = never) and the predicted gap ``gap_steps`` (G_c, L) = s_spec(trailing) − s_spec(leading)
   (eq. 65) with leading = first mode and trailing = last mode of ``modes`` (ordered by the initial
   covariance eigenvalues, eq. 42).
 
@@ -33,8 +33,6 @@ from theory import (
     branch_stability,
     branches,
     rho,
-    speciation_parameter,
-    speciation_step,
     synchronization_gap,
     xi,
 )
@@ -85,36 +83,21 @@ def bifurcation_arrays(kappa: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def kappa_from_compare(compare: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Predicted κ_{v,k}(s, ℓ; g), s_spec and the gap from block quantities measured by ``compare``.
+    """Lay out the κ maps that ``compare`` predicted and add the gap between its extreme modes.
 
-    Inputs (compare arrays): ``g`` (G,), the measured one-block gain ``eta`` (G, S_m, L, K) (eq. 44/46,
-    cross term of eq. 32 included), ``m_g``, ``c_g`` (G, S_m, L, K) (eq. 44; falling back to the
-    g-independent ``m``, ``c`` (S_m, L, K)), ``gamma`` (S_m, L), ``steps`` (S_m,), ``layers`` (L,),
-    ``modes`` (K,). Where γ was not measurable (non-finite or ≤ 0) there is no branch signal and
-    κ = 0, the convention of ``compare``. Returns ``kappa_g`` (G,), ``kappa_vk`` (G, S_m, L, K) of
-    eq. (50), ``s_spec`` (G, L, K) of eq. (51) and ``gap_steps`` (G, L) of eq. (65).
+    ``compare`` already evaluated κ_{v,k}(s, ℓ; g) (eq. 50) and the first crossings s_spec (eq. 51)
+    from the block quantities it measured (``dit_validation.compare.predicted_section``); this only
+    renames them for the theory file and forms ``gap_steps`` (G, L) = s_spec(trailing) − s_spec(leading)
+    (eq. 65), leading = first of ``modes`` (largest initial eigenvalue, eq. 42), trailing = last.
     """
-    g = np.asarray(compare["g"], dtype=np.float64)
-    steps = np.asarray(compare["steps"], dtype=np.float64)
-    eta_k = np.asarray(compare["eta"], dtype=np.float64)  # (G, S_m, L, K)
-    gamma = np.broadcast_to(np.asarray(compare["gamma"], dtype=np.float64)[..., None], eta_k.shape[1:])
-    kappa_vk = np.zeros_like(eta_k)
-    for i in range(g.size):
-        m = np.asarray(compare["m_g"][i] if "m_g" in compare else compare["m"], dtype=np.float64)
-        c = np.maximum(
-            np.asarray(compare["c_g"][i] if "c_g" in compare else compare["c"], dtype=np.float64), 1e-300
-        )
-        ok = np.isfinite(eta_k[i]) & np.isfinite(gamma) & (gamma > 0) & np.isfinite(m) & np.isfinite(c)
-        kappa_vk[i][ok] = speciation_parameter(gamma[ok], m[ok], c[ok], eta_k[i][ok])  # eq. (50)
-    s_spec = np.asarray(speciation_step(kappa_vk, steps, axis=1), dtype=np.float64)  # eq. (51), (G, L, K)
-    # leading mode = first of `modes` (largest initial eigenvalue, eq. 42), trailing = last
+    s_spec = np.asarray(compare["s_spec_pred"], dtype=np.float64)  # (G, L, K)
     gap = np.asarray(synchronization_gap(s_spec[..., -1], s_spec[..., 0]), dtype=np.float64)  # eq. (65)
     return {
-        "kappa_g": g,
-        "kappa_vk": kappa_vk,
+        "kappa_g": np.asarray(compare["g"], dtype=np.float64),
+        "kappa_vk": np.asarray(compare["kappa"], dtype=np.float64),
         "s_spec": s_spec,
         "gap_steps": gap,
-        "steps": steps,
+        "steps": np.asarray(compare["steps"], dtype=np.float64),
         "layers": np.asarray(compare["layers"]),
         "modes": np.asarray(compare["modes"]),
     }
@@ -146,7 +129,7 @@ def run_theory(config: TheoryRunConfig, out_path: str | Path, compare_path: str 
     compare = None
     if compare_path is not None and Path(compare_path).is_file():
         _, compare = load_result(compare_path)
-        missing = [k for k in ("eta", "gamma", "steps", "layers", "modes", "g") if k not in compare]
+        missing = [k for k in ("kappa", "s_spec_pred", "steps", "layers", "modes", "g") if k not in compare]
         if missing:
             logger.warning("compare file %s lacks %s: no κ heat maps", compare_path, missing)
             compare = None

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dit_validation import reproduce
+from dit_validation.compare import CompareConfig, predicted_section
 from dit_validation.protocol1 import Protocol1Config
 from dit_validation.protocol2 import Protocol2Config
 from dit_validation.results import load_result, save_result
@@ -60,21 +61,30 @@ def test_theory_config_rejects_bad_values() -> None:
         TheoryRunConfig(n_kappa=2)
 
 
-def _synthetic_compare(
-    rng: np.random.Generator, n_g: int = 3, n_s: int = 9, n_l: int = 3, n_k: int = 4
+def _synthetic_internal(
+    rng: np.random.Generator, n_g: int, n_s: int = 9, n_l: int = 3, n_k: int = 4
 ) -> dict:
-    steps = np.linspace(0.0, 40.0, n_s)
-    return {
-        "g": np.linspace(0.0, 1.0, n_g),
-        "steps": steps,
-        "layers": np.arange(n_l),
-        "modes": np.arange(n_k),
-        "eta": 1.0 + 0.2 * rng.standard_normal((n_g, n_s, n_l, n_k)),
-        "m_g": np.broadcast_to(np.linspace(0.1, 2.0, n_s)[None, :, None, None], (n_g, n_s, n_l, n_k))
+    """Block quantities in the layout of ``compare.internal_section`` (measured parts of eq. 32/47)."""
+    parts = ("lambda_mlp", "chi", "pi_q", "pi_k", "cross_R", "cross_q", "cross_k", "quad_full")
+    out = {k: 0.1 * rng.standard_normal((n_s, n_l, n_k)) for k in parts}
+    out.update(
+        steps=np.linspace(0.0, 40.0, n_s),
+        m_g=np.broadcast_to(np.linspace(0.1, 2.0, n_s)[None, :, None, None], (n_g, n_s, n_l, n_k))
         * rng.uniform(0.5, 1.5, (n_g, 1, n_l, n_k)),
-        "c_g": rng.uniform(0.5, 2.0, (n_g, n_s, n_l, n_k)),
-        "gamma": rng.uniform(0.5, 3.0, (n_s, n_l)),
-    }
+        c_g=rng.uniform(0.5, 2.0, (n_g, n_s, n_l, n_k)),
+        gamma=rng.uniform(0.5, 3.0, (n_s, n_l)),
+        energy=rng.uniform(0.0, 3.0, (n_g, n_s, n_l, n_k)),
+    )
+    return out
+
+
+def _synthetic_compare(rng: np.random.Generator, g: tuple[float, ...] = (0.0, 0.5, 1.0)) -> dict:
+    """A compare-shaped array dict: compare's own prediction step on synthetic block quantities."""
+    internal = _synthetic_internal(rng, len(g))
+    n_s, n_l, n_k = internal["chi"].shape
+    pred = predicted_section(internal, CompareConfig(g=g))
+    return {**pred, "steps": internal["steps"], "layers": np.arange(n_l, dtype=np.float64),
+            "modes": np.arange(n_k, dtype=np.float64), "gamma": internal["gamma"]}
 
 
 def _first_crossing(k: np.ndarray, steps: np.ndarray) -> float:
@@ -82,44 +92,52 @@ def _first_crossing(k: np.ndarray, steps: np.ndarray) -> float:
     if k[0] >= 1.0:
         return float(steps[0])
     for j in range(1, k.size):
+        if np.isinf(k[j]):  # eq. (55) violated: counted as crossed at that grid point (theory's convention)
+            return float(steps[j])
         if k[j] >= 1.0:
             return float(steps[j - 1] + (1.0 - k[j - 1]) / (k[j] - k[j - 1]) * (steps[j] - steps[j - 1]))
     return float("inf")
 
 
-def test_kappa_from_compare_matches_eq50_and_first_crossing() -> None:
+def test_predicted_kappa_matches_eq50_and_first_crossing() -> None:
+    """compare's κ (eq. 46 + 32 into eq. 50) and s_spec (eq. 51) against a plain per-element loop, and the
+    theory file's gap (eq. 65) read from them."""
+    g = (0.0, 0.4, 1.0)
     rng = np.random.default_rng(3)
-    cmp = _synthetic_compare(rng)
-    cmp["gamma"][0, 0] = np.nan  # an unmeasurable block: κ = 0 there (compare's convention)
-    out = kappa_from_compare(cmp)
-    g_n, s_n, l_n, k_n = cmp["eta"].shape
-    for i in range(g_n):
+    internal = _synthetic_internal(rng, len(g))
+    internal["gamma"][0, 0] = np.nan  # an unmeasurable block: κ = 0 there (compare's convention)
+    pred = predicted_section(internal, CompareConfig(g=g))
+    s_n, l_n, k_n = internal["chi"].shape
+    for i, gi in enumerate(g):
+        rho_g, xi_g = (1 - gi) / (1 + gi), 1 / (1 + gi)
         for s in range(s_n):
             for ell in range(l_n):
                 for k in range(k_n):
-                    gam, m, c, e = (
-                        cmp["gamma"][s, ell],
-                        cmp["m_g"][i, s, ell, k],
-                        cmp["c_g"][i, s, ell, k],
-                        cmp["eta"][i, s, ell, k],
-                    )
-                    den = c * ((1.0 - e) * c + gam)
-                    want = (
-                        0.0 if not np.isfinite(gam) else (gam * m * m / den if den > 0 else np.inf)
-                    )  # eq. (50)
-                    got = out["kappa_vk"][i, s, ell, k]
+                    q = {key: internal[key][s, ell, k] for key in ("lambda_mlp", "chi", "pi_q", "pi_k",
+                                                                      "cross_R", "cross_q", "cross_k")}
+                    pi_g = (1 + gi) * q["pi_q"] + (1 - gi) * q["pi_k"]  # eq. (26) through its q/k parts
+                    e = (1 + q["lambda_mlp"] + rho_g * q["chi"] + xi_g * pi_g  # eq. (46)
+                         + rho_g * (q["cross_R"] + q["cross_k"]) + q["cross_q"])  # eq. (32) cross term
+                    gam = internal["gamma"][s, ell]
+                    m, c = internal["m_g"][i, s, ell, k], internal["c_g"][i, s, ell, k]
+                    den = c * ((1.0 - e) * c + gam)  # eq. (50)
+                    want = 0.0 if not np.isfinite(gam) else (gam * m * m / den if den > 0 else np.inf)
+                    got = pred["kappa"][i, s, ell, k]
                     assert got == pytest.approx(want, rel=1e-12) if np.isfinite(want) else got == np.inf
-    for i in range(g_n):
+    for i in range(len(g)):
         for ell in range(l_n):
             for k in range(k_n):
-                ref = _first_crossing(out["kappa_vk"][i, :, ell, k], cmp["steps"])
-                assert out["s_spec"][i, ell, k] == pytest.approx(ref, rel=1e-12) or (
-                    np.isinf(ref) and np.isinf(out["s_spec"][i, ell, k])
-                )
+                ref = _first_crossing(pred["kappa"][i, :, ell, k], internal["steps"])
+                got = pred["s_spec_pred"][i, ell, k]
+                assert got == pytest.approx(ref, rel=1e-12) or (np.isinf(ref) and np.isinf(got))
+    out = kappa_from_compare(
+        {**pred, "steps": internal["steps"], "layers": np.arange(l_n), "modes": np.arange(k_n)}
+    )
     trail, lead = out["s_spec"][..., -1], out["s_spec"][..., 0]
     finite = np.isfinite(trail) & np.isfinite(lead)
     np.testing.assert_allclose(out["gap_steps"][finite], (trail - lead)[finite], rtol=1e-12)  # eq. (65)
-    np.testing.assert_array_equal(out["kappa_g"], cmp["g"])
+    np.testing.assert_array_equal(out["kappa_g"], np.asarray(g))
+    np.testing.assert_array_equal(out["kappa_vk"], pred["kappa"])
 
 
 @settings(max_examples=25, deadline=None)
