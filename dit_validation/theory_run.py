@@ -12,9 +12,9 @@ One ``.npz`` of kind ``"theory"`` (result contract of docs/DESIGN.md) holding
   ``kappa_vk`` (G_c, S_m, L, K) — computed by ``compare`` from the measured one-block gain η_k(g)
   (eq. 44/46) and m_k, c_k into κ_{v,k} = γ m_k² / (c_k((1 − η_k)c_k + γ)) (eq. 50) — with
   ``steps`` (S_m,), ``layers`` (L,), ``modes`` (K,), the predicted speciation steps ``s_spec``
-  (G_c, L, K) (first κ = 1 crossing, eq. 51; inf = never) and the predicted gap ``gap_steps`` (G_c, L) = s_spec(trailing) − s_spec(leading)
-  (eq. 65) with leading = first mode and trailing = last mode of ``modes`` (ordered by the initial
-  covariance eigenvalues, eq. 42).
+  (G_c, L, K) (first κ = 1 crossing, eq. 51; inf = never) and the predicted gap ``gap_steps``
+  (G_c, L) = s_spec(trailing) − s_spec(leading) (eq. 65) with leading = first mode and trailing =
+  last mode of ``modes`` (ordered by the initial covariance eigenvalues, eq. 42).
 
 It is a thin step: every formula is a ``theory`` function; this module only lays out grids and
 writes the file. ``synchrogap reproduce`` calls :func:`run_theory` before and after ``compare``.
