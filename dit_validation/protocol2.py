@@ -168,6 +168,14 @@ class DifferenceCapture:
             h.remove()
 
 
+DEEP_FRACTION = 5 / 28  # §4.2: the internal gap lives in the final ~5 of DiT-XL/2's 28 blocks
+
+
+def deep_layer_count(num_layers: int) -> int:
+    """How many final layers count as "deep": the paper's 5 of 28, scaled to the model's depth (≥ 1)."""
+    return max(1, min(num_layers, round(DEEP_FRACTION * num_layers)))
+
+
 def band_masks(lam0: np.ndarray, lead_frac: float, trail_frac: float) -> tuple[np.ndarray, np.ndarray]:
     """K_lead, K_trail of eq. (78)–(79): first/last fractions of the valid (finite) modes, per layer."""
     lead = np.zeros(lam0.shape, bool)

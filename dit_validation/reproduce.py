@@ -33,10 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from paper_figs.gint_vs_rho import deep_layer_count
-
 from .protocol1 import Protocol1Config, run_protocol1
-from .protocol2 import Protocol2Config, run_protocol2
+from .protocol2 import Protocol2Config, deep_layer_count, run_protocol2
 from .results import load_result, normalize_config
 from .theory_run import PAPER_G, TheoryRunConfig, run_theory
 

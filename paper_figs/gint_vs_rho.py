@@ -14,16 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dit_validation.protocol2 import deep_layer_count
+
 from . import _style
 
-__all__ = ["render", "DEEP_FRACTION", "deep_layer_count"]
-
-DEEP_FRACTION = 5 / 28  # §4.2: the internal gap lives in the final ~5 of DiT-XL/2's 28 blocks
-
-
-def deep_layer_count(num_layers: int) -> int:
-    """How many final layers count as "deep": the paper's 5 of 28, scaled to the model's depth (≥ 1)."""
-    return max(1, min(num_layers, round(DEEP_FRACTION * num_layers)))
+__all__ = ["render"]
 
 
 @_style.styled
