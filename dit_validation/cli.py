@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from . import compare, protocol1, protocol2, reproduce
+from ._logging import configure_logging
 from .models import ModelNotFoundError, resolve_model
 from .results import ConfigMismatchError
 from .testbed import train as testbed_train
@@ -86,9 +87,7 @@ def run_command(
     summary: Callable[[Path], str],
 ) -> int:
     """Validate, resolve the model, run, print a summary; every expected failure → ``parser.error``."""
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.quiet)
     try:
         cfg = make_config(args, _t_int(args, parser))
         cfg.validate()

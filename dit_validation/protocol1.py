@@ -248,7 +248,11 @@ def run_protocol1(
             else:
                 arrays["done_mask"][gi, idx] = True
             save_result(out_path, make_meta(KIND, config, seeds, done, complete=False), arrays)
-            logger.info("protocol1: saved %s", ", ".join(keys))
+            logger.info(
+                "protocol1: saved %d unit(s): %s",
+                len(keys),
+                keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}",
+            )
             if unit_callback is not None:
                 unit_callback(keys)
     raw = {k: v for k, v in arrays.items() if k in _empty_arrays(cfg)}

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ._logging import configure_logging
 from .protocol1 import Protocol1Config, run_protocol1
 from .protocol2 import Protocol2Config, deep_layer_count, run_protocol2
 from .results import load_result, normalize_config
@@ -372,10 +373,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         from .models import ModelNotFoundError
         from .results import ConfigMismatchError
 
-        logging.basicConfig(
-            level=logging.WARNING if args.quiet else logging.INFO,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(args.quiet)
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             parser.error(f"--device {args.device} requested but CUDA is not available; use --device cpu")

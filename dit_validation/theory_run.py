@@ -38,6 +38,7 @@ from theory import (
 )
 from theory._validate import check_g, check_positive_int, check_range
 
+from ._logging import configure_logging
 from .results import load_result, save_result
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kappa-max", type=float, default=TheoryRunConfig.kappa_max)
     parser.add_argument("--model", default=TheoryRunConfig.model, help="name shown in figure titles")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         cfg = TheoryRunConfig(kappa_max=args.kappa_max, model=args.model)
     except (TypeError, ValueError) as exc:

@@ -18,6 +18,8 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 
+from dit_validation._logging import configure_logging
+
 log = logging.getLogger(__name__)
 
 # Colours fixed per role so lead/trail, global/local, theory/measured read the same in every figure.
@@ -124,7 +126,7 @@ def main_for(render: Any, description: str, argv: list[str] | None = None) -> in
         "--out", type=Path, default=Path("figures"), help="output directory (default: figures)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     paths = render(*args.results, args.out)
     for p in paths:
         print(p)

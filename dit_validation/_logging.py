@@ -1,0 +1,24 @@
+"""One logging set-up for every command: our packages talk at INFO, third-party libraries only warn."""
+
+from __future__ import annotations
+
+import logging
+
+OUR_PACKAGES = ("theory", "dit_validation", "paper_figs")
+
+
+def configure_logging(quiet: bool = False) -> None:
+    """Root handler at WARNING; ``theory``/``dit_validation``/``paper_figs`` at INFO unless ``quiet``.
+
+    Matplotlib's PDF backend (fontTools) and diffusers log at INFO/WARNING by default; at the root level
+    they would bury the run's own messages, so only their warnings (and diffusers' errors) get through.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in OUR_PACKAGES:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        from diffusers.utils import logging as diffusers_logging
+    except ImportError:  # figure-only use without diffusers
+        return
+    # diffusers warns on every from_pretrained without `accelerate` and on dtype casts we do on purpose
+    diffusers_logging.set_verbosity_error()
