@@ -261,20 +261,25 @@ def run_protocol1(
     return Path(out_path)
 
 
+def _fmt(x: float) -> str:
+    return f"{x:6.1f}" if np.isfinite(x) else "   n/a"  # a flat curve has no sigmoid midpoint
+
+
 def table1(path: str | Path) -> str:
-    """Table 1 of the paper (τ_spec with 95% CI, plus τ_g, τ_l, Δτ) from a result file."""
+    """Table 1 of the paper (τ_spec with 95% CI, plus τ_g, τ_l, Δτ) from a result file, as text."""
     _, a = load_result(path)
-    lines = ["g      tau_spec [95% CI]          tau_g    tau_l    delta_tau"]
+    lines = ["   g    tau_spec [95% CI]        tau_g   tau_l   delta_tau"]
     for i, g in enumerate(a["g"]):
         lo, hi = a["tau_spec_ci"][i]
         lines.append(
-            f"{g:<6.2f} {a['tau_spec'][i]:6.1f} [{lo:6.1f}, {hi:6.1f}]   {a['tau_g'][i]:7.1f}  "
-            f"{a['tau_l'][i]:7.1f}  {a['delta_tau'][i]:7.1f}"
+            f"  {g:4.2f}  {_fmt(a['tau_spec'][i])} [{_fmt(lo)}, {_fmt(hi)}]   "
+            f"{_fmt(a['tau_g'][i])}  {_fmt(a['tau_l'][i])}  {_fmt(a['delta_tau'][i])}"
         )
     if "control_tau_spec" in a:
         lo, hi = a["control_tau_spec_ci"]
         lines.append(
-            f"{'ctrl 0':<6} {float(a['control_tau_spec']):6.1f} [{lo:6.1f}, {hi:6.1f}]   (g=0, shared noise)"
+            f"  ctrl  {_fmt(float(a['control_tau_spec']))} [{_fmt(lo)}, {_fmt(hi)}]   "
+            "(g = 0, shared noise until t_int, Fig. 5)"
         )
     return "\n".join(lines)
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ._logging import configure_logging
-from .protocol1 import Protocol1Config, run_protocol1
+from .protocol1 import Protocol1Config, run_protocol1, table1
 from .protocol2 import Protocol2Config, deep_layer_count, run_protocol2
 from .results import load_result, normalize_config
 from .theory_run import PAPER_G, TheoryRunConfig, run_theory
@@ -278,20 +278,8 @@ def summary_text(files: dict[str, Path]) -> str:
             f"M = {len(meta.get('seeds', []))} seeds",
             "",
             "Protocol I (eq. 70-73): speciation and output-space gap",
-            "   g    tau_spec [95% CI]        tau_g   tau_l   delta_tau",
+            table1(files["protocol1"]),
         ]
-        for i, g in enumerate(a["g"]):
-            lo, hi = a["tau_spec_ci"][i]
-            lines.append(
-                f"  {g:4.2f}  {_fmt(a['tau_spec'][i]):>6} [{_fmt(lo):>6}, {_fmt(hi):>6}]   "
-                f"{_fmt(a['tau_g'][i]):>6}  {_fmt(a['tau_l'][i]):>6}  {_fmt(a['delta_tau'][i]):>6}"
-            )
-        if "control_tau_spec" in a:
-            lo, hi = a["control_tau_spec_ci"]
-            lines.append(
-                f"  ctrl  {_fmt(float(a['control_tau_spec'])):>6} [{_fmt(lo):>6}, {_fmt(hi):>6}]   "
-                "(g = 0, shared noise until t_int, Fig. 5)"
-            )
     if files.get("protocol2") and files["protocol2"].is_file():
         _, b = load_result(files["protocol2"])
         g, layers, gint = (
