@@ -266,8 +266,9 @@ def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype = torch.float32)
     sched = dict(DIT_SCHEDULER_CONFIG)
     sched.update({k: v for k, v in meta.get("scheduler", {}).items() if not k.startswith("_")})
     n_cls = int(meta.get("num_classes", transformer.config.num_embeds_ada_norm))
+    shipped = path.resolve().parent == SHIPPED_DIR.resolve()
     return DiTBundle(
-        name=str(path),
+        name=path.name if shipped else str(path),  # shipped checkpoints go by their short name in results
         transformer=transformer,
         vae=None,
         scheduler_config=sched,
