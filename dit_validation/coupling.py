@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
-from theory._validate import check_g
+from theory.validation import check_g
 
 
 class CouplingState:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from theory._validate import check_positive_int
+from theory.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 

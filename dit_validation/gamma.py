@@ -25,8 +25,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from theory._validate import check_range
 from theory.multiscale import MultiscaleMixture, ddim_step, mixture_eps, patterns
+from theory.validation import check_range
 
 from .measure import LinearizedDiT
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from theory._validate import check_positive_int, check_same_shape
+from theory.validation import check_positive_int, check_same_shape
 
 
 def feature_cosine(phi_A: torch.Tensor, phi_B: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from theory._validate import check_g, check_positive_int, check_range
+from theory.validation import check_g, check_positive_int, check_range
 
 from . import fits, metrics
 from .encoders import get_encoder

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from theory._validate import check_g, check_positive_int, check_range
+from theory.validation import check_g, check_positive_int, check_range
 
 from .coupling import install_coupling
 from .models import DiTBundle, move_bundle

@@ -22,7 +22,8 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
-from theory._validate import check_g, check_positive_int, check_range
+from theory.streams import torch_normal
+from theory.validation import check_g, check_positive_int, check_range
 
 from .coupling import CouplingHandle, install_coupling
 from .models import DiTBundle
@@ -36,10 +37,8 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
 def stream_normal(seed: int, stream: int, step: int, shape: Sequence[int]) -> torch.Tensor:
-    """Standard normal draw (float64, CPU) from the generator keyed by (seed, stream, step)."""
-    key = np.random.SeedSequence([int(seed), int(stream), int(step)]).generate_state(1, dtype=np.uint64)[0]
-    gen = torch.Generator().manual_seed(int(key))
-    return torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
+    """Standard normal draw (float64, CPU) from the torch stream keyed by (seed, stream, step)."""
+    return torch_normal((seed, stream, step), shape)
 
 
 def replica_init(z_T: torch.Tensor, delta: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:

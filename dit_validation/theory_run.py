@@ -36,7 +36,7 @@ from theory import (
     synchronization_gap,
     xi,
 )
-from theory._validate import check_g, check_positive_int, check_range
+from theory.validation import check_g, check_positive_int, check_range
 
 from ._logging import configure_logging
 from .results import load_result, save_result

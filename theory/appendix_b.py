@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._validate import as_float_array, check_positive_int
+from .validation import as_float_array, check_positive_int
 
 __all__ = [
     "BoundCheck",

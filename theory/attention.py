@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validate import as_float_array, check_finite, check_g
+from .validation import as_float_array, check_finite, check_g
 
 __all__ = ["BlockWeights", "coupled_attention", "mixture_weights", "attention_weights"]
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from ._validate import as_float_array, check_g
+if TYPE_CHECKING:
+    import torch
+
 from .linearization import (
     AttentionLayer,
     _adaln_torch,
@@ -31,6 +32,7 @@ from .linearization import (
     attention_forward,
     random_attention_layer,
 )
+from .validation import as_float_array, check_g
 
 __all__ = ["ToyDiTBlock", "Propagator", "random_toy_block", "block_forward", "propagator"]
 
@@ -86,6 +88,7 @@ def random_toy_block(
 
 def _mlp_branch(block: ToyDiTBlock, Ht: torch.Tensor) -> torch.Tensor:
     """β ⊙ MLP(adaLN2(H̃)), the tokenwise branch of eq. (14)."""
+    import torch  # torch only where autodiff is used: `import theory` stays numpy-only
     x = _adaln_torch(Ht, True, block.attn.ln_eps, block.shift2, block.scale2)
     z = torch.nn.functional.gelu(x @ _t(block.W1) + _t(block.b1), approximate="tanh")
     return (z @ _t(block.W2) + _t(block.b2)) * _t(block.beta)
@@ -135,6 +138,7 @@ class Propagator:
 
 def propagator(block: ToyDiTBlock, H0: Any, g: float) -> Propagator:
     """Build K_g of eq. (31)–(33) for a toy block around the symmetric state H0 (N, D)."""
+    import torch  # torch only where autodiff is used: `import theory` stays numpy-only
     H0 = as_float_array("H0", H0)
     check_g(g)
     if H0.ndim != 2 or H0.shape[1] != block.attn.D:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import as_float_array, check_g
+from .validation import as_float_array, check_g
 
 
 def rho(g: Any) -> np.ndarray | float:

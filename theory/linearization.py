@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from ._validate import as_float_array, check_g, check_positive_int
+if TYPE_CHECKING:
+    import torch
+
 from .appendix_b import delta_A
 from .attention import coupled_attention
 from .gating import rho, xi
+from .validation import as_float_array, check_g, check_positive_int
 
 __all__ = [
     "AttentionLayer",
@@ -267,10 +269,12 @@ def attention_difference_terms(layer: AttentionLayer, H0: Any, h: Any, g: float)
 
 
 def _t(x: np.ndarray) -> torch.Tensor:
+    import torch  # torch only where autodiff is used: `import theory` stays numpy-only
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
 def _adaln_torch(H: torch.Tensor, layernorm: bool, eps: float, shift: np.ndarray, scale: np.ndarray):
+    import torch  # torch only where autodiff is used: `import theory` stays numpy-only
     if layernorm:
         H = torch.nn.functional.layer_norm(H, H.shape[-1:], eps=eps)
     return H * (1.0 + _t(scale)) + _t(shift)
@@ -292,6 +296,7 @@ def attention_forward(layer: AttentionLayer, H: torch.Tensor, g: float) -> torch
 
 
 def _replicas(H0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    import torch  # torch only where autodiff is used: `import theory` stays numpy-only
     return torch.stack([H0 + u, H0 - u])  # eq. (20) with u = h/√2
 
 
@@ -304,6 +309,7 @@ def attention_difference(layer: AttentionLayer, H0: Any, h: Any, g: float) -> np
 
 def attention_difference_jvp(layer: AttentionLayer, H0: Any, h: Any, g: float) -> np.ndarray:
     """First-order Attn^A − Attn^B along h by forward-mode autodiff (torch.func.jvp, float64)."""
+    import torch  # torch only where autodiff is used: `import theory` stays numpy-only
     H0_t = _t(as_float_array("H0", H0))
     h_t = _t(as_float_array("h", h))
 

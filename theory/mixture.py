@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from ._validate import _summary, as_float_array, check_range
+from .validation import as_float_array, check_range, describe
 
 
 def _inputs(h: Any, m: Any, C: Any, h_name: str = "h") -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -31,11 +31,11 @@ def _inputs(h: Any, m: Any, C: Any, h_name: str = "h") -> tuple[np.ndarray, np.n
     if h_a.ndim == 0 or h_a.shape[-1] != D:
         raise ValueError(f"shape mismatch: {h_name} must have last axis D={D} to match m, got {h_a.shape}")
     if not np.allclose(C_a, C_a.T, rtol=1e-12, atol=1e-14 * np.abs(C_a).max()):
-        raise ValueError(f"C must be symmetric positive definite, got a non-symmetric {_summary(C_a)}")
+        raise ValueError(f"C must be symmetric positive definite, got a non-symmetric {describe(C_a)}")
     try:
         factor = cho_factor(C_a, lower=True)
     except np.linalg.LinAlgError:
-        raise ValueError(f"C must be symmetric positive definite, got {_summary(C_a)}") from None
+        raise ValueError(f"C must be symmetric positive definite, got {describe(C_a)}") from None
     return h_a, m_a, factor
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import _summary, as_float_array, check_g, check_range
 from .gating import rho, xi
+from .validation import as_float_array, check_g, check_range, describe
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def cumulative_gain(eta_seq: Any, axis: int = -1) -> np.ndarray:
     """
     e = as_float_array("eta_seq", eta_seq)
     if e.ndim == 0:
-        raise ValueError(f"eta_seq must have at least one axis, got a scalar {_summary(e)}")
+        raise ValueError(f"eta_seq must have at least one axis, got a scalar {describe(e)}")
     e = np.moveaxis(e, axis, -1)
     G = np.ones_like(e)
     G[..., 1:] = np.cumprod(e[..., :-1], axis=-1)  # eq. (57): up to but not including (s, ℓ)
@@ -163,9 +163,9 @@ def speciation_step(kappa: Any, steps: Any = None, axis: int = -1) -> np.ndarray
     """
     k = np.asarray(kappa, dtype=np.float64)
     if np.any(np.isnan(k)) or np.any(k == -np.inf):
-        raise ValueError(f"kappa must not contain NaN or -inf (+inf allowed), got {_summary(k)}")
+        raise ValueError(f"kappa must not contain NaN or -inf (+inf allowed), got {describe(k)}")
     if k.ndim == 0:
-        raise ValueError(f"kappa must have at least one axis (the step axis), got a scalar {_summary(k)}")
+        raise ValueError(f"kappa must have at least one axis (the step axis), got a scalar {describe(k)}")
     k = np.moveaxis(k, axis, -1)
     n = k.shape[-1]
     if steps is None:
@@ -175,7 +175,7 @@ def speciation_step(kappa: Any, steps: Any = None, axis: int = -1) -> np.ndarray
         if s.shape != (n,):
             raise ValueError(f"steps must have shape ({n},) to match kappa's axis {axis}, got {s.shape}")
         if n > 1 and np.any(np.diff(s) <= 0):
-            raise ValueError(f"steps must be strictly increasing, got {_summary(s)}")
+            raise ValueError(f"steps must be strictly increasing, got {describe(s)}")
     above = k >= 1.0
     any_above = above.any(axis=-1)
     i = np.argmax(above, axis=-1)  # first crossing index (0 if none; masked below)
@@ -201,7 +201,7 @@ def synchronization_gap(s_spec_lo: Any, s_spec_hi: Any) -> np.ndarray | float:
     hi = np.asarray(s_spec_hi, dtype=np.float64)
     for name, v in (("s_spec_lo", lo), ("s_spec_hi", hi)):
         if np.any(np.isnan(v)) or np.any(v == -np.inf):
-            raise ValueError(f"{name} must not contain NaN or -inf (+inf allowed), got {_summary(v)}")
+            raise ValueError(f"{name} must not contain NaN or -inf (+inf allowed), got {describe(v)}")
     lo, hi = _broadcast(s_spec_lo=lo, s_spec_hi=hi)
     both_inf = np.isinf(lo) & np.isinf(hi)
     if np.any(both_inf):

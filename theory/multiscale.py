@@ -32,7 +32,8 @@ from typing import Literal
 
 import numpy as np
 
-from ._validate import as_float_array, check_positive_int, check_range
+from .streams import numpy_normal
+from .validation import as_float_array, check_positive_int, check_range
 
 __all__ = [
     "MultiscaleMixture",
@@ -253,7 +254,7 @@ def _noise(seed: int, m: int, s: int, stream: int, shape: tuple[int, ...]) -> np
     """Per-(seed, sample, step key, stream) normal draw, so results never depend on the batch layout.
 
     Step key 0 is x_T; key s + 1 is the noise of reverse step s."""
-    return np.random.default_rng([seed, m, s, stream]).standard_normal(shape)
+    return numpy_normal((seed, m, s, stream), shape)
 
 
 def clone_experiment(

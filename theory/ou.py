@@ -42,10 +42,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._validate import as_float_array, check_positive_int, check_range
 from .ou_data import GaussianData, GaussianMixtureData, _const, _is_torch, marginal_variance, score
 from .ou_streams import _STREAM_INIT, _STREAM_STEPS, Backend, _NormalStream, _resolve_backend
 from .schedules import VPSchedule, alpha, beta, beta_integral
+from .validation import as_float_array, check_positive_int, check_range
 
 Method = Literal["euler_maruyama", "exact"]
 Mode = Literal["common", "difference"]

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import as_float_array, check_range
 from .schedules import VPSchedule, alpha, sigma2
+from .validation import as_float_array, check_range
 
 
 def _is_torch(x: Any) -> bool:

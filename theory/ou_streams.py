@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .streams import numpy_generator, torch_generator
+
 Backend = Literal["numpy", "torch"]
 _STREAM_INIT, _STREAM_STEPS = 0, 1  # "purpose" tags: initial states, per-step noise
 
 
-def _block_seeds(seed: int, purpose: int, n_blocks: int) -> list[np.random.SeedSequence]:
-    return [np.random.SeedSequence([seed, purpose, b]) for b in range(n_blocks)]
 
 
 class _NormalStream:
@@ -36,19 +36,14 @@ class _NormalStream:
     ) -> None:
         self.n, self.d, self.B, self.backend = n, d, block_size, backend
         n_blocks = -(-n // block_size)
-        seqs = _block_seeds(seed, purpose, n_blocks)
         if backend == "numpy":
-            self.gens = [np.random.default_rng(s) for s in seqs]
+            self.gens = [numpy_generator(seed, purpose, b) for b in range(n_blocks)]
         else:
             import torch
 
             self.torch = torch
             self.device, self.dtype = device, dtype
-            self.gens = []
-            for s in seqs:
-                gen = torch.Generator(device=device)
-                gen.manual_seed(int(s.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-                self.gens.append(gen)
+            self.gens = [torch_generator(seed, purpose, b, device=device) for b in range(n_blocks)]
 
     def draw(self) -> Any:
         n, d, B = self.n, self.d, self.B

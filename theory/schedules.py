@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._validate import as_float_array, check_positive_int, check_range
+from .validation import as_float_array, check_positive_int, check_range
 
 Spacing = Literal["trailing", "leading", "linspace"]
 _SPACINGS: tuple[str, ...] = ("trailing", "leading", "linspace")

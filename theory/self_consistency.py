@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.special import bernoulli, factorial
 
-from ._validate import _summary, as_float_array, check_range
+from .validation import as_float_array, check_range, describe
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _kappa_array(kappa: Any) -> np.ndarray:
     except (TypeError, ValueError):
         return as_float_array("kappa", kappa)  # raises the standard "must be a real number" error
     if np.any(np.isnan(k)) or np.any(np.isneginf(k)):
-        raise ValueError(f"kappa must not be NaN or -inf (+inf allowed), got {_summary(k)}")
+        raise ValueError(f"kappa must not be NaN or -inf (+inf allowed), got {describe(k)}")
     check_range("kappa", np.where(np.isposinf(k), 0.0, k), 0.0, None)
     return k
 

@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, ndtr
 
-from ._validate import as_float_array, check_positive_int, check_range
 from .ou import Backend, init_replicas, simulate_replicas
 from .ou_data import GaussianMixtureData, assign_component
 from .schedules import VPSchedule, alpha, beta_integral, sigma2, time_of_beta_integral
+from .streams import numpy_generator
+from .validation import as_float_array, check_positive_int, check_range
 
 
 def biroli_speciation_time(Lambda: Any) -> np.ndarray | float:
@@ -104,7 +105,7 @@ def split_probability_exact(
 def sample_marginal(data: GaussianMixtureData, sched: VPSchedule, t: float, n: int, seed: int) -> np.ndarray:
     """``n`` exact samples (n, d) of the forward marginal ``Σ_k w_k N(α_t μ_k, diag(α_t² s + σ_t²))``."""
     n = check_positive_int("n", n)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    rng = numpy_generator(seed, 2)
     k = rng.choice(data.weights.size, size=n, p=data.weights)
     a = float(alpha(sched, t))
     std = np.sqrt(a * a * data.cov_diag + float(sigma2(sched, t)))

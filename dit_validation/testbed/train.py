@@ -64,6 +64,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     log_every: int = 50
+    #: "constant" after the warm-up, or "cosine": decays to `lr_final_frac`·lr at the last step
+    lr_schedule: str = "constant"
+    lr_final_frac: float = 0.1
+    threads: int = 1  # CPU threads for torch (ignored on CUDA)
 
 
 def build_testbed_dit(dataset: DatasetName, cfg: TrainConfig, seed: int | None = None):
@@ -82,6 +86,15 @@ def build_testbed_dit(dataset: DatasetName, cfg: TrainConfig, seed: int | None =
         num_embeds_ada_norm=num_classes(dataset),
         norm_type="ada_norm_zero",
     )
+
+
+def lr_factor(cfg: TrainConfig, k: int) -> float:
+    """Learning-rate multiplier at optimizer step k: 200-step linear warm-up, then constant or cosine."""
+    warm = min(1.0, (k + 1) / 200)
+    if cfg.lr_schedule == "constant":
+        return warm
+    frac = min(1.0, k / max(1, cfg.steps - 1))
+    return warm * (cfg.lr_final_frac + (1 - cfg.lr_final_frac) * 0.5 * (1 + np.cos(np.pi * frac)))
 
 
 def _noised(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -154,7 +167,8 @@ def reference_losses(dataset: DatasetName) -> dict[str, list[float]]:
 
 def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
     """Train, save the EMA model to `out_dir`, and return the training record."""
-    torch.set_num_threads(max(1, torch.get_num_threads()) if cfg.device != "cpu" else 1)
+    if cfg.device == "cpu":
+        torch.set_num_threads(cfg.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(cfg.device)
@@ -164,7 +178,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
     # with the seeded generator below, so the module stays in eval mode.
     model.eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / 200))  # 200-step warm-up
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(cfg, k))
     ab = torch.tensor(ddpm_alphas_cumprod(), dtype=torch.float32, device=dev)
     stream = TrainStream(cfg.dataset, cfg.batch_size, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -243,15 +257,22 @@ def add_cli(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--layers", type=int, default=TrainConfig.num_layers, help="transformer blocks")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=TrainConfig.lr_schedule)
+    p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     cfg = TrainConfig(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                      device=args.device)
+                      device=args.device, num_layers=args.layers, lr=args.lr, lr_schedule=args.lr_schedule,
+                      threads=args.threads)
     command = (f"synchrogap train --dataset {args.dataset} --steps {args.steps} "
-               f"--batch-size {args.batch_size} --seed {args.seed} --device {args.device} --out {args.out}")
+               f"--batch-size {args.batch_size} --seed {args.seed} --device {args.device} "
+               f"--layers {args.layers} --lr {args.lr:g} --lr-schedule {args.lr_schedule} "
+               f"--threads {args.threads} --out {args.out}")
     rec = train(cfg, args.out, command=command)
     print(f"held-out eps-MSE {rec['held_out_loss_mean']:.4f}; references {rec['reference_losses_mean']}")
     return 0

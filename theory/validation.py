@@ -1,4 +1,6 @@
-"""Input checks shared by every public function.
+"""Input checks shared by every public function of ``theory`` and ``dit_validation``.
+
+A public module: the rest of the package validates its inputs with these helpers.
 
 Bad input must fail at the boundary with a message that names the parameter, the value
 and the allowed range -- never as a traceback from deep inside numpy/torch, never as a
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 
 
-def _summary(value: Any) -> str:
+def describe(value: Any) -> str:
     """Short human-readable rendering of a scalar or array for error messages."""
     arr = np.asarray(value) if not hasattr(value, "detach") else value.detach().cpu().numpy()
     if arr.ndim == 0:
@@ -29,7 +31,7 @@ def as_float_array(name: str, value: Any, dtype: Any = np.float64) -> np.ndarray
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a real number or array of real numbers, got {value!r}") from exc
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (no NaN or inf), got {_summary(arr)}")
+        raise ValueError(f"{name} must be finite (no NaN or inf), got {describe(arr)}")
     return arr
 
 
@@ -42,7 +44,7 @@ def check_finite(name: str, value: Any) -> None:
     else:
         ok = bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
     if not ok:
-        raise ValueError(f"{name} must be finite (no NaN or inf), got {_summary(value)}")
+        raise ValueError(f"{name} must be finite (no NaN or inf), got {describe(value)}")
 
 
 def check_range(
@@ -73,7 +75,7 @@ def check_range(
         offending = arr[bad].ravel()[0] if arr.ndim else arr.item()
         raise ValueError(
             f"{name} must lie in {left}{lo_s}, {hi_s}{right}, got {offending:g}"
-            + ("" if arr.ndim == 0 else f" (in {_summary(arr)})")
+            + ("" if arr.ndim == 0 else f" (in {describe(arr)})")
         )
 
 
