@@ -86,8 +86,16 @@ class CompareConfig:
 
 
 QUICK = CompareConfig()
-FULL = CompareConfig(grid="full", num_steps=100, clone_seeds=256, t_int_stride=4, pair_seeds=32,
-                     num_modes=16, measure_points=25, n_boot=1000)
+FULL = CompareConfig(
+    grid="full",
+    num_steps=100,
+    clone_seeds=256,
+    t_int_stride=4,
+    pair_seeds=32,
+    num_modes=16,
+    measure_points=25,
+    n_boot=1000,
+)
 
 
 def dit_eps_fn(bundle: DiTBundle, label: int, device: str = "cpu"):
@@ -112,8 +120,9 @@ def _fit_curves(t: np.ndarray, agree: np.ndarray, cfg: CompareConfig) -> tuple[n
     fits, tau, ci = np.full((F, 4), np.nan), np.full(F, np.nan), np.full((F, 2), np.nan)
     for f in range(F):
         # mean, not median: per-seed agreement is binary, its median is a step function
-        fit, c = bootstrap_center(t, agree[f], curve=lambda Y: Y.mean(axis=1), n_boot=cfg.n_boot,
-                                  seed=cfg.seed)
+        fit, c = bootstrap_center(
+            t, agree[f], curve=lambda Y: Y.mean(axis=1), n_boot=cfg.n_boot, seed=cfg.seed
+        )
         fits[f], tau[f], ci[f] = fit.params, fit.center, c
     return agree.mean(axis=2), fits, tau, ci
 
@@ -124,24 +133,43 @@ def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig, device: s
     t_int = np.arange(0, S + 1, cfg.t_int_stride)
     shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
     ab = ddpm_alphas_cumprod()
-    pairs = clone_experiment(dit_eps_fn(bundle, cfg.class_label, device), shape, S, t_int, cfg.clone_seeds,
-                             seed=cfg.seed, eta=1.0, alphas_cumprod=ab)
+    pairs = clone_experiment(
+        dit_eps_fn(bundle, cfg.class_label, device),
+        shape,
+        S,
+        t_int,
+        cfg.clone_seeds,
+        seed=cfg.seed,
+        eta=1.0,
+        alphas_cumprod=ab,
+    )
     out: dict[str, np.ndarray] = {"t_int": t_int.astype(np.float64)}
     if dataset == "mixture":
         mix = DEFAULT_MIXTURE
         agree_dit = clone_agreement(mix, pairs)
-        exact = clone_experiment(lambda x, t: mixture_eps(mix, x, ab[t]), shape, S, t_int, cfg.clone_seeds,
-                                 seed=cfg.seed, eta=1.0, alphas_cumprod=ab)
+        exact = clone_experiment(
+            lambda x, t: mixture_eps(mix, x, ab[t]),
+            shape,
+            S,
+            t_int,
+            cfg.clone_seeds,
+            seed=cfg.seed,
+            eta=1.0,
+            alphas_cumprod=ab,
+        )
         agree_ex = clone_agreement(mix, exact)
         ts = ddim_timesteps(S)
         ab_split = np.array([ab[ts[s]] if s < S else 1.0 - 1e-12 for s in t_int])
         out["agree_theory"] = exact_clone_agreement(mix, ab_split)
         out["tau_kappa"] = step_of_timestep(speciation_timestep(speciation_alpha_bar(mix), ab), ts)
-        th = [bootstrap_center(t_int, np.repeat(a[:, None], 2, 1), curve=lambda Y: Y[:, 0], n_boot=1)[0]
-              for a in out["agree_theory"]]
+        th = [
+            bootstrap_center(t_int, np.repeat(a[:, None], 2, 1), curve=lambda Y: Y[:, 0], n_boot=1)[0]
+            for a in out["agree_theory"]
+        ]
         out["tau_theory"] = np.array([f.center for f in th])
         out["agree_exact"], out["fit_exact"], out["tau_exact"], out["tau_exact_ci"] = _fit_curves(
-            t_int, agree_ex, cfg)
+            t_int, agree_ex, cfg
+        )
         out["factor"] = np.arange(mix.num_factors, dtype=np.float64)
         out.update(step_gamma(bundle, cfg, device))
     else:
@@ -187,8 +215,17 @@ def internal_section(bundle: DiTBundle, cfg: CompareConfig, device: str) -> dict
     L = bundle.num_layers
     layers = list(range(L))
     S, K = cfg.num_steps, cfg.num_modes
-    basis, lam0, sq = replica_projections(bundle, cfg.g, S, range(cfg.seed, cfg.seed + cfg.pair_seeds),
-                                          cfg.sigma, layers, K, cfg.class_label, device)
+    basis, lam0, sq = replica_projections(
+        bundle,
+        cfg.g,
+        S,
+        range(cfg.seed, cfg.seed + cfg.pair_seeds),
+        cfg.sigma,
+        layers,
+        K,
+        cfg.class_label,
+        device,
+    )
     steps = np.unique(np.linspace(0, S - 1, cfg.measure_points).round().astype(int))
     states = common_mode_states(bundle, S, cfg.seed, layers, steps, cfg.class_label, device)
     timesteps = ddim_timesteps(S)
@@ -220,9 +257,19 @@ def internal_section(bundle: DiTBundle, cfg: CompareConfig, device: str) -> dict
     with np.errstate(all="ignore"):
         energy_seed = sq / lam0[None, None, :, :, None]  # eq. (75) per seed
     gamma = np.nanmedian(np.where(np.isfinite(q["gamma_k"]), q["gamma_k"], np.nan), axis=-1)
-    return {**q, "gamma": gamma, "m_g": m_g, "c_g": c_g, "m": m_g[0], "c": c_g[0],
-            "steps": steps.astype(np.float64), "layers": np.arange(L, dtype=np.float64),
-            "modes": np.arange(K, dtype=np.float64), "eig0": lam0, "energy": np.nanmean(energy_seed, axis=-1)}
+    return {
+        **q,
+        "gamma": gamma,
+        "m_g": m_g,
+        "c_g": c_g,
+        "m": m_g[0],
+        "c": c_g[0],
+        "steps": steps.astype(np.float64),
+        "layers": np.arange(L, dtype=np.float64),
+        "modes": np.arange(K, dtype=np.float64),
+        "eig0": lam0,
+        "energy": np.nanmean(energy_seed, axis=-1),
+    }
 
 
 def predicted_section(internal: dict[str, np.ndarray], cfg: CompareConfig) -> dict[str, np.ndarray]:
@@ -236,8 +283,11 @@ def predicted_section(internal: dict[str, np.ndarray], cfg: CompareConfig) -> di
         c = np.maximum(internal["c_g"][i], 1e-300)
         ok = np.isfinite(e) & np.isfinite(gamma) & (gamma > 0)
         kap = np.zeros_like(e)  # no measurable score gain → no branch signal (κ = 0)
-        kap[ok] = np.asarray(theory.speciation_parameter(np.broadcast_to(gamma, e.shape)[ok],
-                                                         internal["m_g"][i][ok], c[ok], e[ok]))  # eq. (50)
+        kap[ok] = np.asarray(
+            theory.speciation_parameter(
+                np.broadcast_to(gamma, e.shape)[ok], internal["m_g"][i][ok], c[ok], e[ok]
+            )
+        )  # eq. (50)
         eta.append(e)
         kappa.append(kap)
     kappa = np.stack(kappa)
@@ -252,16 +302,24 @@ def predicted_section(internal: dict[str, np.ndarray], cfg: CompareConfig) -> di
     # whose replicas committed to different branches keeps its difference longer (eq. 49: u_k ≠ 0)
     below = internal["energy"] <= cfg.decay_threshold
     s_decay = np.where(below.any(axis=1), below.argmax(axis=1), np.inf).astype(np.float64)
-    return {"g": g, "rho": np.atleast_1d(theory.rho(g)), "eta": np.stack(eta), "kappa": kappa,
-            "s_spec_pred": s_pred, "s_spec_meas": s_meas, "s_decay_meas": s_decay,
-            # the measured total one-block gain η̃_k = 1 + r_kᵀ(J_block − I) r_k at g = 0 (eq. 39's
-            # repartition-invariant Jacobian); η̃ > 1 means the block expands the mode
-            "eta_total": 1.0 + internal["quad_full"],
-            "kappa_valid_frac": np.mean(np.isfinite(kappa) & (kappa > 0), axis=(1, 3))}
+    return {
+        "g": g,
+        "rho": np.atleast_1d(theory.rho(g)),
+        "eta": np.stack(eta),
+        "kappa": kappa,
+        "s_spec_pred": s_pred,
+        "s_spec_meas": s_meas,
+        "s_decay_meas": s_decay,
+        # the measured total one-block gain η̃_k = 1 + r_kᵀ(J_block − I) r_k at g = 0 (eq. 39's
+        # repartition-invariant Jacobian); η̃ > 1 means the block expands the mode
+        "eta_total": 1.0 + internal["quad_full"],
+        "kappa_valid_frac": np.mean(np.isfinite(kappa) & (kappa > 0), axis=(1, 3)),
+    }
 
 
-def run_compare(bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, device: str = "cpu",
-                model_name: str = "") -> Path:
+def run_compare(
+    bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, device: str = "cpu", model_name: str = ""
+) -> Path:
     """Run all four sections, write `compare.npz` and `compare.md` into out_dir; return the npz path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,11 +339,23 @@ def run_compare(bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, devi
     arrays.update(gap_fit(arrays, tau))
     arrays.update(predictions(arrays, dataset))
     wall = time.time() - start
-    config = {**asdict(cfg), "model": model_name or bundle.name, "dataset": dataset,
-              "layers": bundle.num_layers, "modes": cfg.num_modes, "tau_for_gap": tau,
-              "device": str(device), "wall_time_s": wall}
-    meta = {"kind": "compare", "config": config,
-            "seeds": list(range(cfg.seed, cfg.seed + cfg.pair_seeds)), "complete": True, "done": ["all"]}
+    config = {
+        **asdict(cfg),
+        "model": model_name or bundle.name,
+        "dataset": dataset,
+        "layers": bundle.num_layers,
+        "modes": cfg.num_modes,
+        "tau_for_gap": tau,
+        "device": str(device),
+        "wall_time_s": wall,
+    }
+    meta = {
+        "kind": "compare",
+        "config": config,
+        "seeds": list(range(cfg.seed, cfg.seed + cfg.pair_seeds)),
+        "complete": True,
+        "done": ["all"],
+    }
     path = out_dir / "compare.npz"
     save_result(path, meta, {k: np.asarray(v) for k, v in arrays.items()})
     (out_dir / "compare.md").write_text(markdown_table(arrays, meta))

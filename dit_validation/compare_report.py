@@ -104,11 +104,17 @@ def predictions(a: dict[str, np.ndarray], dataset: str) -> dict[str, np.ndarray]
     depth = float(np.abs(gm[i0, -1]) - np.nanmax(np.abs(gm[i0, : max(1, L // 2)])))
     natural = float(gm[i0, -1])
     slope = a["gap_fit_meas"][-1, 0]
-    collapse = float(gm[i0, -1] - gm[i1, -1]) if np.isfinite(slope) and slope > 0 else -abs(
-        float(gm[i0, -1] - gm[i1, -1]))
+    collapse = (
+        float(gm[i0, -1] - gm[i1, -1])
+        if np.isfinite(slope) and slope > 0
+        else -abs(float(gm[i0, -1] - gm[i1, -1]))
+    )
     margin = np.array([hier, depth, natural, collapse])
-    return {"prediction_names": np.array(PREDICTIONS), "prediction_margin": margin,
-            "prediction_holds": np.isfinite(margin) & (margin > 0)}
+    return {
+        "prediction_names": np.array(PREDICTIONS),
+        "prediction_margin": margin,
+        "prediction_holds": np.isfinite(margin) & (margin > 0),
+    }
 
 
 def _fmt(x: float, nd: int = 2) -> str:
@@ -126,49 +132,107 @@ def _ci(ci: np.ndarray) -> str:
 def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     """compare.md: the four sections as Markdown tables."""
     cfg = meta["config"]
-    lines = [f"# Predicted vs measured — {cfg['model']} ({cfg['dataset']}, {cfg['grid']} grid)", "",
-             f"S = {cfg['num_steps']} steps, clone M = {cfg['clone_seeds']}, "
-             f"Protocol II M = {cfg['pair_seeds']}, K = {cfg['num_modes']}, device {cfg['device']}, "
-             f"{cfg['wall_time_s']:.0f} s.", "",
-             "## 1. Per-factor speciation step τ (g = 0 shared-noise clones)", ""]
+    lines = [
+        f"# Predicted vs measured — {cfg['model']} ({cfg['dataset']}, {cfg['grid']} grid)",
+        "",
+        f"S = {cfg['num_steps']} steps, clone M = {cfg['clone_seeds']}, "
+        f"Protocol II M = {cfg['pair_seeds']}, K = {cfg['num_modes']}, device {cfg['device']}, "
+        f"{cfg['wall_time_s']:.0f} s.",
+        "",
+        "## 1. Per-factor speciation step τ (g = 0 shared-noise clones)",
+        "",
+    ]
     if "tau_kappa" in a:
-        lines += [_row("factor", "κ_f = 1 (exact)", "clone theory", "exact-score sampler [95% CI]",
-                       "DiT [95% CI]", "DiT − exact"), _row(*["---"] * 6)]
+        lines += [
+            _row(
+                "factor",
+                "κ_f = 1 (exact)",
+                "clone theory",
+                "exact-score sampler [95% CI]",
+                "DiT [95% CI]",
+                "DiT − exact",
+            ),
+            _row(*["---"] * 6),
+        ]
         for f in range(a["tau_dit"].size):
-            lines.append(_row(f, _fmt(a["tau_kappa"][f]), _fmt(a["tau_theory"][f]),
-                              f"{_fmt(a['tau_exact'][f])} {_ci(a['tau_exact_ci'][f])}",
-                              f"{_fmt(a['tau_dit'][f])} {_ci(a['tau_dit_ci'][f])}",
-                              _fmt(a["tau_dit"][f] - a["tau_exact"][f])))
-        lines += ["", "Local score gain of one reverse step along φ_f (eq. 36): DiT / exact γ_s", "",
-                  _row("step", "exact γ_s", *[f"DiT/exact f={f}" for f in range(a["tau_dit"].size)]),
-                  _row(*["---"] * (2 + a["tau_dit"].size))]
+            lines.append(
+                _row(
+                    f,
+                    _fmt(a["tau_kappa"][f]),
+                    _fmt(a["tau_theory"][f]),
+                    f"{_fmt(a['tau_exact'][f])} {_ci(a['tau_exact_ci'][f])}",
+                    f"{_fmt(a['tau_dit'][f])} {_ci(a['tau_dit_ci'][f])}",
+                    _fmt(a["tau_dit"][f] - a["tau_exact"][f]),
+                )
+            )
+        lines += [
+            "",
+            "Local score gain of one reverse step along φ_f (eq. 36): DiT / exact γ_s",
+            "",
+            _row("step", "exact γ_s", *[f"DiT/exact f={f}" for f in range(a["tau_dit"].size)]),
+            _row(*["---"] * (2 + a["tau_dit"].size)),
+        ]
         for i, s in enumerate(a["gamma_steps"]):
             ratios = a["gamma_step_dit"][i] / a["gamma_step_exact"][i]
             lines.append(_row(int(s), f"{a['gamma_step_exact'][i]:.4f}", *(_fmt(x, 3) for x in ratios)))
     else:
         lines.append(f"Class agreement (digits CNN): τ = {_fmt(a['tau_dit'][0])} {_ci(a['tau_dit_ci'][0])}")
-    lines += ["", "## 2. Mode ordering (last block)", "",
-              _row("g", "ρ(g)", "κ valid (last block)", "Spearman κ-pred vs meas", "Spearman χ vs retention",
-                   "Δs_v predicted", "G_int − 1 measured"), _row(*["---"] * 7)]
+    lines += [
+        "",
+        "## 2. Mode ordering (last block)",
+        "",
+        _row(
+            "g",
+            "ρ(g)",
+            "κ valid (last block)",
+            "Spearman κ-pred vs meas",
+            "Spearman χ vs retention",
+            "Δs_v predicted",
+            "G_int − 1 measured",
+        ),
+        _row(*["---"] * 7),
+    ]
     for i, gi in enumerate(a["g"]):
-        lines.append(_row(f"{gi:g}", f"{a['rho'][i]:.3f}", _fmt(a["kappa_valid_frac"][i, -1]),
-                          _fmt(a["spearman"][i, -1]), _fmt(a["spearman_chi_decay"][i, -1]),
-                          _fmt(a["gap_pred"][i, -1]), _fmt(a["gap_meas"][i, -1], 3)))
-    lines += ["", "Block quantities (medians over measured steps and modes; last column: eq. 32 check)", "",
-              _row("block", "χ", "π", "λ^MLP", "cross", "γ", "max |Σ − quad_full|"), _row(*["---"] * 7)]
+        lines.append(
+            _row(
+                f"{gi:g}",
+                f"{a['rho'][i]:.3f}",
+                _fmt(a["kappa_valid_frac"][i, -1]),
+                _fmt(a["spearman"][i, -1]),
+                _fmt(a["spearman_chi_decay"][i, -1]),
+                _fmt(a["gap_pred"][i, -1]),
+                _fmt(a["gap_meas"][i, -1], 3),
+            )
+        )
+    lines += [
+        "",
+        "Block quantities (medians over measured steps and modes; last column: eq. 32 check)",
+        "",
+        _row("block", "χ", "π", "λ^MLP", "cross", "γ", "max |Σ − quad_full|"),
+        _row(*["---"] * 7),
+    ]
     for j in range(a["chi"].shape[1]):
-        resid = np.abs(a["chi"][:, j] + a["pi"][:, j] + a["lambda_mlp"][:, j] + a["cross"][:, j]
-                       - a["quad_full"][:, j])
+        resid = np.abs(
+            a["chi"][:, j] + a["pi"][:, j] + a["lambda_mlp"][:, j] + a["cross"][:, j] - a["quad_full"][:, j]
+        )
         keys = ("chi", "pi", "lambda_mlp", "cross", "gamma")
         med = [_fmt(float(np.nanmedian(a[k][:, j])), 4) for k in keys]
         lines.append(_row(j, *med, f"{np.nanmax(resid):.1e}"))
     if "eta_total" in a:
         frac = float(np.mean(a["eta_total"][np.isfinite(a["eta_total"])] > 1))
-        lines += ["", f"Measured total one-block gain η̃ = 1 + r_kᵀ(J − I)r_k > 1 (block expands the mode) "
-                  f"at {100 * frac:.0f}% of measured (step, block, mode); κ (eq. 50) is finite and positive "
-                  "only where eq. (55) holds."]
-    lines += ["", "## 3. Gap vs ρ(g) (linear fit, last block)", "",
-              _row("quantity", "slope", "intercept", "R²"), _row(*["---"] * 4)]
+        lines += [
+            "",
+            f"Measured total one-block gain η̃ = 1 + r_kᵀ(J − I)r_k > 1 (block expands the mode) "
+            f"at {100 * frac:.0f}% of measured (step, block, mode); κ (eq. 50) is finite and positive "
+            "only where eq. (55) holds.",
+        ]
+    lines += [
+        "",
+        "## 3. Gap vs ρ(g) (linear fit, last block)",
+        "",
+        _row("quantity", "slope", "intercept", "R²"),
+        _row(*["---"] * 4),
+    ]
     for key, label in (("gap_fit_meas", "measured G_int − 1"), ("gap_fit_pred", "predicted Δs_v")):
         lines.append(_row(label, *(_fmt(v, 3) for v in a[key][-1])))
     lines += ["", "## 4. Predictions of §2.7", "", _row("prediction", "holds", "margin"), _row(*["---"] * 3)]

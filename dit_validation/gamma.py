@@ -63,8 +63,9 @@ def amplitude_grid(m: float, c: float, n: int = 16, span: float = 4.0) -> np.nda
     return span * (c / m) * np.arange(1, n + 1) / n
 
 
-def estimate_gamma(odd_response: Callable[[np.ndarray], np.ndarray], m: float, c: float,
-                   n: int = 16, span: float = 4.0) -> tuple[float, float, float]:
+def estimate_gamma(
+    odd_response: Callable[[np.ndarray], np.ndarray], m: float, c: float, n: int = 16, span: float = 4.0
+) -> tuple[float, float, float]:
     """γ from a map's odd response along one mode: odd_response(a (n,)) → D (n,). Returns (γ, b, resid)."""
     if not (np.isfinite(m) and np.isfinite(c)) or m <= 0 or c <= 0:
         return np.nan, np.nan, np.nan
@@ -72,9 +73,15 @@ def estimate_gamma(odd_response: Callable[[np.ndarray], np.ndarray], m: float, c
     return fit_score_gain(a, odd_response(a), m, c)
 
 
-def step_odd_response(eps_fn: Callable[[np.ndarray, float], np.ndarray], mix: MultiscaleMixture,
-                      factor: int, x0: np.ndarray, ab_t: float, ab_prev: float,
-                      eta: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
+def step_odd_response(
+    eps_fn: Callable[[np.ndarray, float], np.ndarray],
+    mix: MultiscaleMixture,
+    factor: int,
+    x0: np.ndarray,
+    ab_t: float,
+    ab_prev: float,
+    eta: float = 0.0,
+) -> Callable[[np.ndarray], np.ndarray]:
     """Odd response along φ_f of one deterministic DDIM step of denoiser eps_fn(x, ᾱ_t) from x0 (C, H, W)."""
     phi = patterns(mix)[factor].reshape(x0.shape)
 
@@ -92,8 +99,9 @@ def exact_eps_fn(mix: MultiscaleMixture) -> Callable[[np.ndarray, float], np.nda
     return lambda x, ab: mixture_eps(mix, x, ab)
 
 
-def block_odd_response(lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor,
-                       r: torch.Tensor) -> Callable[[np.ndarray], np.ndarray]:
+def block_odd_response(
+    lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor, r: torch.Tensor
+) -> Callable[[np.ndarray], np.ndarray]:
     """Odd response of block `layer` to the replica difference along r (N, D), in v-coordinates.
 
     D(v) = rᵀ[f(H0 + v r/√2) − f(H0 − v r/√2)]/√2: the block's map of the difference mode v = (H^A − H^B)/√2

@@ -61,8 +61,15 @@ class LinearizationProcessor:
         self.record = False
         self.last: dict[str, torch.Tensor] = {}
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
-                 attention_mask=None, temb=None, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 3:
             raise ValueError("LinearizationProcessor handles DiT self-attention on (B, N, D) tokens only")
         B, N, _ = hidden_states.shape  # (B, N, D)
@@ -141,8 +148,9 @@ def _block_call(lin: LinearizedDiT, layer: int, t: int, label: int):
     return f
 
 
-def _jvp(lin: LinearizedDiT, layer: int, t: int, label: int, path: Path_, H0: torch.Tensor,
-         tangent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _jvp(
+    lin: LinearizedDiT, layer: int, t: int, label: int, path: Path_, H0: torch.Tensor, tangent: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Tangents (d out, d H') of block `layer` along `tangent` (B, N, D) with attention path `path`."""
     lin.set_path(path)
     f = _block_call(lin, layer, t, label)
@@ -158,8 +166,9 @@ def _quad(r: torch.Tensor, w: torch.Tensor) -> np.ndarray:
     return (r * w).flatten(1).sum(1).numpy()
 
 
-def block_quantities(lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor,
-                     r: torch.Tensor) -> dict[str, np.ndarray]:
+def block_quantities(
+    lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor, r: torch.Tensor
+) -> dict[str, np.ndarray]:
     """χ_k, π_k (query/key parts), λ_k^MLP, cross terms and the full quadratic form along modes r.
 
     H0: symmetric state (N, D) entering block `layer`; r: unit modes (K, N, D). Returns (K,) arrays:
@@ -199,8 +208,16 @@ def cross_of_g(q: dict[str, np.ndarray], g: float) -> np.ndarray:
     return rho_gate(g) * (q["cross_R"] + q["cross_k"]) + q["cross_q"]
 
 
-def coupled_quadratic_form(lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor,
-                           r: torch.Tensor, g: float, step: float = 1e-4) -> np.ndarray:
+def coupled_quadratic_form(
+    lin: LinearizedDiT,
+    layer: int,
+    t: int,
+    label: int,
+    H0: torch.Tensor,
+    r: torch.Tensor,
+    g: float,
+    step: float = 1e-4,
+) -> np.ndarray:
     """r_kᵀ(K_g − I) r_k of the replica-coupled block (eq. 19) by a central difference of its replica map.
 
     Independent of the path split: the pairs (H0 ± a r/√2) run through the block with `dit_validation.
@@ -233,8 +250,9 @@ def coupled_quadratic_form(lin: LinearizedDiT, layer: int, t: int, label: int, H
     return _quad(r, dv - r)
 
 
-def dominance(lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor,
-              r: torch.Tensor) -> dict[str, np.ndarray]:
+def dominance(
+    lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tensor, r: torch.Tensor
+) -> dict[str, np.ndarray]:
     """Routing dominance ‖δA V0‖/‖A0 δV‖ per mode against the Appendix B bound, eq. (105).
 
     δS and δV are the JVP tangents of the attention logits and values of block `layer` along r_k (K, N, D);
@@ -259,8 +277,11 @@ def dominance(lin: LinearizedDiT, layer: int, t: int, label: int, H0: torch.Tens
         proc.record, proc.last = False, {}
     rep = dominance_report(A0.numpy(), dS.numpy(), V0.numpy(), dV.numpy())  # (K, H) each
     ratio, bound = np.asarray(rep.ratio), np.asarray(rep.bound)
-    return {"ratio": np.median(ratio, axis=-1), "bound": np.median(bound, axis=-1),
-            "holds": np.mean(ratio <= bound, axis=-1)}
+    return {
+        "ratio": np.median(ratio, axis=-1),
+        "bound": np.median(bound, axis=-1),
+        "holds": np.mean(ratio <= bound, axis=-1),
+    }
 
 
 def mode_basis(V0: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -297,8 +318,17 @@ def mixture_moments(p: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarr
 # Running replicas in the DiT: fixed mode basis, per-seed projections (Protocol II), common-mode states.
 
 
-def replica_projections(bundle, g_values, num_steps: int, seeds, sigma: float, layers, K: int,
-                        class_label: int = 0, device: str = "cpu"):
+def replica_projections(
+    bundle,
+    g_values,
+    num_steps: int,
+    seeds,
+    sigma: float,
+    layers,
+    K: int,
+    class_label: int = 0,
+    device: str = "cpu",
+):
     """Protocol II in one fixed basis: (r (L, K, N·D), λ⁽⁰⁾ (L, K), sq (G, S, L, K, M)).
 
     The basis r_k^(ℓ) comes from the g = 0 step-0 differences V_{0,ℓ} (eq. 74, block outputs, dual Gram
@@ -319,8 +349,15 @@ def replica_projections(bundle, g_values, num_steps: int, seeds, sigma: float, l
         with install_coupling(bundle.transformer) as handle:
             zA, zB = initial_pairs(seeds, shape, sigma)
             cap.rows = list(range(M))
-            predict_eps(bundle, handle, torch.cat([zA, zB]).to(device), int(sched.timesteps[0]),
-                        np.zeros(M), class_label, 1.0)
+            predict_eps(
+                bundle,
+                handle,
+                torch.cat([zA, zB]).to(device),
+                int(sched.timesteps[0]),
+                np.zeros(M),
+                class_label,
+                1.0,
+            )
         lam0 = np.full((len(layers), K), np.nan)
         basis = []
         for j, ell in enumerate(layers):
@@ -331,8 +368,18 @@ def replica_projections(bundle, g_values, num_steps: int, seeds, sigma: float, l
         for i, g in enumerate(g_values):
             cap.rows, cap.step = list(range(M)), 0
             cap.sq = None  # allocated by the first projecting hook
-            sample_pairs(bundle, seeds, g=float(g), num_steps=S, eta=0.0, sigma=sigma,
-                         class_label=class_label, guidance_scale=1.0, device=device, callback=cap.on_step)
+            sample_pairs(
+                bundle,
+                seeds,
+                g=float(g),
+                num_steps=S,
+                eta=0.0,
+                sigma=sigma,
+                class_label=class_label,
+                guidance_scale=1.0,
+                device=device,
+                callback=cap.on_step,
+            )
             out[i] = np.asarray(torch.as_tensor(cap.sq).cpu().numpy())  # sq[s]: the forward of step s
     finally:
         cap.remove()
@@ -340,8 +387,9 @@ def replica_projections(bundle, g_values, num_steps: int, seeds, sigma: float, l
 
 
 @torch.no_grad()
-def common_mode_states(bundle, num_steps: int, seed: int, layers, steps, class_label: int = 0,
-                       device: str = "cpu") -> dict[tuple[int, int], torch.Tensor]:
+def common_mode_states(
+    bundle, num_steps: int, seed: int, layers, steps, class_label: int = 0, device: str = "cpu"
+) -> dict[tuple[int, int], torch.Tensor]:
     """Symmetric states H0 (N, D) entering block ℓ at reverse step s: one unperturbed trajectory (σ = 0).
 
     With σ = 0 the two replicas of eq. (67) coincide, so this is exactly the replica-symmetric point
@@ -358,6 +406,7 @@ def common_mode_states(bundle, num_steps: int, seed: int, layers, steps, class_l
         def hook(_module, args):
             if current["s"] in wanted:
                 states[(current["s"], ell)] = args[0][0].detach().double().cpu()  # replica A, (N, D)
+
         return hook
 
     handles = [blocks[ell].register_forward_pre_hook(hook_for(ell)) for ell in layers]
@@ -366,8 +415,18 @@ def common_mode_states(bundle, num_steps: int, seed: int, layers, steps, class_l
         current["s"] = s + 1  # the next forward belongs to step s + 1
 
     try:
-        sample_pairs(bundle, [seed], g=0.0, num_steps=num_steps, eta=0.0, sigma=0.0,
-                     class_label=class_label, guidance_scale=1.0, device=device, callback=on_step)
+        sample_pairs(
+            bundle,
+            [seed],
+            g=0.0,
+            num_steps=num_steps,
+            eta=0.0,
+            sigma=0.0,
+            class_label=class_label,
+            guidance_scale=1.0,
+            device=device,
+            callback=on_step,
+        )
     finally:
         for h in handles:
             h.remove()

@@ -248,6 +248,7 @@ def test_identities_eq87_to_91(c: Case):
 
 BoundFn = Callable[[Case], BoundCheck]
 
+
 def _bound_99_spectral(c: Case) -> BoundCheck:
     """(99) with spectral norms on both sides, also valid: ‖δA P⊥V0‖₂ ≤ ‖δA‖₂‖P⊥V0‖₂, ‖δA‖₂ ≤ ‖δA‖_F."""
     spec = lambda X: np.linalg.norm(X, 2, axis=(-2, -1))  # noqa: E731
@@ -294,8 +295,11 @@ def _wrong_99(c: Case) -> BoundCheck:
 @pytest.mark.parametrize("wrong", [_wrong_97, _wrong_99])
 def test_harness_catches_a_wrong_bound(wrong):
     """The same strategy + harness finds a counterexample once the bound is wrong."""
-    example = find(cases(), lambda c: violated(c, {"wrong": wrong}) != [],
-                   settings=settings(max_examples=2000, database=None))
+    example = find(
+        cases(),
+        lambda c: violated(c, {"wrong": wrong}) != [],
+        settings=settings(max_examples=2000, database=None),
+    )
     assert violated(example, {"wrong": wrong}) == ["wrong"]
     assert violated(example, BOUNDS) == []  # ... while the correct bounds hold there
 
@@ -311,10 +315,12 @@ def test_explorer_notebook_runs_tiny(monkeypatch):
 
     path = Path(__file__).resolve().parents[1] / "notebooks" / "02_appendix_b_explorer.ipynb"
     nb = nbformat.read(path, as_version=4)
-    assert all(not c.get("outputs") and c.get("execution_count") is None
-               for c in nb.cells if c.cell_type == "code")
+    assert all(
+        not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"
+    )
     monkeypatch.setenv("SYNCHROGAP_NOTEBOOK_TINY", "1")
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "measured ratio ~ N^" in text and "saved" in text

@@ -120,8 +120,13 @@ def test_mixture_weights_sum_to_one(g):
     assert w_inter == pytest.approx(g / (1.0 + g), rel=1e-15, abs=1e-300)
 
 
-@given(seed=st.integers(0, 2**32 - 1), N=st.integers(1, 12), d=st.integers(1, 6),
-       g=st.floats(0.0, 1.0), log_temp=st.floats(-3.0, 3.0))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    N=st.integers(1, 12),
+    d=st.integers(1, 6),
+    g=st.floats(0.0, 1.0),
+    log_temp=st.floats(-3.0, 3.0),
+)
 @settings(max_examples=150, deadline=None)
 def test_properties_random(seed, N, d, g, log_temp):
     """(i)–(iii) for random shapes and logit temperatures from one-hot to uniform (numpy)."""
@@ -133,8 +138,9 @@ def test_properties_random(seed, N, d, g, log_temp):
     out0 = coupled_attention(q, k, v, 0.0)
     assert np.allclose(out0[0], _ref_attention_np(q[0], k[0], v[0]), rtol=0, atol=1e-12)
     same = [np.stack([x[0], x[0]]) for x in (q, k, v)]
-    assert np.allclose(coupled_attention(*same, g)[1], _ref_attention_np(q[0], k[0], v[0]),
-                       rtol=0, atol=1e-12)
+    assert np.allclose(
+        coupled_attention(*same, g)[1], _ref_attention_np(q[0], k[0], v[0]), rtol=0, atol=1e-12
+    )
 
 
 def test_numpy_computes_in_float64():

@@ -42,8 +42,17 @@ def test_gap_fit_and_predictions_on_synthetic_collapse():
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory):
     bundle = load_checkpoint(SHIPPED_DIR / "mixture")
-    cfg = replace(QUICK, g=(0.0, 1.0), num_steps=10, clone_seeds=4, t_int_stride=2, pair_seeds=4,
-                  num_modes=2, measure_points=2, n_boot=5)
+    cfg = replace(
+        QUICK,
+        g=(0.0, 1.0),
+        num_steps=10,
+        clone_seeds=4,
+        t_int_stride=2,
+        pair_seeds=4,
+        num_modes=2,
+        measure_points=2,
+        n_boot=5,
+    )
     out = tmp_path_factory.mktemp("cmp")
     return run_compare(bundle, cfg, out), out, bundle
 

@@ -66,16 +66,21 @@ def test_eq25_decomposition_equals_jvp(case, log_scale):
     h = 10.0**log_scale * h
     terms = attention_difference_terms(layer, H0, h, g)
     jvp = attention_difference_jvp(layer, H0, h, g)
-    scale = max(np.linalg.norm(terms.rho * terms.routing) + np.linalg.norm(terms.xi * terms.pattern),
-                np.linalg.norm(jvp), 1e-300)
+    scale = max(
+        np.linalg.norm(terms.rho * terms.routing) + np.linalg.norm(terms.xi * terms.pattern),
+        np.linalg.norm(jvp),
+        1e-300,
+    )
     assert np.linalg.norm(terms.total - jvp) <= DECOMP_TOL * scale
 
 
 def _unit_scale(layer: AttentionLayer, H0: np.ndarray, h: np.ndarray) -> float:
     """Size of h relative to the nonlinearity: max(‖h‖/‖H0‖, ‖δS(±)‖_max of the unit direction)."""
     x = H0 @ layer.W_Q  # logits grow with W_Q's scale; LayerNorm makes x ~ O(1) per entry
-    return max(np.linalg.norm(h) / np.linalg.norm(H0),
-               float(np.abs(x).max() * np.abs(h @ layer.W_K).max()) / math.sqrt(layer.head_dim))
+    return max(
+        np.linalg.norm(h) / np.linalg.norm(H0),
+        float(np.abs(x).max() * np.abs(h @ layer.W_K).max()) / math.sqrt(layer.head_dim),
+    )
 
 
 def _replica_A_residuals(layer, H0, h, g) -> tuple[float, float]:
@@ -121,7 +126,8 @@ def test_residual_check_detects_a_wrong_linear_term():
     H0, h = rng.standard_normal((6, 8)), 1e-3 * rng.standard_normal((6, 8))
     wrong = lambda x: attention_difference_terms(layer, H0, x, 0.3)  # noqa: E731
     res = lambda x: np.linalg.norm(  # noqa: E731
-        attention_difference(layer, H0, x, 0.3) - wrong(x).rho * wrong(x).routing)
+        attention_difference(layer, H0, x, 0.3) - wrong(x).rho * wrong(x).routing
+    )
     assert 1.9 <= res(h) / res(h / 2) <= 2.1
 
 
@@ -132,7 +138,8 @@ def test_difference_remainder_is_third_order(case, log_s):
     layer, H0, h, g = case
     h = 10.0**log_s / _unit_scale(layer, H0, h) * h
     res = lambda x: np.linalg.norm(  # noqa: E731
-        attention_difference(layer, H0, x, g) - attention_difference_jvp(layer, H0, x, g))
+        attention_difference(layer, H0, x, g) - attention_difference_jvp(layer, H0, x, g)
+    )
     r1, r2 = res(h), res(h / 2)
     floor = 1e-13 * max(1.0, float(np.abs(attention_difference(layer, H0, h, g)).max())) * math.sqrt(h.size)
     if r2 > 100 * floor:
@@ -147,7 +154,8 @@ def test_remainder_ratios_fixed_seed():
     rng = np.random.default_rng(1)
     H0, h = rng.standard_normal((6, 8)), 1e-3 * rng.standard_normal((6, 8))
     res = lambda x: np.linalg.norm(  # noqa: E731
-        attention_difference(layer, H0, x, 0.3) - attention_difference_jvp(layer, H0, x, 0.3))
+        attention_difference(layer, H0, x, 0.3) - attention_difference_jvp(layer, H0, x, 0.3)
+    )
     assert 7.8 <= res(h) / res(h / 2) <= 8.2
     r1, r2 = _replica_A_residuals(layer, H0, h, 0.3)
     assert 3.9 <= r1 / r2 <= 4.1
@@ -163,8 +171,10 @@ def _frozen_difference_jvp(layer: AttentionLayer, H0, h, g, freeze: str) -> np.n
         x = torch.nn.functional.layer_norm(H, (layer.D,), eps=layer.ln_eps) if layer.layernorm else H
         x = x * (1 + T(layer.scale)) + T(layer.shift)
         split = lambda Z: Z.reshape(2, -1, layer.num_heads, layer.head_dim).transpose(1, 2)  # noqa: E731
-        q, k, v = (split(x @ T(W) + T(b)) for W, b in
-                   ((layer.W_Q, layer.b_Q), (layer.W_K, layer.b_K), (layer.W_V, layer.b_V)))
+        q, k, v = (
+            split(x @ T(W) + T(b))
+            for W, b in ((layer.W_Q, layer.b_Q), (layer.W_K, layer.b_K), (layer.W_V, layer.b_V))
+        )
         if freeze == "A":
             q, k = q.detach(), k.detach()
         else:

@@ -62,8 +62,9 @@ def test_patterns_orthonormal_and_global_to_local():
     np.testing.assert_allclose(phi @ phi.T, np.eye(4), atol=1e-14)
     # spatial frequency: number of sign changes along rows + columns grows from global to local
     img = phi.reshape(4, 16, 16)
-    changes = [np.sum(np.diff(np.sign(p), axis=0) != 0) + np.sum(np.diff(np.sign(p), axis=1) != 0)
-               for p in img]
+    changes = [
+        np.sum(np.diff(np.sign(p), axis=0) != 0) + np.sum(np.diff(np.sign(p), axis=1) != 0) for p in img
+    ]
     assert changes == sorted(changes) and len(set(changes)) == 4
 
 

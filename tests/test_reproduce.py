@@ -61,9 +61,7 @@ def test_theory_config_rejects_bad_values() -> None:
         TheoryRunConfig(n_kappa=2)
 
 
-def _synthetic_internal(
-    rng: np.random.Generator, n_g: int, n_s: int = 9, n_l: int = 3, n_k: int = 4
-) -> dict:
+def _synthetic_internal(rng: np.random.Generator, n_g: int, n_s: int = 9, n_l: int = 3, n_k: int = 4) -> dict:
     """Block quantities in the layout of ``compare.internal_section`` (measured parts of eq. 32/47)."""
     parts = ("lambda_mlp", "chi", "pi_q", "pi_k", "cross_R", "cross_q", "cross_k", "quad_full")
     out = {k: 0.1 * rng.standard_normal((n_s, n_l, n_k)) for k in parts}
@@ -83,8 +81,13 @@ def _synthetic_compare(rng: np.random.Generator, g: tuple[float, ...] = (0.0, 0.
     internal = _synthetic_internal(rng, len(g))
     n_s, n_l, n_k = internal["chi"].shape
     pred = predicted_section(internal, CompareConfig(g=g))
-    return {**pred, "steps": internal["steps"], "layers": np.arange(n_l, dtype=np.float64),
-            "modes": np.arange(n_k, dtype=np.float64), "gamma": internal["gamma"]}
+    return {
+        **pred,
+        "steps": internal["steps"],
+        "layers": np.arange(n_l, dtype=np.float64),
+        "modes": np.arange(n_k, dtype=np.float64),
+        "gamma": internal["gamma"],
+    }
 
 
 def _first_crossing(k: np.ndarray, steps: np.ndarray) -> float:
@@ -113,11 +116,19 @@ def test_predicted_kappa_matches_eq50_and_first_crossing() -> None:
         for s in range(s_n):
             for ell in range(l_n):
                 for k in range(k_n):
-                    q = {key: internal[key][s, ell, k] for key in ("lambda_mlp", "chi", "pi_q", "pi_k",
-                                                                      "cross_R", "cross_q", "cross_k")}
+                    q = {
+                        key: internal[key][s, ell, k]
+                        for key in ("lambda_mlp", "chi", "pi_q", "pi_k", "cross_R", "cross_q", "cross_k")
+                    }
                     pi_g = (1 + gi) * q["pi_q"] + (1 - gi) * q["pi_k"]  # eq. (26) through its q/k parts
-                    e = (1 + q["lambda_mlp"] + rho_g * q["chi"] + xi_g * pi_g  # eq. (46)
-                         + rho_g * (q["cross_R"] + q["cross_k"]) + q["cross_q"])  # eq. (32) cross term
+                    e = (
+                        1
+                        + q["lambda_mlp"]
+                        + rho_g * q["chi"]
+                        + xi_g * pi_g  # eq. (46)
+                        + rho_g * (q["cross_R"] + q["cross_k"])
+                        + q["cross_q"]
+                    )  # eq. (32) cross term
                     gam = internal["gamma"][s, ell]
                     m, c = internal["m_g"][i, s, ell, k], internal["c_g"][i, s, ell, k]
                     den = c * ((1.0 - e) * c + gam)  # eq. (50)

@@ -62,8 +62,13 @@ class ToyDiTBlock:
         W2 = as_float_array("W2", self.W2)
         if W2.shape != (M, D):
             raise ValueError(f"W2 must have shape ({M}, {D}), got {W2.shape}")
-        fixed = {"W1": W1, "W2": W2, "b1": _vec("b1", self.b1, M), "b2": _vec("b2", self.b2, D),
-                 "beta": _vec("beta", self.beta, D)}
+        fixed = {
+            "W1": W1,
+            "W2": W2,
+            "b1": _vec("b1", self.b1, M),
+            "b2": _vec("b2", self.b2, D),
+            "beta": _vec("beta", self.beta, D),
+        }
         fixed["shift2"] = np.zeros(D) if self.shift2 is None else _vec("shift2", self.shift2, D)
         fixed["scale2"] = np.zeros(D) if self.scale2 is None else _vec("scale2", self.scale2, D)
         for name, val in fixed.items():
@@ -79,16 +84,20 @@ def random_toy_block(
     M = mlp_ratio * D
     return ToyDiTBlock(
         attn=attn,
-        W1=rng.standard_normal((D, M)) / math.sqrt(D), b1=0.1 * rng.standard_normal(M),
-        W2=rng.standard_normal((M, D)) / math.sqrt(M), b2=0.1 * rng.standard_normal(D),
+        W1=rng.standard_normal((D, M)) / math.sqrt(D),
+        b1=0.1 * rng.standard_normal(M),
+        W2=rng.standard_normal((M, D)) / math.sqrt(M),
+        b2=0.1 * rng.standard_normal(D),
         beta=eps * (1.0 + 0.5 * rng.standard_normal(D)),
-        shift2=0.1 * rng.standard_normal(D), scale2=0.1 * rng.standard_normal(D),
+        shift2=0.1 * rng.standard_normal(D),
+        scale2=0.1 * rng.standard_normal(D),
     )
 
 
 def _mlp_branch(block: ToyDiTBlock, Ht: torch.Tensor) -> torch.Tensor:
     """β ⊙ MLP(adaLN2(H̃)), the tokenwise branch of eq. (14)."""
     import torch  # torch only where autodiff is used: `import theory` stays numpy-only
+
     x = _adaln_torch(Ht, True, block.attn.ln_eps, block.shift2, block.scale2)
     z = torch.nn.functional.gelu(x @ _t(block.W1) + _t(block.b1), approximate="tanh")
     return (z @ _t(block.W2) + _t(block.b2)) * _t(block.beta)
@@ -139,6 +148,7 @@ class Propagator:
 def propagator(block: ToyDiTBlock, H0: Any, g: float) -> Propagator:
     """Build K_g of eq. (31)–(33) for a toy block around the symmetric state H0 (N, D)."""
     import torch  # torch only where autodiff is used: `import theory` stays numpy-only
+
     H0 = as_float_array("H0", H0)
     check_g(g)
     if H0.ndim != 2 or H0.shape[1] != block.attn.D:

@@ -109,8 +109,15 @@ class AttentionLayer:
         fixed["W_O"] = as_float_array("W_O", self.W_O)
         if fixed["W_O"].shape != (Di, D):
             raise ValueError(f"W_O must have shape ({Di}, {D}), got {fixed['W_O'].shape}")
-        defaults = {"b_Q": (Di, 0.0), "b_K": (Di, 0.0), "b_V": (Di, 0.0), "b_O": (D, 0.0),
-                    "alpha": (D, 1.0), "shift": (D, 0.0), "scale": (D, 0.0)}
+        defaults = {
+            "b_Q": (Di, 0.0),
+            "b_K": (Di, 0.0),
+            "b_V": (Di, 0.0),
+            "b_O": (D, 0.0),
+            "alpha": (D, 1.0),
+            "shift": (D, 0.0),
+            "scale": (D, 0.0),
+        }
         for name, (size, fill) in defaults.items():
             val = getattr(self, name)
             fixed[name] = np.full(size, fill) if val is None else _vec(name, val, size)
@@ -135,10 +142,19 @@ def random_attention_layer(
     w = lambda *s: rng.standard_normal(s) / math.sqrt(s[0])  # noqa: E731 -- keeps activations O(1)
     b = lambda n: 0.1 * rng.standard_normal(n)  # noqa: E731
     return AttentionLayer(
-        W_Q=w(D, D), W_K=w(D, D), W_V=w(D, D), W_O=w(D, D), num_heads=num_heads,
-        b_Q=b(D), b_K=b(D), b_V=b(D), b_O=b(D),
+        W_Q=w(D, D),
+        W_K=w(D, D),
+        W_V=w(D, D),
+        W_O=w(D, D),
+        num_heads=num_heads,
+        b_Q=b(D),
+        b_K=b(D),
+        b_V=b(D),
+        b_O=b(D),
         alpha=alpha_scale * (1.0 + 0.5 * rng.standard_normal(D)),
-        shift=b(D), scale=b(D), layernorm=layernorm,
+        shift=b(D),
+        scale=b(D),
+        layernorm=layernorm,
     )
 
 
@@ -234,12 +250,16 @@ def head_linearization(layer: AttentionLayer, H0: Any, h: Any) -> HeadLinearizat
     H0 = as_float_array("H0", H0)
     h = as_float_array("h", h)
     if H0.ndim != 2 or H0.shape[-1] != layer.D or h.shape[-2:] != H0.shape:
-        raise ValueError(f"H0 must be (N, {layer.D}) and h (..., N, {layer.D}) of the same N; "
-                         f"got H0 {H0.shape}, h {h.shape}")
+        raise ValueError(
+            f"H0 must be (N, {layer.D}) and h (..., N, {layer.D}) of the same N; "
+            f"got H0 {H0.shape}, h {h.shape}"
+        )
     x0, dx = _adaln_and_jvp(layer, H0, h / math.sqrt(2.0))  # eq. (20): replica A moves by h/√2
     nh = layer.num_heads
-    Q0, K0, V0 = (_heads(x0 @ W + b, nh) for W, b in
-                  ((layer.W_Q, layer.b_Q), (layer.W_K, layer.b_K), (layer.W_V, layer.b_V)))
+    Q0, K0, V0 = (
+        _heads(x0 @ W + b, nh)
+        for W, b in ((layer.W_Q, layer.b_Q), (layer.W_K, layer.b_K), (layer.W_V, layer.b_V))
+    )
     dQ, dK, dV = (_heads(dx @ W, nh) for W in (layer.W_Q, layer.W_K, layer.W_V))  # eq. (21)
     S0 = Q0 @ K0.swapaxes(-1, -2) / math.sqrt(layer.head_dim)  # eq. (16)
     A0 = np.exp(S0 - S0.max(-1, keepdims=True))
@@ -258,8 +278,9 @@ def attention_difference_terms(layer: AttentionLayer, H0: Any, h: Any, g: float)
     out = lambda Z: (_merge(Z) @ layer.W_O) * layer.alpha  # noqa: E731 -- linear: W_O then gate α
     return LinearizedDifference(
         routing=out(routing_term(lin.A0, lin.dV)),
-        pattern=out(pattern_term(np.broadcast_to(lin.A0, lin.dS_plus.shape), lin.dS_plus, lin.dS_minus,
-                                 lin.V0, g)),
+        pattern=out(
+            pattern_term(np.broadcast_to(lin.A0, lin.dS_plus.shape), lin.dS_plus, lin.dS_minus, lin.V0, g)
+        ),
         rho=float(rho(g)),
         xi=float(xi(g)),
     )
@@ -270,11 +291,13 @@ def attention_difference_terms(layer: AttentionLayer, H0: Any, h: Any, g: float)
 
 def _t(x: np.ndarray) -> torch.Tensor:
     import torch  # torch only where autodiff is used: `import theory` stays numpy-only
+
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
 def _adaln_torch(H: torch.Tensor, layernorm: bool, eps: float, shift: np.ndarray, scale: np.ndarray):
     import torch  # torch only where autodiff is used: `import theory` stays numpy-only
+
     if layernorm:
         H = torch.nn.functional.layer_norm(H, H.shape[-1:], eps=eps)
     return H * (1.0 + _t(scale)) + _t(shift)
@@ -289,27 +312,31 @@ def attention_forward(layer: AttentionLayer, H: torch.Tensor, g: float) -> torch
         Z = x @ _t(W) + _t(b)  # (2, N, D_inner)
         return Z.reshape(*Z.shape[:-1], nh, -1).transpose(-3, -2)  # (2, heads, N, d_h)
 
-    o = coupled_attention(proj(layer.W_Q, layer.b_Q), proj(layer.W_K, layer.b_K),
-                          proj(layer.W_V, layer.b_V), g)  # eq. (19), (2, heads, N, d_h)
+    o = coupled_attention(
+        proj(layer.W_Q, layer.b_Q), proj(layer.W_K, layer.b_K), proj(layer.W_V, layer.b_V), g
+    )  # eq. (19), (2, heads, N, d_h)
     o = o.transpose(-3, -2).reshape(*H.shape[:-1], -1)  # (2, N, D_inner)
     return (o @ _t(layer.W_O) + _t(layer.b_O)) * _t(layer.alpha)
 
 
 def _replicas(H0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     import torch  # torch only where autodiff is used: `import theory` stays numpy-only
+
     return torch.stack([H0 + u, H0 - u])  # eq. (20) with u = h/√2
 
 
 def attention_difference(layer: AttentionLayer, H0: Any, h: Any, g: float) -> np.ndarray:
     """Exact nonlinear Attn^A − Attn^B for H^{A,B} = H0 ± h/√2 (eq. 20); (N, D)."""
-    out = attention_forward(layer, _replicas(_t(as_float_array("H0", H0)),
-                                             _t(as_float_array("h", h)) / math.sqrt(2.0)), g)
+    out = attention_forward(
+        layer, _replicas(_t(as_float_array("H0", H0)), _t(as_float_array("h", h)) / math.sqrt(2.0)), g
+    )
     return (out[0] - out[1]).detach().numpy()
 
 
 def attention_difference_jvp(layer: AttentionLayer, H0: Any, h: Any, g: float) -> np.ndarray:
     """First-order Attn^A − Attn^B along h by forward-mode autodiff (torch.func.jvp, float64)."""
     import torch  # torch only where autodiff is used: `import theory` stays numpy-only
+
     H0_t = _t(as_float_array("H0", H0))
     h_t = _t(as_float_array("h", h))
 

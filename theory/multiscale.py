@@ -123,9 +123,7 @@ def patterns(mix: MultiscaleMixture) -> np.ndarray:
     return phi / np.sqrt(n * n)
 
 
-def sample_mixture(
-    mix: MultiscaleMixture, n: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def sample_mixture(mix: MultiscaleMixture, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Draw n images and their factor signs: (x (n, C, H, W) float64, a (n, F) in {±1})."""
     check_positive_int("n", n)
     phi = patterns(mix)  # (F, d)
@@ -236,8 +234,9 @@ def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> np.ndarra
 def step_of_timestep(t: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
     """Continuous sampling-step index s with t_s = t (linear interpolation; NaN outside the grid)."""
     ts = np.asarray(timesteps, dtype=np.float64)  # decreasing
-    return np.interp(-np.asarray(t, dtype=np.float64), -ts, np.arange(ts.size, dtype=np.float64),
-                     left=np.nan, right=np.nan)
+    return np.interp(
+        -np.asarray(t, dtype=np.float64), -ts, np.arange(ts.size, dtype=np.float64), left=np.nan, right=np.nan
+    )
 
 
 def ddim_step(

@@ -18,8 +18,6 @@ Backend = Literal["numpy", "torch"]
 _STREAM_INIT, _STREAM_STEPS = 0, 1  # "purpose" tags: initial states, per-step noise
 
 
-
-
 class _NormalStream:
     """Standard normals of shape (n, 2, d) per call, pair ``i`` drawn from block ``i // block_size``."""
 

@@ -162,4 +162,3 @@ def decoupling_same_fraction(
     z0 = init_replicas(n_pairs, data.dim, seed=seed)
     z = simulate_replicas(data, sched, t, z0, g_steps, seed=seed)
     return same_component_fraction(data, sched, z, float(t[-1]))
-

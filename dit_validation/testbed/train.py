@@ -123,8 +123,11 @@ def held_out_loss(transformer, dataset: DatasetName, batch: int = 256) -> np.nda
     dt = next(transformer.parameters()).dtype
     errs = []
     for i in range(0, xt.shape[0], batch):
-        out = transformer(xt[i : i + batch].to(dev, dt), timestep=t[i : i + batch].to(dev),
-                          class_labels=labels[i : i + batch].to(dev)).sample
+        out = transformer(
+            xt[i : i + batch].to(dev, dt),
+            timestep=t[i : i + batch].to(dev),
+            class_labels=labels[i : i + batch].to(dev),
+        ).sample
         errs.append(((out.float().cpu() - eps[i : i + batch]) ** 2).mean(dim=(1, 2, 3)))
     return torch.cat(errs).view(len(EVAL_TIMESTEPS), EVAL_N).mean(dim=1).double().numpy()
 
@@ -244,8 +247,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
         "reference_losses_mean": {k: float(np.mean(v)) for k, v in refs.items()},
     }
     (out_dir / "training_record.json").write_text(json.dumps(record, indent=2))
-    log.info("held-out loss %.4f vs references %s", record["held_out_loss_mean"],
-             record["reference_losses_mean"])
+    log.info(
+        "held-out loss %.4f vs references %s", record["held_out_loss_mean"], record["reference_losses_mean"]
+    )
     return record
 
 
@@ -266,13 +270,23 @@ def add_cli(subparsers) -> None:
 
 
 def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
-    cfg = TrainConfig(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                      device=args.device, num_layers=args.layers, lr=args.lr, lr_schedule=args.lr_schedule,
-                      threads=args.threads)
-    command = (f"synchrogap train --dataset {args.dataset} --steps {args.steps} "
-               f"--batch-size {args.batch_size} --seed {args.seed} --device {args.device} "
-               f"--layers {args.layers} --lr {args.lr:g} --lr-schedule {args.lr_schedule} "
-               f"--threads {args.threads} --out {args.out}")
+    cfg = TrainConfig(
+        dataset=args.dataset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        num_layers=args.layers,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        threads=args.threads,
+    )
+    command = (
+        f"synchrogap train --dataset {args.dataset} --steps {args.steps} "
+        f"--batch-size {args.batch_size} --seed {args.seed} --device {args.device} "
+        f"--layers {args.layers} --lr {args.lr:g} --lr-schedule {args.lr_schedule} "
+        f"--threads {args.threads} --out {args.out}"
+    )
     rec = train(cfg, args.out, command=command)
     print(f"held-out eps-MSE {rec['held_out_loss_mean']:.4f}; references {rec['reference_losses_mean']}")
     return 0
