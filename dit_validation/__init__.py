@@ -1,81 +1,101 @@
 """synchrogap.dit_validation — measure in a Diffusion Transformer what ``theory`` predicts.
 
-Replica-coupled attention (eq. 18–19) installed as diffusers attention processors,
-Protocol I and II (§3), the in-package testbed and the predicted-vs-measured comparison.
+Replica-coupled attention (eq. 18–19) installed as diffusers attention processors, Protocol I and II
+(§3), the in-package testbed and the predicted-vs-measured comparison.
+
+Layers, each importing only from the ones before it (``tests/test_architecture.py`` checks this):
+
+1. ``theory`` (numpy/scipy; torch only inside autodiff functions);
+2. torch-free results and summaries: ``schema``, ``results``, ``analysis``, ``fits``, ``grids``,
+   ``boundary``, ``_logging``, ``compare_report``, ``theory_run`` — and the figures (``paper_figs``), which
+   read result files through them;
+3. the engine: ``models``, ``layout``, ``heads``, ``coupling``, ``sampler``, ``capture``, ``encoders``,
+   ``testbed``;
+4. protocols and measurements: ``metrics``, ``protocol1``, ``protocol2``, ``measure``, ``gamma``,
+   ``compare``;
+5. commands: ``reproduce``, ``cli``.
+
+Public names load lazily (PEP 562), so ``import dit_validation.results`` does not import torch.
 """
 
-from .compare import CompareConfig, run_compare
-from .coupling import CoupledAttnProcessor, CouplingHandle, install_coupling
-from .encoders import ENCODERS, get_encoder, register_encoder
-from .fits import SigmoidFit, bootstrap_center, fit_sigmoid, sigmoid
-from .gamma import estimate_gamma
-from .measure import block_quantities, linearized_copy
-from .metrics import commitment_score, d_high, d_low, feature_cosine
-from .models import (
-    PRESETS,
-    DiTBundle,
-    ModelNotFoundError,
-    build_random_dit,
-    load_checkpoint,
-    load_pretrained_dit,
-    resolve_model,
-)
-from .protocol1 import Protocol1Config, run_protocol1
-from .protocol2 import Protocol2Config, run_protocol2
-from .reproduce import ReproducePlan, make_plan, run_reproduce
-from .results import ConfigMismatchError, load_result, save_result
-from .sampler import replica_correlation, replica_init, sample_branched, sample_pairs
-from .theory_run import TheoryRunConfig, run_theory
+from __future__ import annotations
 
-__all__: list[str] = [
+import importlib
+from typing import Any
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
     # models
-    "DiTBundle",
-    "ModelNotFoundError",
-    "PRESETS",
-    "build_random_dit",
-    "load_checkpoint",
-    "load_pretrained_dit",
-    "resolve_model",
-    # coupling, eq. (18)-(19)
-    "CoupledAttnProcessor",
-    "CouplingHandle",
-    "install_coupling",
+    "DiTBundle": "models",
+    "ModelNotFoundError": "models",
+    "PRESETS": "models",
+    "build_random_dit": "models",
+    "load_checkpoint": "models",
+    "load_pretrained_dit": "models",
+    "resolve_model": "models",
+    # replica layout and coupling, eq. (18)-(19)
+    "ReplicaLayout": "layout",
+    "CoupledAttnProcessor": "coupling",
+    "CouplingHandle": "coupling",
+    "install_coupling": "coupling",
+    "DifferenceCapture": "capture",
+    "gram_basis": "capture",
     # sampler, eq. (67)-(69)
-    "replica_init",
-    "replica_correlation",
-    "sample_pairs",
-    "sample_branched",
+    "replica_init": "sampler",
+    "replica_correlation": "sampler",
+    "sample_pairs": "sampler",
+    "sample_branched": "sampler",
     # metrics and fits, eq. (70)-(73)
-    "feature_cosine",
-    "d_low",
-    "d_high",
-    "commitment_score",
-    "sigmoid",
-    "fit_sigmoid",
-    "bootstrap_center",
-    "SigmoidFit",
-    "ENCODERS",
-    "get_encoder",
-    "register_encoder",
+    "feature_cosine": "metrics",
+    "d_low": "metrics",
+    "d_high": "metrics",
+    "commitment_score": "metrics",
+    "sigmoid": "fits",
+    "fit_sigmoid": "fits",
+    "bootstrap_center": "fits",
+    "SigmoidFit": "fits",
+    "ENCODERS": "encoders",
+    "get_encoder": "encoders",
+    "register_encoder": "encoders",
     # protocols
-    "Protocol1Config",
-    "run_protocol1",
-    "Protocol2Config",
-    "run_protocol2",
+    "Protocol1Config": "protocol1",
+    "run_protocol1": "protocol1",
+    "Protocol2Config": "protocol2",
+    "run_protocol2": "protocol2",
     # result files
-    "save_result",
-    "load_result",
-    "ConfigMismatchError",
+    "SCHEMAS": "schema",
+    "SchemaError": "schema",
+    "Result": "results",
+    "save_result": "results",
+    "load_result": "results",
+    "make_meta": "results",
+    "ConfigMismatchError": "results",
+    "ResultFileError": "results",
     # the main job and the theory result file
-    "ReproducePlan",
-    "make_plan",
-    "run_reproduce",
-    "TheoryRunConfig",
-    "run_theory",
-    # issue #5: block quantities inside the DiT, score gain, predicted vs measured
-    "block_quantities",
-    "linearized_copy",
-    "estimate_gamma",
-    "CompareConfig",
-    "run_compare",
-]
+    "ReproducePlan": "reproduce",
+    "make_plan": "reproduce",
+    "run_reproduce": "reproduce",
+    "TheoryRunConfig": "theory_run",
+    "run_theory": "theory_run",
+    # block quantities inside the DiT, score gain, predicted vs measured
+    "block_quantities": "measure",
+    "linearized_copy": "measure",
+    "estimate_gamma": "gamma",
+    "CompareConfig": "compare",
+    "run_compare": "compare",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dit_validation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 OUR_PACKAGES = ("theory", "dit_validation", "paper_figs")
 
@@ -16,9 +18,10 @@ def configure_logging(quiet: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in OUR_PACKAGES:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
-    try:
+    # diffusers warns on every from_pretrained without `accelerate` and on dtype casts we do on purpose;
+    # it reads DIFFUSERS_VERBOSITY when first imported, so figure commands never have to import it here
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    if "diffusers" in sys.modules:
         from diffusers.utils import logging as diffusers_logging
-    except ImportError:  # figure-only use without diffusers
-        return
-    # diffusers warns on every from_pretrained without `accelerate` and on dtype casts we do on purpose
-    diffusers_logging.set_verbosity_error()
+
+        diffusers_logging.set_verbosity_error()

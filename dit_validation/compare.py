@@ -1,4 +1,4 @@
-"""Predicted vs measured (issue #5): `synchrogap compare --model M [--quick|--full]`.
+"""Predicted vs measured: `synchrogap compare --model M [--quick|--full]`.
 
 For a testbed DiT (or any DiT bundle) this writes one `compare` result file (arrays documented in
 docs/DESIGN.md, "compare arrays") and a Markdown table `compare.md`:
@@ -18,7 +18,6 @@ docs/DESIGN.md, "compare arrays") and a Markdown table `compare.md`:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -45,6 +44,7 @@ from theory.multiscale import (
 from .compare_report import gap_fit, markdown_table, predictions, spearman_per
 from .fits import bootstrap_center
 from .gamma import block_odd_response, ddim_score_gain, estimate_gamma, step_odd_response
+from .grids import PAPER_G
 from .measure import (
     block_quantities,
     common_mode_states,
@@ -55,11 +55,12 @@ from .measure import (
     pi_of_g,
     replica_projections,
 )
-from .models import DiTBundle, resolve_model
-from .results import save_result
+from .models import DiTBundle
+from .results import make_meta, save_result
 
 log = logging.getLogger(__name__)
-PAPER_G = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # the g grid of §4 plus g = 0.5, 0.7 (issue #5)
+
+KIND = "compare"
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,12 @@ FULL = CompareConfig(
 )
 
 
-def dit_eps_fn(bundle: DiTBundle, label: int, device: str = "cpu"):
+def dit_eps_fn(bundle: DiTBundle, label: int):
     """numpy float64 (B, C, H, W), timestep → ε̂ float64 from the DiT (guidance 1, first C channels)."""
     dit = bundle.transformer
     param = next(dit.parameters())
     C = bundle.latent_channels
+    device = bundle.device
 
     @torch.no_grad()
     def eps(x: np.ndarray, t: int) -> np.ndarray:
@@ -127,14 +129,14 @@ def _fit_curves(t: np.ndarray, agree: np.ndarray, cfg: CompareConfig) -> tuple[n
     return agree.mean(axis=2), fits, tau, ci
 
 
-def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig, device: str) -> dict[str, np.ndarray]:
+def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig) -> dict[str, np.ndarray]:
     """Per-factor speciation (section 1): theory, exact-score sampler and DiT on one step axis."""
     S = cfg.num_steps
     t_int = np.arange(0, S + 1, cfg.t_int_stride)
     shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
     ab = ddpm_alphas_cumprod()
     pairs = clone_experiment(
-        dit_eps_fn(bundle, cfg.class_label, device),
+        dit_eps_fn(bundle, cfg.class_label),
         shape,
         S,
         t_int,
@@ -171,7 +173,7 @@ def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig, device: s
             t_int, agree_ex, cfg
         )
         out["factor"] = np.arange(mix.num_factors, dtype=np.float64)
-        out.update(step_gamma(bundle, cfg, device))
+        out.update(step_gamma(bundle, cfg))
     else:
         from .testbed.factor_encoder import digits_cnn_labels
 
@@ -183,7 +185,7 @@ def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig, device: s
     return out
 
 
-def step_gamma(bundle: DiTBundle, cfg: CompareConfig, device: str, n_steps: int = 5) -> dict[str, np.ndarray]:
+def step_gamma(bundle: DiTBundle, cfg: CompareConfig, n_steps: int = 5) -> dict[str, np.ndarray]:
     """γ of one whole reverse step along each φ_f: the DiT's vs the exact γ_s (mixture only, eq. 36).
 
     The odd response is probed at a typical point of the decision boundary (ξ ⊥ all φ_f, scaled to the
@@ -192,25 +194,29 @@ def step_gamma(bundle: DiTBundle, cfg: CompareConfig, device: str, n_steps: int 
     """
     mix, S = DEFAULT_MIXTURE, cfg.num_steps
     ab, ts = ddpm_alphas_cumprod(), ddim_timesteps(S)
-    eps = dit_eps_fn(bundle, cfg.class_label, device)
+    eps = dit_eps_fn(bundle, cfg.class_label)
     phi = patterns(mix)
-    xi = np.random.default_rng(cfg.seed).standard_normal(mix.dim)
-    xi -= phi.T @ (phi @ xi)  # on every factor's decision boundary
+    noise = np.random.default_rng(cfg.seed).standard_normal(mix.dim)
+    noise -= phi.T @ (phi @ noise)  # on every factor's decision boundary
     steps = np.unique(np.linspace(S * 0.2, S * 0.8, n_steps).round().astype(int))
-    g_dit = np.full((steps.size, mix.num_factors), np.nan)
-    g_exact = np.full(steps.size, np.nan)
+    gamma_dit = np.full((steps.size, mix.num_factors), np.nan)
+    gamma_exact = np.full(steps.size, np.nan)
     for i, s in enumerate(steps):
         abt, abp = float(ab[ts[s]]), float(ab[ts[s + 1]])
         v = abt * mix.s**2 + 1 - abt
-        x0 = (np.sqrt(v) * xi).reshape(mix.channels, mix.size, mix.size)
-        g_exact[i] = ddim_score_gain(abt, abp)
+        x0 = (np.sqrt(v) * noise).reshape(mix.channels, mix.size, mix.size)
+        gamma_exact[i] = ddim_score_gain(abt, abp)
         for f in range(mix.num_factors):
             D = step_odd_response(lambda x, _ab, t=int(ts[s]): eps(x, t), mix, f, x0, abt, abp)
-            g_dit[i, f] = estimate_gamma(D, np.sqrt(abt) * mix.amplitudes[f], v)[0]
-    return {"gamma_steps": steps.astype(np.float64), "gamma_step_exact": g_exact, "gamma_step_dit": g_dit}
+            gamma_dit[i, f] = estimate_gamma(D, np.sqrt(abt) * mix.amplitudes[f], v)[0]
+    return {
+        "gamma_steps": steps.astype(np.float64),
+        "gamma_step_exact": gamma_exact,
+        "gamma_step_dit": gamma_dit,
+    }
 
 
-def internal_section(bundle: DiTBundle, cfg: CompareConfig, device: str) -> dict[str, np.ndarray]:
+def internal_section(bundle: DiTBundle, cfg: CompareConfig) -> dict[str, np.ndarray]:
     """Block quantities (section 2): JVP-measured χ, π, λ^MLP, cross; m, c; γ; energies."""
     L = bundle.num_layers
     layers = list(range(L))
@@ -224,10 +230,9 @@ def internal_section(bundle: DiTBundle, cfg: CompareConfig, device: str) -> dict
         layers,
         K,
         cfg.class_label,
-        device,
     )
     steps = np.unique(np.linspace(0, S - 1, cfg.measure_points).round().astype(int))
-    states = common_mode_states(bundle, S, cfg.seed, layers, steps, cfg.class_label, device)
+    states = common_mode_states(bundle, S, cfg.seed, layers, steps, cfg.class_label)
     timesteps = ddim_timesteps(S)
     lin = linearized_copy(bundle.transformer)
     names = ("chi", "pi", "pi_q", "pi_k", "lambda_mlp", "cross", "cross_R", "cross_q", "cross_k", "quad_full")
@@ -317,9 +322,7 @@ def predicted_section(internal: dict[str, np.ndarray], cfg: CompareConfig) -> di
     }
 
 
-def run_compare(
-    bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, device: str = "cpu", model_name: str = ""
-) -> Path:
+def run_compare(bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, model_name: str = "") -> Path:
     """Run all four sections, write `compare.npz` and `compare.md` into out_dir; return the npz path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,9 +330,9 @@ def run_compare(
     if cfg.class_label is None:
         cfg = replace(cfg, class_label=bundle.null_class if bundle.num_classes > 1 else 0)
     start = time.time()
-    arrays = clone_section(bundle, dataset, cfg, device)
+    arrays = clone_section(bundle, dataset, cfg)
     log.info("clone section %.1fs", time.time() - start)
-    internal = internal_section(bundle, cfg, device)
+    internal = internal_section(bundle, cfg)
     log.info("internal section %.1fs", time.time() - start)
     arrays.update(internal)
     arrays.update(predicted_section(internal, cfg))
@@ -346,41 +349,11 @@ def run_compare(
         "layers": bundle.num_layers,
         "modes": cfg.num_modes,
         "tau_for_gap": tau,
-        "device": str(device),
+        "device": str(bundle.device),
         "wall_time_s": wall,
     }
-    meta = {
-        "kind": "compare",
-        "config": config,
-        "seeds": list(range(cfg.seed, cfg.seed + cfg.pair_seeds)),
-        "complete": True,
-        "done": ["all"],
-    }
+    meta = make_meta(KIND, config, range(cfg.seed, cfg.seed + cfg.pair_seeds), ["all"], complete=True)
     path = out_dir / "compare.npz"
     save_result(path, meta, {k: np.asarray(v) for k, v in arrays.items()})
     (out_dir / "compare.md").write_text(markdown_table(arrays, meta))
     return path
-
-
-def add_cli(subparsers) -> None:
-    """Register `synchrogap compare`."""
-    p = subparsers.add_parser("compare", help="predicted vs measured gaps on a testbed DiT (issue #5)")
-    p.add_argument("--model", default="shipped-default")
-    grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--quick", action="store_true", help="reduced grid, <= 10 min on 2 CPU cores (default)")
-    grid.add_argument("--full", action="store_true", help="paper-size grid (GPU)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="results/compare")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
-    cfg = replace(FULL if args.full else QUICK, seed=args.seed)
-    bundle = resolve_model(args.model)
-    bundle.transformer.to(args.device)
-    start = time.time()
-    path = run_compare(bundle, cfg, args.out, args.device, args.model)
-    print((Path(args.out) / "compare.md").read_text())
-    print(f"wrote {path} in {time.time() - start:.1f}s on {args.device}")
-    return 0

@@ -5,16 +5,20 @@ blockwise-normalized intra- and inter-replica attention (eq. 18–19):
 
     Attn_g(X) = (1/(1+g)) ( [A_AA V_A; A_BB V_B] + g [A_AB V_B; A_BA V_A] ).
 
-diffusers' DiT unpatchifies with ``sqrt(sequence length)``, so a 2N-token sequence cannot be fed
-through the model. Instead the replicas are the two halves of the batch (row i pairs with row
-i + B/2) and each attention layer computes the two blocks with two ``scaled_dot_product_attention``
-calls: intra (q, k, v as is) and inter (q against the partner half's k, v). Because each block has
-its own row-wise softmax (eq. 18), this is exactly eq. (19) and never forms a 2N × 2N matrix.
+diffusers' DiT unpatchifies with ``sqrt(sequence length)``, so a 2N-token sequence cannot be fed through
+the model. Instead the replicas are the two halves of the batch (:mod:`dit_validation.layout`) and each
+attention layer computes the two blocks with ``scaled_dot_product_attention``: intra (q, k, v as is) and
+inter (q against the partner half's k, v). Each block has its own row-wise softmax (eq. 18), so this is
+exactly eq. (19) and never forms a 2N × 2N matrix. The inter call runs only on rows whose g ≠ 0, and
+(intra + g·inter)/(1 + g) is computed as ``lerp(intra, inter, g/(1 + g))``.
+
+g is validated where it is configured (``install_coupling``, ``CouplingHandle.set_g``, the protocol
+configs), never on every forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -24,70 +28,74 @@ from diffusers.models.attention_processor import Attention
 
 from theory.validation import check_g
 
+from .heads import check_self_attention, merge_heads, output_projection, project_qkv
+from .layout import partner_rows
+
+__all__ = ["CouplingState", "CoupledAttnProcessor", "CouplingHandle", "install_coupling", "attention_layers"]
+
 
 class CouplingState:
-    """Coupling strength shared by all processors of one :class:`CouplingHandle`.
+    """Coupling strength per model row, shared by all processors of one :class:`CouplingHandle`.
 
-    ``g`` is a float (all pairs) or a per-pair vector of shape (B/2,). ``zero`` is a host bool, so
-    the g = 0 fast path never synchronizes with the GPU. Row weights live in persistent device
-    buffers that :meth:`set` updates in place: torch.compile and CUDA graphs see one tensor whose
-    values change, not a new constant (no recompiles, graph replays pick up the new g).
+    ``assign`` takes a float (every row) or one value per row (B,) whose halves are equal (the pair's
+    g, eq. 19 is symmetric); it does not validate (callers validate at their configuration boundary).
+    Row weights g/(1 + g) live in persistent device buffers updated in place, so torch.compile and CUDA
+    graphs see one tensor whose values change (no recompiles; graph replays pick up the new g).
     """
 
     def __init__(self) -> None:
         self.g_host: float | np.ndarray = 0.0
         self.zero = True
+        self._active: np.ndarray | None = None  # rows with g ≠ 0 when only some are
         self._bufs: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+        self._idx: dict[tuple[int, torch.device], torch.Tensor] = {}
 
-    def set(self, g: float | Sequence[float] | np.ndarray | torch.Tensor) -> None:
-        if isinstance(g, torch.Tensor):
-            g = g.detach().cpu().numpy()
+    def assign(self, g: float | np.ndarray) -> None:
         arr = np.asarray(g, dtype=np.float64)
-        check_g(arr)
-        if arr.ndim > 1:
-            raise ValueError(
-                f"g must be a scalar or a per-pair vector of shape (B/2,), got shape {arr.shape}"
-            )
         self.g_host = float(arr) if arr.ndim == 0 else arr.copy()
-        self.zero = bool(np.all(arr == 0.0))
+        nonzero = arr != 0.0
+        self.zero = not bool(np.any(nonzero))
+        self._active = None if (arr.ndim == 0 or bool(np.all(nonzero))) else np.flatnonzero(nonzero)
+        self._idx.clear()
         for key in list(self._bufs):
             batch, _, dtype = key
-            if arr.ndim == 0 or 2 * arr.size == batch:
-                self._bufs[key].copy_(self._host_rows(batch, dtype), non_blocking=True)
+            if arr.ndim == 0 or arr.size == batch:
+                self._bufs[key].copy_(self._host_weights(batch, dtype), non_blocking=True)
             else:
-                del self._bufs[key]  # another batch size: rebuilt lazily when that size is seen again
+                del self._bufs[key]  # another batch size: rebuilt when that size is seen again
 
-    @property
-    def is_zero(self) -> bool:
-        return self.zero
-
-    def _host_rows(self, batch: int, dtype: torch.dtype) -> torch.Tensor:
+    def _host_weights(self, batch: int, dtype: torch.dtype) -> torch.Tensor:
         if np.ndim(self.g_host) == 0:
-            rows = np.full(batch, self.g_host)
+            g = np.full(batch, self.g_host)
         else:
-            pairs = len(self.g_host)
-            if batch != 2 * pairs:
-                raise ValueError(
-                    f"per-pair g has {pairs} entries but the attention batch has {batch} rows "
-                    f"(need {2 * pairs})"
-                )
-            rows = np.concatenate([self.g_host, self.g_host])  # both halves carry their pair's g (eq. 19)
-        return torch.as_tensor(rows, dtype=dtype).view(batch, 1, 1, 1)
+            g = np.asarray(self.g_host)
+            if g.size != batch:
+                raise ValueError(f"per-row g has {g.size} entries but the attention batch has {batch} rows")
+        return torch.as_tensor(g / (1.0 + g), dtype=dtype).view(batch, 1, 1, 1)  # lerp weight of eq. (19)
 
-    def row_weights(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """g per batch row, (B, 1, 1, 1), on ``device``."""
+    def weights(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Lerp weights g/(1 + g) per batch row, (B, 1, 1, 1), on ``device``."""
         key = (batch, device, dtype)
         if key not in self._bufs:
-            self._bufs[key] = self._host_rows(batch, dtype).to(device)
+            self._bufs[key] = self._host_weights(batch, dtype).to(device)
         return self._bufs[key]
+
+    def active_rows(self, device: torch.device) -> torch.Tensor | None:
+        """Indices of the rows with g ≠ 0, or None when every row is coupled."""
+        if self._active is None:
+            return None
+        key = (int(self._active.size), device)
+        if key not in self._idx:
+            self._idx[key] = torch.as_tensor(self._active, dtype=torch.long, device=device)
+        return self._idx[key]
 
 
 class CoupledAttnProcessor:
     """Blockwise-normalized replica coupling, eq. (18)–(19), for a self-attention ``Attention``.
 
-    Projections, head split, optional q/k norms, output projection, residual connection and
-    output rescaling follow the order of diffusers' ``AttnProcessor2_0`` so that at g = 0 the
-    result is the unmodified layer's (the inter call is skipped entirely).
+    Projections, head split, optional q/k norms, output projection, residual connection and output
+    rescaling follow diffusers' ``AttnProcessor2_0`` (:mod:`dit_validation.heads`), so at g = 0 the result
+    is the unmodified layer's (the inter call is skipped entirely).
     """
 
     def __init__(self, state: CouplingState) -> None:
@@ -102,43 +110,32 @@ class CoupledAttnProcessor:
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        if encoder_hidden_states is not None or attention_mask is not None:
-            raise ValueError("CoupledAttnProcessor couples self-attention only (no encoder states or masks)")
-        if attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
-            raise ValueError(
-                "CoupledAttnProcessor expects DiT-style token attention: (B, N, D), no spatial/group norm"
-            )
-        residual = hidden_states
-        B, N, _ = hidden_states.shape  # (B, N, D)
+        check_self_attention(
+            attn, hidden_states, encoder_hidden_states, attention_mask, "CoupledAttnProcessor"
+        )
+        B = hidden_states.shape[0]
         if B % 2:
             raise ValueError(f"replica coupling needs an even batch (two halves = replicas A, B), got {B}")
-        q = attn.to_q(hidden_states)  # (B, N, H*d)
-        k = attn.to_k(hidden_states)
-        v = attn.to_v(hidden_states)
-        d = k.shape[-1] // attn.heads
-        q = q.view(B, N, attn.heads, d).transpose(1, 2)  # (B, H, N, d)
-        k = k.view(B, N, attn.heads, d).transpose(1, 2)
-        v = v.view(B, N, attn.heads, d).transpose(1, 2)
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
+        q, k, v = project_qkv(attn, hidden_states)  # (B, H, N, d)
         # eq. (18), diagonal blocks: A_AA V_A and A_BB V_B with their own softmax normalization.
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False, scale=attn.scale)
-        if not self.state.is_zero:
-            # eq. (18), off-diagonal blocks: row i attends to its partner i ± B/2 (A_AB V_B, A_BA V_A).
-            k_p, v_p = k.roll(B // 2, dims=0), v.roll(B // 2, dims=0)
-            inter = F.scaled_dot_product_attention(
-                q, k_p, v_p, dropout_p=0.0, is_causal=False, scale=attn.scale
-            )
-            g = self.state.row_weights(B, out.device, out.dtype)
-            out = (out + g * inter) / (1.0 + g)  # eq. (19)
-        out = out.transpose(1, 2).reshape(B, N, attn.heads * d).to(q.dtype)  # (B, N, H*d)
-        out = attn.to_out[0](out)
-        out = attn.to_out[1](out)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        if not self.state.zero:
+            w = self.state.weights(B, out.device, out.dtype)
+            k_p, v_p = partner_rows(k), partner_rows(v)
+            rows = self.state.active_rows(out.device)
+            if rows is None:
+                # eq. (18), off-diagonal blocks: row i attends to its partner i ± B/2 (A_AB V_B, A_BA V_A)
+                inter = F.scaled_dot_product_attention(
+                    q, k_p, v_p, dropout_p=0.0, is_causal=False, scale=attn.scale
+                )
+                out = torch.lerp(out, inter, w)  # (intra + g·inter)/(1 + g), eq. (19)
+            else:
+                inter = F.scaled_dot_product_attention(
+                    q[rows], k_p[rows], v_p[rows], dropout_p=0.0, is_causal=False, scale=attn.scale
+                )
+                out = out.index_copy(0, rows, torch.lerp(out[rows], inter, w[rows]))  # eq. (19) on g ≠ 0 rows
+        out = merge_heads(out).to(q.dtype)  # (B, N, H*d)
+        return output_projection(attn, out, hidden_states)
 
 
 def attention_layers(transformer: torch.nn.Module, blocks: Iterable[int] | None = None) -> list[Attention]:
@@ -149,6 +146,17 @@ def attention_layers(transformer: torch.nn.Module, blocks: Iterable[int] | None 
         if not 0 <= i < len(all_blocks):
             raise ValueError(f"blocks must lie in [0, {len(all_blocks) - 1}], got {i}")
     return [all_blocks[i].attn1 for i in idx]
+
+
+def _check_symmetric_rows(g: np.ndarray) -> None:
+    if g.ndim > 1:
+        raise ValueError(f"g must be a scalar or one value per batch row (B,), got shape {g.shape}")
+    if g.ndim == 1:
+        half = g.size // 2
+        if g.size % 2 or not np.array_equal(g[:half], g[half:]):
+            raise ValueError(
+                "per-row g must give both replicas of a pair the same value (rows i and i + B/2, eq. 19)"
+            )
 
 
 class CouplingHandle:
@@ -163,9 +171,14 @@ class CouplingHandle:
             layer.set_processor(proc)
         self.installed = True
 
-    def set_g(self, g: float | Sequence[float] | np.ndarray | torch.Tensor) -> None:
-        """Coupling strength g ∈ [0, 1] (eq. 19): a scalar or one value per replica pair."""
-        self.state.set(g)
+    def set_g(self, g: float | np.ndarray | torch.Tensor) -> None:
+        """Coupling strength g ∈ [0, 1] (eq. 19): a scalar or one value per batch row, validated here."""
+        if isinstance(g, torch.Tensor):
+            g = g.detach().cpu().numpy()
+        arr = np.asarray(g, dtype=np.float64)
+        check_g(arr)
+        _check_symmetric_rows(arr)
+        self.state.assign(arr)
 
     @property
     def g(self) -> float | np.ndarray:
@@ -191,6 +204,6 @@ def install_coupling(
 
     Usable as a context manager: ``with install_coupling(dit, g=0.5) as h: ...``.
     """
-    state = CouplingState()
-    state.set(g)
-    return CouplingHandle(attention_layers(transformer, blocks), state)
+    handle = CouplingHandle(attention_layers(transformer, blocks), CouplingState())
+    handle.set_g(g)
+    return handle

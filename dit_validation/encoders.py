@@ -2,13 +2,13 @@
 
 ``ENCODERS`` maps a name to a factory ``factory(bundle, device) -> encode`` where ``encode`` maps
 images (B, C, H, W) in [0, 1] to features (B, F). The paper uses an ImageNet ResNet-50 (He et al.
-2016); ``pixels`` (flattened pixels) serves random-weight runs; the testbed registers its own
-encoders (``digits-cnn``, ``mixture-factors``) with :func:`register_encoder`.
+2016); ``pixels`` (flattened pixels) serves random-weight runs; ``mixture-factors`` and ``digits-cnn`` are the
+testbed's (their factories import :mod:`dit_validation.testbed` when first used).
+:func:`register_encoder` adds more.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 
@@ -39,8 +39,8 @@ def _resnet50(bundle: DiTBundle, device: str | torch.device, weights: str | None
         import torchvision  # not a dependency: only this encoder needs it
     except ImportError as exc:
         raise RuntimeError(
-            "encoder 'resnet50' needs torchvision (pip install torchvision matching your torch), "
-            "or choose another encoder (e.g. --encoder pixels)"
+            "encoder 'resnet50' needs torchvision: pip install 'synchrogap[resnet]' (a torchvision matching "
+            "your torch), or choose another encoder (e.g. --encoder pixels)"
         ) from exc
     if not path or not os.path.isfile(path):
         raise RuntimeError(
@@ -65,9 +65,23 @@ def _resnet50(bundle: DiTBundle, device: str | torch.device, weights: str | None
     return encode
 
 
+def _mixture_factors(bundle: DiTBundle, device: str | torch.device) -> Encode:
+    from .testbed.factor_encoder import mixture_factors_encoder
+
+    return mixture_factors_encoder(bundle, device)
+
+
+def _digits_cnn(bundle: DiTBundle, device: str | torch.device) -> Encode:
+    from .testbed.factor_encoder import digits_cnn_encoder
+
+    return digits_cnn_encoder(bundle, device)
+
+
 ENCODERS: dict[str, EncoderFactory] = {
     "pixels": _pixels,
     "resnet50": _resnet50,
+    "mixture-factors": _mixture_factors,
+    "digits-cnn": _digits_cnn,
 }
 
 
@@ -78,11 +92,6 @@ def register_encoder(name: str, factory: EncoderFactory) -> None:
 
 def get_encoder(name: str, bundle: DiTBundle, device: str | torch.device = "cpu") -> Encode:
     """Build the encoder ``name``; unknown names raise ``ValueError`` listing the choices."""
-    if name not in ENCODERS:
-        try:  # the testbed registers its encoders on import
-            importlib.import_module("dit_validation.testbed")
-        except ImportError:
-            pass
     if name not in ENCODERS:
         raise ValueError(f"encoder must be one of {sorted(ENCODERS)}, got {name!r}")
     return ENCODERS[name](bundle, device)

@@ -1,4 +1,4 @@
-"""The theory's block quantities measured inside a DiT (issue #5): χ_k, π_k, λ_k^MLP, η_k, m_k, c_k.
+"""The theory's block quantities measured inside a DiT: χ_k, π_k, λ_k^MLP, η_k, m_k, c_k.
 
 For block ℓ at reverse step s, around the symmetric (common-mode) state H0 with the model's own adaLN
 conditioning (timestep and class embedding as the block computes them), and along unit modes r_k of the
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +41,12 @@ from diffusers.models.attention_processor import Attention
 from torch.func import jvp
 
 from theory import rho as rho_gate
+
+from .capture import DifferenceCapture, ModeProjector, RowCollector, gram_basis
+from .coupling import CoupledAttnProcessor, CouplingState, install_coupling
+from .heads import check_self_attention, merge_heads, output_projection, project_qkv
+from .models import DiTBundle
+from .sampler import initial_pairs, make_scheduler, predict_eps, sample_pairs
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +77,10 @@ class LinearizationProcessor:
         temb=None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 3:
-            raise ValueError("LinearizationProcessor handles DiT self-attention on (B, N, D) tokens only")
-        B, N, _ = hidden_states.shape  # (B, N, D)
-        heads = attn.heads
-        q = attn.to_q(hidden_states)  # (B, N, H*d)
-        k = attn.to_k(hidden_states)
-        v = attn.to_v(hidden_states)
-        d = q.shape[-1] // heads
-        q, k, v = (z.view(B, N, heads, d).transpose(1, 2) for z in (q, k, v))  # (B, H, N, d)
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
+        check_self_attention(
+            attn, hidden_states, encoder_hidden_states, attention_mask, "LinearizationProcessor"
+        )
+        q, k, v = project_qkv(attn, hidden_states)  # (B, H, N, d)
         p = self.path
         if p in ("routing", "pattern_k", "none"):
             q = q.detach()
@@ -90,15 +88,11 @@ class LinearizationProcessor:
             k = k.detach()
         if p in ("pattern_q", "pattern_k", "none"):
             v = v.detach()
-        S = q @ k.transpose(-1, -2) * attn.scale  # (B, H, N, N) logits
+        S = q @ k.transpose(-1, -2) * attn.scale  # (B, H, N, N) logits, eq. (16)
         A = torch.softmax(S, dim=-1)  # eq. (18)
         if self.record:  # kept with their tangents inside a jvp (Appendix B needs δS and δV)
             self.last = {"A0": A, "V0": v, "S": S}
-        out = (A @ v).transpose(1, 2).reshape(B, N, heads * d)  # (B, N, H*d)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return output_projection(attn, merge_heads(A @ v), hidden_states)
 
 
 @dataclass
@@ -224,11 +218,9 @@ def coupled_quadratic_form(
     coupling`'s processor (eq. 18–19) at strength g, v⁺(a) = (out_A − out_B)/√2, and the derivative at a = 0
     is (v⁺(step) − v⁺(−step)) / (2 step) in float64 (truncation error O(step²) ≈ 1e-8 relative).
     """
-    from .coupling import CoupledAttnProcessor, CouplingState
-
     block = lin.transformer.transformer_blocks[layer]
     state = CouplingState()
-    state.set(g)
+    state.assign(g)  # validated by the caller's configuration
     saved = block.attn1.processor
     block.attn1.set_processor(CoupledAttnProcessor(state))
     K = r.shape[0]
@@ -266,13 +258,13 @@ def dominance(
     H = H0.to(torch.float64).expand(r.shape[0], *H0.shape).contiguous()
     f = _block_call(lin, layer, t, label)
 
-    def g(x: torch.Tensor):
+    def logits_values_map(x: torch.Tensor):
         f(x)
         return proc.last["S"], proc.last["V0"], proc.last["A0"]
 
     proc.record = True
     try:
-        (_, V0, A0), (dS, dV, _) = jvp(g, (H,), (r.to(torch.float64),))
+        (_, V0, A0), (dS, dV, _) = jvp(logits_values_map, (H,), (r.to(torch.float64),))
     finally:
         proc.record, proc.last = False, {}
     rep = dominance_report(A0.numpy(), dS.numpy(), V0.numpy(), dV.numpy())  # (K, H) each
@@ -282,24 +274,6 @@ def dominance(
         "bound": np.median(bound, axis=-1),
         "holds": np.mean(ratio <= bound, axis=-1),
     }
-
-
-def mode_basis(V0: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-K empirical modes of the step-0 differences via the dual Gram matrix (eq. 42–43).
-
-    V0: (M, D) rows vec(H^A − H^B)/√2 (eq. 74). G = V0 V0ᵀ / M (M × M) has the nonzero eigenvalues of
-    C = V0ᵀ V0 / M; r_k = V0ᵀ u_k / ‖V0ᵀ u_k‖. Returns (r (K, D) orthonormal, λ_k^(0) (K,) descending).
-    """
-    V0 = np.asarray(V0, dtype=np.float64)
-    M = V0.shape[0]
-    if not 1 <= K <= M:
-        raise ValueError(f"K must lie in [1, {M}] (number of replica pairs), got {K}")
-    G = V0 @ V0.T / M  # eq. (43)
-    lam, U = np.linalg.eigh(G)
-    order = np.argsort(lam)[::-1][:K]
-    R = (V0.T @ U[:, order]).T  # (K, D)
-    R /= np.linalg.norm(R, axis=1, keepdims=True)
-    return R, lam[order]
 
 
 def mixture_moments(p: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
@@ -319,84 +293,73 @@ def mixture_moments(p: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarr
 
 
 def replica_projections(
-    bundle,
-    g_values,
+    bundle: DiTBundle,
+    g_values: Sequence[float],
     num_steps: int,
-    seeds,
+    seeds: Sequence[int],
     sigma: float,
-    layers,
+    layers: Sequence[int],
     K: int,
     class_label: int = 0,
-    device: str = "cpu",
-):
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Protocol II in one fixed basis: (r (L, K, N·D), λ⁽⁰⁾ (L, K), sq (G, S, L, K, M)).
 
     The basis r_k^(ℓ) comes from the g = 0 step-0 differences V_{0,ℓ} (eq. 74, block outputs, dual Gram
     eq. 43) and is shared by every g, so energies and (m_k, c_k) of different couplings are comparable.
     sq[i, s, ℓ, k, m] = (r_kᵀ v_m)² after reverse step s at coupling g_values[i] (DDIM η = 0, eq. 67 init).
     """
-    from .coupling import install_coupling
-    from .protocol2 import DifferenceCapture, gram_basis
-    from .sampler import initial_pairs, make_scheduler, predict_eps, sample_pairs
-
     seeds = list(seeds)
     M, S = len(seeds), num_steps
-    cap = DifferenceCapture(bundle.transformer, layers, False, M, S, K)
-    out = np.full((len(g_values), S, len(layers), K, M), np.nan)
-    try:
-        sched = make_scheduler(bundle, S)
-        shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
-        with install_coupling(bundle.transformer) as handle:
-            zA, zB = initial_pairs(seeds, shape, sigma)
-            cap.rows = list(range(M))
+    rows = list(range(M))
+    shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
+    collector = RowCollector(len(layers), M)
+    with install_coupling(bundle.transformer) as handle:
+        zA, zB = initial_pairs(seeds, shape, sigma)
+        with DifferenceCapture(bundle.transformer, layers, False, collector.into(rows)):
+            t0 = int(make_scheduler(bundle, S).timesteps[0])
             predict_eps(
-                bundle,
-                handle,
-                torch.cat([zA, zB]).to(device),
-                int(sched.timesteps[0]),
-                np.zeros(M),
-                class_label,
-                1.0,
+                bundle, handle, torch.cat([zA, zB]).to(bundle.device), t0, np.zeros(M), class_label, 1.0
             )
-        lam0 = np.full((len(layers), K), np.nan)
-        basis = []
-        for j, ell in enumerate(layers):
-            cap.R[ell], lam = gram_basis(cap.V0.pop(ell), K)
-            lam0[j] = lam.cpu().numpy()
-            basis.append(cap.R[ell].cpu().numpy())
-        cap.mode = "project"
-        for i, g in enumerate(g_values):
-            cap.rows, cap.step = list(range(M)), 0
-            cap.sq = None  # allocated by the first projecting hook
+    lam0 = np.full((len(layers), K), np.nan)
+    bases = []
+    for j in range(len(layers)):
+        r, lam = gram_basis(collector.V[j], K)
+        bases.append(r)
+        lam0[j] = lam.cpu().numpy()
+    out = np.full((len(g_values), S, len(layers), K, M), np.nan)
+    for i, g in enumerate(g_values):
+        projector = ModeProjector(bases, S, M)
+        with DifferenceCapture(bundle.transformer, layers, False, projector.into(rows)):
             sample_pairs(
                 bundle,
                 seeds,
                 g=float(g),
                 num_steps=S,
-                eta=0.0,
+                ddim_eta=0.0,
                 sigma=sigma,
                 class_label=class_label,
                 guidance_scale=1.0,
-                device=device,
-                callback=cap.on_step,
+                device=bundle.device,
+                callback=projector.on_step,
             )
-            out[i] = np.asarray(torch.as_tensor(cap.sq).cpu().numpy())  # sq[s]: the forward of step s
-    finally:
-        cap.remove()
-    return np.stack(basis), lam0, out
+        out[i] = projector.numpy()  # sq[s]: the forward of step s
+    return np.stack([r.cpu().numpy() for r in bases]), lam0, out
 
 
 @torch.no_grad()
 def common_mode_states(
-    bundle, num_steps: int, seed: int, layers, steps, class_label: int = 0, device: str = "cpu"
+    bundle: DiTBundle,
+    num_steps: int,
+    seed: int,
+    layers: Sequence[int],
+    steps: Sequence[int],
+    class_label: int = 0,
 ) -> dict[tuple[int, int], torch.Tensor]:
     """Symmetric states H0 (N, D) entering block ℓ at reverse step s: one unperturbed trajectory (σ = 0).
 
     With σ = 0 the two replicas of eq. (67) coincide, so this is exactly the replica-symmetric point
     H^A = H^B = H0 around which eq. (20)–(32) linearize. Keys (s, ℓ) for s in `steps`, ℓ in `layers`.
     """
-    from .sampler import sample_pairs
-
     states: dict[tuple[int, int], torch.Tensor] = {}
     current = {"s": 0}
     wanted = set(int(s) for s in steps)
@@ -420,11 +383,11 @@ def common_mode_states(
             [seed],
             g=0.0,
             num_steps=num_steps,
-            eta=0.0,
+            ddim_eta=0.0,
             sigma=0.0,
             class_label=class_label,
             guidance_scale=1.0,
-            device=device,
+            device=bundle.device,
             callback=on_step,
         )
     finally:

@@ -1,8 +1,10 @@
 """Model loading: pretrained DiT-XL/2, random-weight presets, testbed checkpoints (§3–4).
 
 Every loader returns a frozen :class:`DiTBundle` so the samplers and protocols never care where
-a model came from. Nothing here downloads: pretrained weights are read from a local directory
-or the Hugging Face cache with ``local_files_only=True``.
+a model came from. A bundle is placed on its device and dtype once, when it is built (the ``device``
+and ``dtype`` of every loader), and never moved afterwards: the protocols read ``bundle.device`` and
+``bundle.dtype``. Nothing here downloads: pretrained weights are read from a local directory or the
+Hugging Face cache with ``local_files_only=True``.
 """
 
 from __future__ import annotations
@@ -117,6 +119,14 @@ class DiTBundle:
         return len(self.transformer.transformer_blocks)
 
     @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    @property
     def image_size(self) -> int:
         """Side of the decoded image: latent side × the VAE's downsampling factor (from its config)."""
         if self.vae is None:
@@ -145,7 +155,10 @@ def _missing_message(path_or_id: str, cache_dir: str, exc: Exception) -> str:
 
 
 def load_pretrained_dit(
-    path_or_id: str = PRETRAINED_ID, dtype: torch.dtype = torch.float32, with_vae: bool = True
+    path_or_id: str = PRETRAINED_ID,
+    dtype: torch.dtype = torch.float32,
+    with_vae: bool = True,
+    device: str | torch.device = "cpu",
 ) -> DiTBundle:
     """Load DiT-XL/2 (transformer + VAE + scheduler config) the way diffusers' DiTPipeline assembles it.
 
@@ -174,9 +187,9 @@ def load_pretrained_dit(
         logger.info("no scheduler config next to %s; using DiT's training schedule", path_or_id)
         sched = dict(DIT_SCHEDULER_CONFIG)
     sched["clip_sample"] = False  # DiT latents are unbounded; DiT's own config says so too
-    transformer.eval()
+    transformer = _place(transformer, device, dtype)
     if vae is not None:
-        vae.eval()
+        vae = _place(vae, device, dtype)
     n_cls = int(transformer.config.num_embeds_ada_norm)
     return DiTBundle(
         name=str(path_or_id),
@@ -193,20 +206,14 @@ def load_pretrained_dit(
     )
 
 
-def _to(module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def _place(module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """The one place a model is put on its device and dtype (in eval mode, no gradients)."""
     prev = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # silence a float32-module notice that does not apply to DiT
     try:
-        return module.to(device=device, dtype=dtype)
+        return module.to(device=device, dtype=dtype).eval().requires_grad_(False)
     finally:
         diffusers_logging.set_verbosity(prev)
-
-
-def move_bundle(bundle: DiTBundle, device: str | torch.device, dtype: torch.dtype) -> None:
-    """Move the bundle's transformer (and VAE) to ``device``/``dtype`` in place."""
-    _to(bundle.transformer, device, dtype)
-    if bundle.vae is not None:
-        _to(bundle.vae, device, dtype)
 
 
 def reinit_weights(model: torch.nn.Module, seed: int, std: float) -> None:
@@ -223,7 +230,12 @@ def reinit_weights(model: torch.nn.Module, seed: int, std: float) -> None:
             p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).mul_(std).to(p.dtype))
 
 
-def build_random_dit(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32) -> DiTBundle:
+def build_random_dit(
+    preset: str = "tiny",
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> DiTBundle:
     """A DiT with a preset architecture (:data:`PRESETS`) and seeded random weights (no VAE)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -231,7 +243,7 @@ def build_random_dit(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = t
     std = cfg.pop("init_std")
     transformer = DiTTransformer2DModel(**cfg)
     reinit_weights(transformer, seed, std)
-    transformer = _to(transformer, "cpu", dtype).eval()
+    transformer = _place(transformer, device, dtype)
     n_cls = int(cfg["num_embeds_ada_norm"])
     return DiTBundle(
         name=f"random:{preset}",
@@ -248,7 +260,9 @@ def build_random_dit(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = t
     )
 
 
-def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> DiTBundle:
+def load_checkpoint(
+    path: str | os.PathLike, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> DiTBundle:
     """Load a testbed checkpoint: diffusers ``save_pretrained`` output plus ``synchrogap.json``."""
     path = Path(path)
     meta_file = path / "synchrogap.json"
@@ -262,7 +276,7 @@ def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype = torch.float32)
         transformer = DiTTransformer2DModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load transformer weights from {str(path)!r}: {exc}") from exc
-    transformer.eval()
+    transformer = _place(transformer, device, dtype)
     sched = dict(DIT_SCHEDULER_CONFIG)
     sched.update({k: v for k, v in meta.get("scheduler", {}).items() if not k.startswith("_")})
     n_cls = int(meta.get("num_classes", transformer.config.num_embeds_ada_norm))
@@ -299,10 +313,13 @@ def model_choices() -> list[str]:
     ]
 
 
-def resolve_model(name: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> DiTBundle:
+def resolve_model(
+    name: str, dtype: torch.dtype = torch.float32, seed: int = 0, device: str | torch.device = "cpu"
+) -> DiTBundle:
     """Resolve a CLI model name: ``shipped-default``, a shipped name, a path, the hub id, ``random:<p>``.
 
-    Unknown names raise ``ValueError`` listing the choices.
+    The bundle is placed on ``device``/``dtype`` here, once. Unknown names raise ``ValueError`` listing
+    the choices; a path that does not exist raises :class:`ModelNotFoundError` naming it.
     """
     if name == "shipped-default":
         if SHIPPED_DEFAULT not in shipped_checkpoints():
@@ -311,18 +328,20 @@ def resolve_model(name: str, dtype: torch.dtype = torch.float32, seed: int = 0) 
                 "train it with "
                 "`synchrogap train` or pass --model random:tiny / a checkpoint path"
             )
-        return load_checkpoint(SHIPPED_DIR / SHIPPED_DEFAULT, dtype)
+        return load_checkpoint(SHIPPED_DIR / SHIPPED_DEFAULT, dtype, device)
     if name in shipped_checkpoints():
-        return load_checkpoint(SHIPPED_DIR / name, dtype)
+        return load_checkpoint(SHIPPED_DIR / name, dtype, device)
     if name.startswith("random:"):
         preset = name.split(":", 1)[1]
         if preset not in PRESETS:
             raise ValueError(f"unknown model {name!r}; choose one of {model_choices()}")
-        return build_random_dit(preset, seed=seed, dtype=dtype)
+        return build_random_dit(preset, seed=seed, dtype=dtype, device=device)
     if os.path.isdir(name):
         if (Path(name) / "synchrogap.json").is_file():
-            return load_checkpoint(name, dtype)
-        return load_pretrained_dit(name, dtype)
+            return load_checkpoint(name, dtype, device)
+        return load_pretrained_dit(name, dtype, device=device)
     if name == PRETRAINED_ID:
-        return load_pretrained_dit(name, dtype)
+        return load_pretrained_dit(name, dtype, device=device)
+    if os.sep in name or name.startswith("."):
+        raise ModelNotFoundError(f"--model {name!r}: no such directory (a model path must be a directory)")
     raise ValueError(f"unknown model {name!r}; choose one of {model_choices()}")

@@ -10,7 +10,6 @@ Prefix sharing: the coupled trunk is advanced once per seed and branched at ever
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -23,8 +22,10 @@ from tqdm.auto import tqdm
 from theory.validation import check_g, check_positive_int, check_range
 
 from . import fits, metrics
+from .boundary import units
 from .encoders import get_encoder
-from .models import DiTBundle, move_bundle
+from .grids import PAPER_NUM_SEEDS, PAPER_NUM_STEPS, PROTOCOL1_DDIM_ETA, PROTOCOL1_G
+from .models import DiTBundle
 from .results import load_result, make_meta, open_for_resume, save_result
 from .sampler import resolve_guidance, sample_branched
 
@@ -37,11 +38,11 @@ KIND = "protocol1"
 class Protocol1Config:
     """Protocol I settings; defaults are the paper's (§4.1) where it states them."""
 
-    g: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # §4.1, Table 1
+    g: tuple[float, ...] = PROTOCOL1_G  # §4.1, Table 1
     t_int: tuple[int, ...] | None = None  # None → every step 0..num_steps (§4.1 "we sweep 100 reverse steps")
-    num_seeds: int = 32  # M = 32 paired seeds (§4.1)
-    num_steps: int = 100  # 100 DDIM steps (§4.1)
-    eta: float = 1.0  # DDIM η = 1 ≈ DDPM (§3.1, §4.1)
+    num_seeds: int = PAPER_NUM_SEEDS  # M = 32 paired seeds (§4.1)
+    num_steps: int = PAPER_NUM_STEPS  # 100 DDIM steps (§4.1)
+    ddim_eta: float = PROTOCOL1_DDIM_ETA  # DDIM η = 1 ≈ DDPM (§3.1, §4.1)
     sigma: float = 0.5  # eq. (67); the paper gives no value: ϱ(0.5) = 0.6 (eq. 69), a clearly shared start
     class_label: int = 0  # ImageNet class 0 (§4.1)
     guidance_scale: float | None = (
@@ -81,7 +82,7 @@ class Protocol1Config:
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("seed_chunk", self.seed_chunk)
         check_positive_int("n_boot", self.n_boot)
-        check_range("eta", self.eta, 0.0, 1.0)
+        check_range("ddim_eta", self.ddim_eta, 0.0, 1.0)
         check_range("sigma", self.sigma, 0.0)
         if self.t_int is not None:
             check_range("t_int", np.asarray(self.t_int), 0, self.num_steps)
@@ -188,20 +189,18 @@ def run_protocol1(
     bundle: DiTBundle,
     cfg: Protocol1Config,
     out_path: str | Path,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
     progress: bool = True,
     overwrite: bool = False,
     unit_callback: Callable[[list[str]], None] | None = None,
 ) -> Path:
-    """Run (or resume) Protocol I and write one result file; returns its path.
+    """Run (or resume) Protocol I on the bundle's device and dtype; write one result file, return its path.
 
     Units are (g, seed) and ("control", seed); the file is rewritten after every group of
     ``seed_chunk`` seeds, and a rerun skips the units listed in its ``done``. ``unit_callback``
     receives the unit keys just saved (tests use it to simulate a kill).
     """
     cfg = cfg.resolved(bundle)
-    move_bundle(bundle, device, dtype)
+    device = bundle.device
     config = {**asdict(cfg), "model": bundle.name}
     seeds = seeds_of(cfg)
     prev = open_for_resume(out_path, KIND, config, overwrite)
@@ -209,6 +208,8 @@ def run_protocol1(
     done: list[str] = [] if prev is None else list(prev[0]["done"])
     encode = get_encoder(cfg.encoder, bundle, device)
     jobs = [(i, g, False) for i, g in enumerate(cfg.g)] + ([(-1, 0.0, True)] if cfg.control else [])
+    units.plan(len(jobs) * len(seeds))
+    units.advance(len(done))
     for gi, g, control in tqdm(jobs, disable=not progress, desc="protocol1"):
         tag = "control" if control else f"g={g:g}"
         todo = [m for m, s in enumerate(seeds) if f"{tag}/seed={s}" not in done]
@@ -221,7 +222,7 @@ def run_protocol1(
                 g=g,
                 shared_trunk_noise=control,
                 num_steps=cfg.num_steps,
-                eta=cfg.eta,
+                ddim_eta=cfg.ddim_eta,
                 sigma=cfg.sigma,
                 class_label=cfg.class_label,
                 guidance_scale=cfg.guidance_scale,
@@ -253,6 +254,7 @@ def run_protocol1(
                 len(keys),
                 keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}",
             )
+            units.advance(len(keys))
             if unit_callback is not None:
                 unit_callback(keys)
     raw = {k: v for k, v in arrays.items() if k in _empty_arrays(cfg)}
@@ -282,40 +284,3 @@ def table1(path: str | Path) -> str:
             "(g = 0, shared noise until t_int, Fig. 5)"
         )
     return "\n".join(lines)
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``synchrogap protocol1``."""
-    from .cli import add_common_args, run_command
-
-    p = subparsers.add_parser(
-        "protocol1", help="Protocol I: speciation time and scale-dependent commitment (§3.1)"
-    )
-    add_common_args(p, default_g=Protocol1Config.g, default_eta=Protocol1Config.eta)
-    p.add_argument("--pool", type=int, default=None, help="side of the pooling grid P of eq. (71)")
-    p.add_argument("--encoder", default=None, help="feature encoder for eq. (70) (default: the model's)")
-    p.add_argument("--n-boot", type=int, default=Protocol1Config.n_boot, help="bootstrap resamples")
-    p.add_argument("--no-control", action="store_true", help="skip the g = 0 shared-noise control (Fig. 5)")
-
-    def make_config(args: argparse.Namespace, t_int: tuple[int, ...] | None) -> Protocol1Config:
-        return Protocol1Config(
-            g=tuple(args.g),
-            t_int=t_int,
-            num_seeds=args.seeds,
-            num_steps=args.steps,
-            eta=args.eta,
-            sigma=args.sigma,
-            class_label=args.class_label,
-            guidance_scale=args.guidance,
-            pool=args.pool,
-            encoder=args.encoder,
-            batch_size=args.batch_size,
-            n_boot=args.n_boot,
-            control=not args.no_control,
-            seed_base=args.seed_base,
-        )
-
-    def summary(path: Path) -> str:
-        return table1(path)
-
-    p.set_defaults(func=lambda args, parser: run_command(args, parser, make_config, run_protocol1, summary))

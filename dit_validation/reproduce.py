@@ -18,7 +18,6 @@ a rerun with a different plan refuses (use another ``--out`` or ``--overwrite``)
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import json
@@ -33,29 +32,33 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ._logging import configure_logging
+from paper_figs import FIGURES
+from theory import rho as theory_rho
+
+from . import compare as compare_mod
+from .analysis import deep_layer_count
+from .boundary import ReportedError
+from .grids import (
+    FIGURE_G,
+    PAPER_G,
+    PROTOCOL1_G,
+    QUICK_BOOT,
+    QUICK_G,
+    QUICK_SEEDS,
+    QUICK_STEPS,
+    QUICK_T_INT_STRIDE,
+)
+from .models import resolve_model
 from .protocol1 import Protocol1Config, run_protocol1, table1
-from .protocol2 import Protocol2Config, deep_layer_count, run_protocol2
+from .protocol2 import Protocol2Config, run_protocol2
 from .results import load_result, normalize_config
-from .theory_run import PAPER_G, TheoryRunConfig, run_theory
+from .theory_run import TheoryRunConfig, run_theory
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Grid", "ReproducePlan", "make_plan", "run_reproduce", "summary_text", "add_cli"]
+__all__ = ["Grid", "ReproducePlan", "make_plan", "run_reproduce", "summary_text", "default_out"]
 
 Grid = Literal["quick", "full"]
-
-# The paper's grid (§4.1–4.2): Protocol I at g in {0.1, ..., 1.0} (Table 1) with the g = 0 shared-noise
-# control (Fig. 5), every t_int in 0..100, M = 32 seeds, 100 DDIM steps; Protocol II at every layer and at
-# g in {0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0} (Figs. 1, 9, 10 show 0, 0.1, 0.3, 0.9).
-PAPER_P1_G: tuple[float, ...] = tuple(g for g in PAPER_G if g > 0)
-# quick: the g values of the paper's Protocol II figures (Figs. 1, 9, 10), few seeds and steps so the
-# shipped default runs in minutes on 2 CPU cores (measured numbers in docs/README_draft.md).
-QUICK_G: tuple[float, ...] = (0.1, 0.3, 0.9)
-QUICK_STEPS = 50  # divides the 1000 training steps (exact DDIM timesteps); compare.QUICK uses 50 too
-QUICK_T_INT_STRIDE = 5
-QUICK_SEEDS = 16
-QUICK_BOOT = 200
 
 
 @dataclass(frozen=True)
@@ -67,23 +70,13 @@ class ReproducePlan:
     protocol1: Protocol1Config
     protocol2: Protocol2Config
     theory: TheoryRunConfig
-    compare: Any | None  # the compare module's config object, or None when compare is unavailable
-
-
-def _compare_module() -> Any | None:
-    """``dit_validation.compare`` when it is installed; None otherwise (the stage then fails loudly)."""
-    try:
-        return importlib.import_module(f"{__package__}.compare")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.compare":
-            raise
-        return None
+    compare: compare_mod.CompareConfig
 
 
 def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePlan:
     """The grids of one reproduce run: ``full`` is the paper's, ``quick`` a CPU-minutes subset."""
     if grid == "full":
-        p1 = Protocol1Config(g=PAPER_P1_G, encoder=encoder)  # defaults are the paper's (§4.1)
+        p1 = Protocol1Config(g=PROTOCOL1_G, encoder=encoder)  # defaults are the paper's (§4.1)
         p2 = Protocol2Config(g=PAPER_G)  # all layers, 100 steps, M = 32 (§4.2)
     elif grid == "quick":
         t_int = tuple(sorted(set(range(0, QUICK_STEPS + 1, QUICK_T_INT_STRIDE)) | {QUICK_STEPS}))
@@ -96,11 +89,10 @@ def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePl
             seed_chunk=QUICK_SEEDS,
             encoder=encoder,
         )
-        p2 = Protocol2Config(g=(0.0, *QUICK_G), num_seeds=QUICK_SEEDS, num_steps=QUICK_STEPS)
+        p2 = Protocol2Config(g=FIGURE_G, num_seeds=QUICK_SEEDS, num_steps=QUICK_STEPS)
     else:
         raise ValueError(f"grid must be 'quick' or 'full', got {grid!r}")
-    cmp_mod = _compare_module()
-    cmp_cfg = None if cmp_mod is None else (cmp_mod.FULL if grid == "full" else cmp_mod.QUICK)
+    cmp_cfg = compare_mod.FULL if grid == "full" else compare_mod.QUICK
     return ReproducePlan(
         model=model, grid=grid, protocol1=p1, protocol2=p2, theory=TheoryRunConfig(g=PAPER_G), compare=cmp_cfg
     )
@@ -148,8 +140,6 @@ def _stage(name: str, path: Path, run: Callable[[], Any], overwrite: bool) -> Pa
 
 def render_figures(files: dict[str, Path], fig_dir: Path) -> list[Path]:
     """Every ``paper_figs`` renderer whose result kind is among ``files`` (kind → path)."""
-    from paper_figs import FIGURES
-
     written: list[Path] = []
     for name, kind in FIGURES.items():
         if kind not in files or not files[kind].is_file():
@@ -178,8 +168,6 @@ def run_reproduce(
     naming the stage when a stage is unavailable or fails — after rendering the figures of the stages
     that did run, and never with a faked result file.
     """
-    from .models import resolve_model
-
     plan = make_plan(model, grid, encoder) if plan is None else plan
     model = plan.model
     if batch_size is not None:
@@ -189,14 +177,11 @@ def run_reproduce(
             protocol2=replace(plan.protocol2, batch_size=batch_size),
         )
     out = Path(out_dir) if out_dir is not None else default_out(model, grid)
-    bundle = resolve_model(model, dtype=dtype)  # first: a missing model leaves no half-made run directory
+    # first: a missing model leaves no half-made run directory; the bundle is placed on device/dtype here
+    bundle = resolve_model(model, dtype=dtype, device=device)
     _check_plan(out, plan, overwrite)
     files = {k: out / f"{k}.npz" for k in ("theory", "protocol1", "protocol2", "compare")}
-    # on the device up front: compare runs on it too, also when the protocol stages are skipped
-    bundle.transformer.to(device=device, dtype=dtype)
-    if bundle.vae is not None:
-        bundle.vae.to(device=device, dtype=dtype)
-    kw = {"device": device, "dtype": dtype, "progress": progress, "overwrite": overwrite}
+    kw = {"progress": progress, "overwrite": overwrite}
 
     _stage(
         "theory",
@@ -218,32 +203,23 @@ def run_reproduce(
         overwrite,
     )
     failed: list[str] = []
-    cmp_mod = _compare_module()
-    if cmp_mod is None or plan.compare is None:
-        failed.append("compare (dit_validation.compare is not available in this installation)")
+    try:
+        _stage(
+            "compare",
+            files["compare"],
+            lambda: compare_mod.run_compare(bundle, plan.compare, out, model_name=bundle.name),
+            overwrite,
+        )
+    except Exception as exc:  # noqa: BLE001 - logged with its traceback, reported after the figures
+        logger.exception("stage compare failed")
+        failed.append(f"compare ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
     else:
-        try:
-            _stage(
-                "compare",
-                files["compare"],
-                # compare writes <out>/compare.npz (+ compare.md) itself and is not resumable: one unit
-                lambda: cmp_mod.run_compare(
-                    bundle, plan.compare, out, device=str(device), model_name=bundle.name
-                ),
-                overwrite,
-            )
-        except Exception as exc:  # noqa: BLE001 - reported loudly below, after the other figures are drawn
-            logger.exception("stage compare failed")
-            failed.append(f"compare ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
-        else:
-            _stage(
-                "theory_compare",
-                files["theory"],
-                lambda: run_theory(
-                    replace(plan.theory, model=bundle.name), files["theory"], files["compare"]
-                ),
-                overwrite=True,
-            )
+        _stage(
+            "theory_compare",
+            files["theory"],
+            lambda: run_theory(replace(plan.theory, model=bundle.name), files["theory"], files["compare"]),
+            overwrite=True,
+        )
     fig_dir = out / "figures"
     written = render_figures({load_result(p)[0]["kind"]: p for p in files.values() if p.is_file()}, fig_dir)
     logger.info("stage figures: %d files in %s", len(written), fig_dir)
@@ -251,7 +227,7 @@ def run_reproduce(
     (out / "summary.txt").write_text(summary_text(paths) + "\n")
     if failed:
         # loud, after writing what did run: never a faked result file for a missing stage
-        raise RuntimeError(
+        raise ReportedError(
             f"stage(s) failed: {'; '.join(failed)}; the other results and figures are in {out}"
         )
     return paths
@@ -290,7 +266,7 @@ def summary_text(files: dict[str, Path]) -> str:
         lines += ["", "Protocol II (eq. 75-80): internal gap G_int = trail/lead at s = tau_spec(g)"]
         n_deep = deep_layer_count(layers.size)  # §4.2: the gap sits in the final ~5 of 28 blocks
         plural = "s" if n_deep > 1 else ""
-        rho = (1.0 - g) / (1.0 + g)  # eq. (27)
+        rho = np.atleast_1d(theory_rho(g))  # eq. (27)
         with warnings.catch_warnings():  # all-NaN rows (τ_spec not found) stay NaN without a warning
             warnings.simplefilter("ignore", RuntimeWarning)
             deep = np.nanmean(np.abs(gint[:, -n_deep:] - 1.0), axis=1)
@@ -322,68 +298,3 @@ def summary_text(files: dict[str, Path]) -> str:
     if files.get("figures"):
         lines += ["", f"figures and tables: {files['figures']}"]
     return "\n".join(lines)
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``synchrogap reproduce``."""
-    from .cli import DTYPES
-
-    p = subparsers.add_parser(
-        "reproduce", help="the main job: theory, Protocol I/II, compare, then every figure and table"
-    )
-    p.add_argument(
-        "--model",
-        default="shipped-default",
-        help="shipped-default, a shipped name, a checkpoint/diffusers path, facebook/DiT-XL-2-256",
-    )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    grid = p.add_mutually_exclusive_group()
-    grid.add_argument(
-        "--quick",
-        dest="grid",
-        action="store_const",
-        const="quick",
-        help="small grid, minutes on a CPU (default on CPU)",
-    )
-    grid.add_argument(
-        "--full", dest="grid", action="store_const", const="full", help="the paper's grid (default on a GPU)"
-    )
-    p.add_argument("--encoder", default=None, help="feature encoder of eq. (70) (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=None, help="replica pairs per forward")
-    p.add_argument(
-        "--out", type=Path, default=None, help="output directory (default runs/reproduce-<model>-<grid>)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="recompute every stage")
-    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
-
-    def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-        from .models import ModelNotFoundError
-        from .results import ConfigMismatchError
-
-        configure_logging(args.quiet)
-        device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            parser.error(f"--device {args.device} requested but CUDA is not available; use --device cpu")
-        grid_name = args.grid or ("full" if device.type == "cuda" else "quick")
-        out = args.out if args.out is not None else default_out(args.model, grid_name)
-        try:
-            paths = run_reproduce(
-                args.model,
-                grid_name,
-                out,
-                device=device,
-                dtype=DTYPES[args.dtype],
-                progress=not args.quiet,
-                overwrite=args.overwrite,
-                encoder=args.encoder,
-                batch_size=args.batch_size,
-            )
-        except (ModelNotFoundError, ConfigMismatchError, ValueError, RuntimeError) as exc:
-            if (Path(out) / "summary.txt").is_file():  # a late stage failed: show what did run
-                print((Path(out) / "summary.txt").read_text())
-            parser.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        print(summary_text(paths))
-        return 0
-
-    p.set_defaults(func=run)

@@ -1,9 +1,8 @@
 """Replica-pair DDIM sampling with coupling schedules and prefix sharing (§3, eq. 67–69).
 
 Layout: a batch of P replica pairs is the latent tensor ``z`` of shape (2P, C, H, W) with rows
-[A_1..A_P, B_1..B_P], so row i pairs with row i + P as :mod:`.coupling` expects. With
-classifier-free guidance the model batch is [A_cond, A_uncond, B_cond, B_uncond] (4P rows), so
-conditional rows of A couple to conditional rows of B and unconditional to unconditional.
+[A_1..A_P, B_1..B_P]; the model batch (with or without guidance) is built by
+:class:`~dit_validation.layout.ReplicaLayout`, the module that owns the replica/guidance layout.
 
 Time: DDIM with ``timestep_spacing="trailing"``, so step s = 0 is at t = T - 1 = 999 (the fully
 noised end, where z_T ~ N(0, I) of eq. 67 lives) and s = S - 1 is the last update; this matches
@@ -22,10 +21,12 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
+from theory.schedules import DDPMSchedule, sampling_timesteps
 from theory.streams import torch_normal
 from theory.validation import check_g, check_positive_int, check_range
 
 from .coupling import CouplingHandle, install_coupling
+from .layout import ReplicaLayout
 from .models import DiTBundle
 
 logger = logging.getLogger(__name__)
@@ -70,15 +71,28 @@ def initial_pairs(
 
 
 def make_scheduler(bundle: DiTBundle, num_steps: int) -> DDIMScheduler:
-    """DDIM on the bundle's DDPM schedule, trailing spacing (s = 0 ↔ t = 999)."""
+    """DDIM on the bundle's DDPM schedule, trailing spacing (s = 0 ↔ t = 999).
+
+    diffusers' ``DDIMScheduler`` does the stepping; its timesteps and ᾱ are checked against the package's
+    one schedule (:class:`theory.schedules.DDPMSchedule`) whenever the config is a linear-β DDPM schedule.
+    """
     check_positive_int("num_steps", num_steps)
     sched = DDIMScheduler.from_config(bundle.scheduler_config, timestep_spacing="trailing", clip_sample=False)
-    n_train = sched.config.num_train_timesteps
-    if n_train % num_steps:
+    cfg = sched.config
+    if cfg.num_train_timesteps % num_steps:
         logger.warning(
-            "num_steps=%d does not divide %d: DDIM's prev-timestep rule is then inexact", num_steps, n_train
+            "num_steps=%d does not divide %d: DDIM's prev-timestep rule is then inexact",
+            num_steps,
+            cfg.num_train_timesteps,
         )
     sched.set_timesteps(num_steps)
+    if cfg.beta_schedule == "linear" and not cfg.get("trained_betas"):
+        ref = DDPMSchedule(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
+        ts = sched.timesteps.cpu().numpy()
+        if not np.array_equal(ts, sampling_timesteps(ref, num_steps)) or not np.allclose(
+            sched.alphas_cumprod.double().numpy(), ref.alphas_cumprod, rtol=1e-6, atol=0
+        ):
+            raise RuntimeError("diffusers' DDIMScheduler disagrees with theory.schedules.DDPMSchedule")
     return sched
 
 
@@ -99,35 +113,23 @@ def predict_eps(
     class_label: int,
     guidance_scale: float,
 ) -> torch.Tensor:
-    """ε̂ for a replica-pair batch z (2P, C, H, W) at timestep t, coupling g_pairs (P,).
+    """ε̂ for a replica-pair batch z (2P, C, H, W) at timestep t, coupling g_pairs (P,) (already validated).
 
     Guidance as diffusers' DiTPipeline: for scale > 1 the batch is doubled with the null class and
     ε = ε_u + s (ε_c − ε_u) on all ``latent_channels`` output channels (the original DiT code guides
     only 3 of the 4 latent channels; diffusers, and we, guide all). Learned-sigma channels are dropped.
+    The batch layout is :class:`~dit_validation.layout.ReplicaLayout`'s.
     """
     dit = bundle.transformer
-    P = z.shape[0] // 2
-    C = bundle.latent_channels
-    guided = guidance_scale > 1.0
+    layout = ReplicaLayout(z.shape[0] // 2, guided=guidance_scale > 1.0)
     param = next(dit.parameters())
-    x = z.to(device=param.device, dtype=param.dtype)
-    zA, zB = x[:P], x[P:]
-    y = torch.full((P,), int(class_label), dtype=torch.long, device=param.device)
-    if guided:
-        null = torch.full_like(y, bundle.null_class)
-        x = torch.cat([zA, zA, zB, zB])  # (4P, C, H, W): [A_cond, A_uncond, B_cond, B_uncond]
-        labels = torch.cat([y, null, y, null])
-        handle.set_g(np.concatenate([g_pairs, g_pairs]))
-    else:
-        labels = torch.cat([y, y])
-        handle.set_g(g_pairs)
+    x, labels = layout.model_batch(
+        z.to(device=param.device, dtype=param.dtype), class_label, bundle.null_class
+    )
+    handle.state.assign(layout.row_g(g_pairs))
     timestep = torch.full((x.shape[0],), int(t), dtype=torch.long, device=param.device)
-    out = dit(x, timestep=timestep, class_labels=labels).sample[:, :C]  # drop learned-sigma channels
-    out = out.to(z.dtype)
-    if guided:
-        c_A, u_A, c_B, u_B = out.chunk(4)
-        out = torch.cat([u_A + guidance_scale * (c_A - u_A), u_B + guidance_scale * (c_B - u_B)])
-    return out.to(z.device)
+    out = dit(x, timestep=timestep, class_labels=labels).sample[:, : bundle.latent_channels]  # drop learned σ
+    return layout.guide(out.to(z.dtype), guidance_scale).to(z.device)
 
 
 def _step_noise(
@@ -139,11 +141,16 @@ def _step_noise(
 
 
 def _ddim(
-    sched: DDIMScheduler, eps: torch.Tensor, t: int, z: torch.Tensor, eta: float, noise: torch.Tensor | None
+    sched: DDIMScheduler,
+    eps: torch.Tensor,
+    t: int,
+    z: torch.Tensor,
+    ddim_eta: float,
+    noise: torch.Tensor | None,
 ):
     """One DDIM update (Song et al. 2020a, eq. 12) with caller-owned noise; η = 1 ≈ DDPM."""
-    kw = {"variance_noise": noise} if eta > 0 else {}
-    return sched.step(eps, int(t), z, eta=float(eta), **kw).prev_sample
+    kw = {"variance_noise": noise} if ddim_eta > 0 else {}
+    return sched.step(eps, int(t), z, eta=float(ddim_eta), **kw).prev_sample
 
 
 def _state_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -151,9 +158,9 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _check_common(num_steps: int, eta: float, sigma: float) -> None:
+def _check_common(num_steps: int, ddim_eta: float, sigma: float) -> None:
     check_positive_int("num_steps", num_steps)
-    check_range("eta", eta, 0.0, 1.0)
+    check_range("ddim_eta", ddim_eta, 0.0, 1.0)
     check_range("sigma", sigma, 0.0)
 
 
@@ -165,7 +172,7 @@ def sample_pairs(
     t_int: int | None = None,
     shared_noise_until: int = 0,
     num_steps: int = 100,
-    eta: float = 1.0,
+    ddim_eta: float = 1.0,
     sigma: float = 0.5,
     class_label: int = 0,
     guidance_scale: float | None = None,
@@ -180,7 +187,7 @@ def sample_pairs(
     (the g = 0 control of Fig. 5), independent after. ``callback(step, timestep, latents)`` sees the
     (2P, C, H, W) state after each step. The model runs in its own dtype; states in float32/64.
     """
-    _check_common(num_steps, eta, sigma)
+    _check_common(num_steps, ddim_eta, sigma)
     check_g(g)
     t_int = num_steps if t_int is None else t_int
     check_range("t_int", t_int, 0, num_steps)
@@ -196,10 +203,10 @@ def sample_pairs(
             g_pairs = np.full(P, g if s < t_int else 0.0)
             eps = predict_eps(bundle, handle, z, t, g_pairs, class_label, gs)
             noise = None
-            if eta > 0:
+            if ddim_eta > 0:
                 nA, nB = _step_noise(seeds, s, shape, shared=s < shared_noise_until)
                 noise = torch.cat([nA, nB]).to(device=device, dtype=sdt)
-            z = _ddim(sched, eps, t, z, eta, noise)
+            z = _ddim(sched, eps, t, z, ddim_eta, noise)
             if callback is not None:
                 callback(s, int(t), z)
     return z[:P], z[P:]
@@ -220,7 +227,7 @@ def sample_branched(
     g: float,
     shared_trunk_noise: bool = False,
     num_steps: int = 100,
-    eta: float = 1.0,
+    ddim_eta: float = 1.0,
     sigma: float = 0.5,
     class_label: int = 0,
     guidance_scale: float | None = None,
@@ -238,7 +245,7 @@ def sample_branched(
     to ``batch_size`` pairs. Each branch equals ``sample_pairs(g=g, t_int=t_int)`` for the same
     streams (noise is keyed by (seed, replica, step), never by row position).
     """
-    _check_common(num_steps, eta, sigma)
+    _check_common(num_steps, ddim_eta, sigma)
     check_g(g)
     check_positive_int("batch_size", batch_size)
     grid = sorted(set(int(t) for t in t_ints))
@@ -264,7 +271,7 @@ def sample_branched(
             row_g = np.concatenate([np.full(M, g if k is None else 0.0) for k in keys])
             A = torch.cat([st[0] for st in states])  # (R, C, H, W), R = M * len(keys)
             B = torch.cat([st[1] for st in states])
-            if eta > 0:
+            if ddim_eta > 0:
                 nA, nB = _step_noise(seeds, s, shape, shared=False)
                 nA, nB = nA.to(device=device, dtype=sdt), nB.to(device=device, dtype=sdt)
                 noise_A = nA.repeat(len(keys), 1, 1, 1)
@@ -274,8 +281,8 @@ def sample_branched(
                 hi = min(lo + batch_size, A.shape[0])
                 z = torch.cat([A[lo:hi], B[lo:hi]])  # (2p, C, H, W)
                 eps = predict_eps(bundle, handle, z, t, row_g[lo:hi], class_label, gs)
-                noise = torch.cat([noise_A[lo:hi], noise_B[lo:hi]]) if eta > 0 else None
-                z = _ddim(sched, eps, t, z, eta, noise)
+                noise = torch.cat([noise_A[lo:hi], noise_B[lo:hi]]) if ddim_eta > 0 else None
+                z = _ddim(sched, eps, t, z, ddim_eta, noise)
                 newA[lo:hi], newB[lo:hi] = z[: hi - lo], z[hi - lo :]
             for j, k in enumerate(keys):
                 new = (newA[j * M : (j + 1) * M], newB[j * M : (j + 1) * M])

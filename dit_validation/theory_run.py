@@ -39,15 +39,13 @@ from theory import (
 from theory.validation import check_g, check_positive_int, check_range
 
 from ._logging import configure_logging
-from .results import load_result, save_result
+from .boundary import UsageError, guarded
+from .grids import PAPER_G
+from .results import load_result, make_meta, save_result
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PAPER_G", "TheoryRunConfig", "theory_arrays", "kappa_from_compare", "run_theory"]
-
-# The coupling grid of the paper: Protocol I/II sweep g in {0.1, 0.3, 0.5, 0.7, 0.9, 1.0} (§4.1, Table 1)
-# plus g = 0 (Protocol II, Fig. 1).
-PAPER_G: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+__all__ = ["TheoryRunConfig", "theory_arrays", "kappa_from_compare", "run_theory"]
 
 
 @dataclass(frozen=True)
@@ -128,22 +126,17 @@ def theory_arrays(
 def run_theory(config: TheoryRunConfig, out_path: str | Path, compare_path: str | Path | None = None) -> Path:
     """Compute :func:`theory_arrays` (from ``compare_path`` when given and present) and write ``out_path``."""
     compare = None
-    if compare_path is not None and Path(compare_path).is_file():
-        _, compare = load_result(compare_path)
-        missing = [k for k in ("kappa", "s_spec_pred", "steps", "layers", "modes", "g") if k not in compare]
-        if missing:
-            logger.warning("compare file %s lacks %s: no κ heat maps", compare_path, missing)
-            compare = None
+    if compare_path is not None:
+        _, compare = load_result(compare_path, kind="compare", require_complete=True)
     arrays = theory_arrays(config, compare)
     config_dict: dict[str, Any] = asdict(config)
     config_dict["compare"] = str(compare_path) if compare is not None else None
-    meta = {"kind": "theory", "config": config_dict, "seeds": [], "complete": True, "done": ["theory"]}
-    save_result(out_path, meta, arrays)
+    save_result(out_path, make_meta("theory", config_dict, [], ["theory"], complete=True), arrays)
     logger.info("theory result written to %s", out_path)
     return Path(out_path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     """``python -m dit_validation.theory_run --out theory.npz [--compare compare.npz]``."""
     import argparse
 
@@ -157,10 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = TheoryRunConfig(kappa_max=args.kappa_max, model=args.model)
     except (TypeError, ValueError) as exc:
-        parser.error(str(exc))
+        raise UsageError(str(exc)) from None
+    if args.out.is_dir():
+        raise UsageError(f"--out {str(args.out)!r} is a directory; give a result file path (.npz)")
     print(run_theory(cfg, args.out, args.compare))
     return 0
 
+
+main = guarded(_main, "python -m dit_validation.theory_run")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -19,6 +19,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dit_validation._logging import configure_logging
+from dit_validation.boundary import guarded
+from dit_validation.fits import sigmoid as _sigmoid
+from dit_validation.results import Result, load_result
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +55,9 @@ RC: dict[str, Any] = {
 }
 
 
-def load(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read a result file of the contract in docs/DESIGN.md: ``(meta, arrays)`` (the package's one reader)."""
-    from dit_validation.results import load_result
-
-    return load_result(path)
+def load(path: str | Path, kind: str | None = None) -> Result:
+    """Read and validate a result file (``meta, arrays``) through the package's one reader."""
+    return load_result(path, kind=kind)
 
 
 def model_name(meta: Mapping[str, Any], default: str = "model") -> str:
@@ -105,22 +106,21 @@ def save(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
     return paths
 
 
-def sigmoid(t: np.ndarray, params: np.ndarray) -> np.ndarray:
-    """Four-parameter sigmoid of the result contract: lo + (hi − lo) / (1 + exp(−(t − center)/width)).
-
-    Used only to *draw* the fit stored in the result file (``fit_*`` arrays); the fit itself is
-    made by ``dit_validation.fits`` (eq. 73 midpoints).
-    """
-    lo, hi, center, width = (float(x) for x in np.asarray(params, dtype=np.float64))
-    z = np.clip(-(np.asarray(t, dtype=np.float64) - center) / width, -500.0, 500.0)  # no overflow warnings
-    return lo + (hi - lo) / (1.0 + np.exp(z))
+def fit_curve(t: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Draw a stored fit (``fit_*`` arrays: lo, hi, center, width) with the package's one sigmoid."""
+    return _sigmoid(t, *(float(x) for x in np.asarray(params, dtype=np.float64)))
 
 
 def main_for(render: Any, description: str, argv: list[str] | None = None) -> int:
-    """Shared ``__main__``: ``python -m paper_figs.<name> RESULT [RESULT ...] --out DIR``."""
+    """Shared ``__main__``: ``python -m paper_figs.<name> RESULT [RESULT ...] --out DIR``, in the boundary."""
+    prog = f"python -m {render.__module__}"
+    return guarded(lambda args: _main(render, description, prog, args), prog)(argv)
+
+
+def _main(render: Any, description: str, prog: str, argv: list[str] | None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("results", nargs="+", type=Path, help="result file(s) (.npz) to read")
     parser.add_argument(
         "--out", type=Path, default=Path("figures"), help="output directory (default: figures)"

@@ -42,7 +42,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             )
             fit = np.asarray(a[f"fit_{key}"][i], dtype=np.float64)
             if np.all(np.isfinite(fit)):
-                ax.plot(t_fine, _style.sigmoid(t_fine, fit), "-", color=color, alpha=0.8)
+                ax.plot(t_fine, _style.fit_curve(t_fine, fit), "-", color=color, alpha=0.8)
             if np.isfinite(tau):
                 sym = "g" if key == "low" else "l"
                 ax.axvline(tau, color=color, ls="--", lw=1, label=f"τ_{sym} = {tau:.1f}")

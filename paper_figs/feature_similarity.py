@@ -36,7 +36,7 @@ def _panel(
     ax.plot(t_int, median, "o", ms=3, color=_style.COLORS["data"], label=r"median $a_{feat}$, eq. (70)")
     t_fine = np.linspace(float(t_int.min()), float(t_int.max()), 400)
     if np.all(np.isfinite(fit)):
-        ax.plot(t_fine, _style.sigmoid(t_fine, fit), "-", color=_style.COLORS["fit"], label="sigmoid fit")
+        ax.plot(t_fine, _style.fit_curve(t_fine, fit), "-", color=_style.COLORS["fit"], label="sigmoid fit")
     if np.isfinite(tau):
         ax.axvline(tau, color=_style.COLORS["tau"], lw=1.2, label=f"τ_spec = {tau:.1f}")
         if np.all(np.isfinite(ci)):

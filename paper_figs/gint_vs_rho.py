@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dit_validation.protocol2 import deep_layer_count
+from dit_validation.analysis import deep_layer_count
+from theory import rho as rho_gate
 
 from . import _style
 
@@ -29,7 +30,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
         return []
     model = _style.model_name(meta)
     g = np.asarray(a["g"], dtype=np.float64)
-    rho = (1.0 - g) / (1.0 + g)  # eq. (27), spelled out: figures do not import the theory package
+    rho = np.atleast_1d(rho_gate(g))  # eq. (27)
     gint = np.asarray(a["G_int"], dtype=np.float64) - 1.0  # (G, L)
     layers = np.asarray(a["layers"])
     n_deep = deep_layer_count(layers.size)

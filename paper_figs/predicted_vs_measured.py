@@ -81,7 +81,7 @@ def _factor_agreement(a: dict[str, np.ndarray], model: str, out_dir: Path) -> li
                 )
             if f"fit_{key}" in a and np.all(np.isfinite(a[f"fit_{key}"][f])):
                 ax.plot(
-                    t_fine, _style.sigmoid(t_fine, a[f"fit_{key}"][f]), "--", color=_style.COLORS[key], lw=1
+                    t_fine, _style.fit_curve(t_fine, a[f"fit_{key}"][f]), "--", color=_style.COLORS[key], lw=1
                 )
         ax.axvline(float(a["tau_kappa"][f]), color="0.4", ls=":", lw=1, label="exact κ_f = 1")
         ax.set_xlabel("split step (sampling steps shared)")

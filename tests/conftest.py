@@ -33,3 +33,87 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared DiT fixtures: tiny random-weight DiTs (session-scoped: tests must not mutate them) and a counter
+# of transformer forwards, so tests can prove that work was skipped.
+
+
+@pytest.fixture(scope="session")
+def tiny64():
+    """The `tiny` preset with seeded random weights, float64 on the CPU."""
+    from dit_validation.models import build_random_dit
+
+    return build_random_dit("tiny", seed=0, dtype=_torch().float64)
+
+
+@pytest.fixture(scope="session")
+def tiny32():
+    """The `tiny` preset with seeded random weights, float32 on the CPU."""
+    from dit_validation.models import build_random_dit
+
+    return build_random_dit("tiny", seed=0, dtype=_torch().float32)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class ForwardCounter:
+    """Counts forwards of a module (a forward pre-hook); a context manager that removes its hook."""
+
+    def __init__(self, module) -> None:
+        self.calls = 0
+        self.rows = 0
+        self._h = module.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args, kwargs=None):
+        self.calls += 1
+        self.rows += int(args[0].shape[0]) if args else 0
+
+    def remove(self) -> None:
+        self._h.remove()
+
+    def __enter__(self) -> ForwardCounter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+@pytest.fixture
+def forward_counter():
+    """The :class:`ForwardCounter` class: ``with forward_counter(model) as c: ...; c.calls``."""
+    return ForwardCounter
+
+
+def synthetic_arrays(kind: str, sizes: dict[str, int], optional: bool = True, **given):
+    """Every array of ``kind``'s schema filled with placeholders (NaN, False, 0, "") for dimension ``sizes``;
+    arrays in ``given`` replace the placeholders. For tests that need a schema-valid file around a few
+    arrays they control."""
+    import numpy as np
+
+    from dit_validation.schema import SCHEMAS
+
+    out = {}
+    for name, spec in SCHEMAS[kind].arrays.items():
+        if name in given:
+            out[name] = np.asarray(given[name])
+            continue
+        if spec.presence == "optional" and not optional:
+            continue
+        shape = tuple(sizes[d] for d in spec.dims)
+        kind_ = spec.dtype[0]
+        fill = {"f": np.nan, "b": False, "i": 0, "u": 0, "U": ""}[kind_]
+        dtype = {"f": float, "b": bool, "i": np.int64, "u": np.uint64, "U": "<U1"}[kind_]
+        out[name] = np.full(shape, fill, dtype=dtype)
+    return out
+
+
+@pytest.fixture(scope="session")
+def make_arrays():
+    """:func:`synthetic_arrays` as a fixture."""
+    return synthetic_arrays

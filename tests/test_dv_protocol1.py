@@ -12,7 +12,6 @@ from diffusers import AutoencoderKL
 from dit_validation.protocol1 import Protocol1Config, decode_images, run_protocol1, table1
 from dit_validation.results import ConfigMismatchError, load_result
 from dit_validation.sampler import branched_row_steps
-from tests._dit_fixtures import ForwardCounter, tiny_bundle
 
 CFG = Protocol1Config(
     g=(0.4, 1.0), t_int=(0, 1, 2, 4), num_seeds=4, num_steps=4, seed_chunk=2, n_boot=20, batch_size=8
@@ -23,12 +22,12 @@ class Killed(Exception):
     pass
 
 
-def _run(path, **kw):
-    return run_protocol1(tiny_bundle(torch.float64), CFG, path, dtype=torch.float64, progress=False, **kw)
+def _run(bundle, path, **kw):
+    return run_protocol1(bundle, CFG, path, progress=False, **kw)
 
 
-def test_result_file_contract(tmp_path):
-    meta, a = load_result(_run(tmp_path / "p1.npz"))
+def test_result_file_contract(tiny64, tmp_path):
+    meta, a = load_result(_run(tiny64, tmp_path / "p1.npz"))
     G, T, M = 2, 4, 4
     assert meta["kind"] == "protocol1" and meta["complete"] and len(meta["done"]) == (G + 1) * M
     assert meta["config"]["num_steps"] == 4 and meta["config"]["model"] == "random:tiny"
@@ -65,8 +64,8 @@ def test_result_file_contract(tmp_path):
     assert "tau_spec [95% CI]" in table1(tmp_path / "p1.npz")
 
 
-def test_resume_after_kill_recomputes_nothing(tmp_path):
-    full = load_result(_run(tmp_path / "full.npz"))[1]
+def test_resume_after_kill_recomputes_nothing(tiny64, forward_counter, tmp_path):
+    full = load_result(_run(tiny64, tmp_path / "full.npz"))[1]
     saves = []
 
     def kill_after_three(keys):
@@ -76,14 +75,14 @@ def test_resume_after_kill_recomputes_nothing(tmp_path):
 
     path = tmp_path / "killed.npz"
     with pytest.raises(Killed):
-        _run(path, unit_callback=kill_after_three)
+        _run(tiny64, path, unit_callback=kill_after_three)
     meta, part = load_result(path)
     assert not meta["complete"] and len(meta["done"]) == 6
     assert part["done_mask"].sum() + part["control_done"].sum() == 6
     assert np.isnan(part["a_feat"][~part["done_mask"][:, None, :].repeat(4, 1)]).all()
-    bundle = tiny_bundle(torch.float64)
-    with ForwardCounter(bundle.transformer) as count:
-        _run(path)
+    bundle = tiny64
+    with forward_counter(bundle.transformer) as count:
+        _run(tiny64, path)
     rows_per_chunk = 2 * 2 * branched_row_steps(4, CFG.t_int)  # 2 seeds x 2 replicas per pair-step
     assert count.rows == 3 * rows_per_chunk  # only the three unfinished chunks ran
     meta, resumed = load_result(path)
@@ -91,22 +90,21 @@ def test_resume_after_kill_recomputes_nothing(tmp_path):
     for key in full:
         np.testing.assert_array_equal(resumed[key], full[key], err_msg=key)
     # a complete file is not recomputed at all
-    with ForwardCounter(bundle.transformer) as count:
-        _run(path)
+    with forward_counter(bundle.transformer) as count:
+        _run(tiny64, path)
     assert count.calls == 0
 
 
-def test_rerun_is_identical_and_config_change_refused(tmp_path):
-    a = load_result(_run(tmp_path / "a.npz"))[1]
-    b = load_result(_run(tmp_path / "a.npz", overwrite=True))[1]
+def test_rerun_is_identical_and_config_change_refused(tiny64, tmp_path):
+    a = load_result(_run(tiny64, tmp_path / "a.npz"))[1]
+    b = load_result(_run(tiny64, tmp_path / "a.npz", overwrite=True))[1]
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     with pytest.raises(ConfigMismatchError, match="differs in: sigma"):
         run_protocol1(
-            tiny_bundle(torch.float64),
+            tiny64,
             dataclasses.replace(CFG, sigma=0.9),
             tmp_path / "a.npz",
-            dtype=torch.float64,
             progress=False,
         )
 
@@ -121,12 +119,12 @@ def test_rerun_is_identical_and_config_change_refused(tmp_path):
         (dict(num_seeds=0), "num_seeds must be an integer >= 1, got 0"),
     ],
 )
-def test_config_validation(change, message):
+def test_config_validation(tiny64, change, message):
     with pytest.raises(ValueError, match=message):
-        dataclasses.replace(CFG, **change).resolved(tiny_bundle(torch.float64))
+        dataclasses.replace(CFG, **change).resolved(tiny64)
 
 
-def test_decode_uses_vae_scaling_factor_from_config():
+def test_decode_uses_vae_scaling_factor_from_config(tiny64):
     vae = (
         AutoencoderKL(
             in_channels=1,
@@ -141,7 +139,7 @@ def test_decode_uses_vae_scaling_factor_from_config():
         .double()
         .eval()
     )
-    bundle = dataclasses.replace(tiny_bundle(torch.float64), vae=vae, pixel_space=False)
+    bundle = dataclasses.replace(tiny64, vae=vae, pixel_space=False)
     assert bundle.image_size == 16
     z = torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -150,10 +148,10 @@ def test_decode_uses_vae_scaling_factor_from_config():
     assert Protocol1Config().resolved(bundle).pool == 4  # default pool from the decoded image side
 
 
-def test_encoder_registry():
+def test_encoder_registry(tiny64):
     from dit_validation.encoders import ENCODERS, get_encoder, register_encoder
 
-    bundle = tiny_bundle(torch.float64)
+    bundle = tiny64
     x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
     assert get_encoder("pixels", bundle)(x).shape == (3, 64)
     with pytest.raises(RuntimeError, match="encoder 'resnet50' needs"):

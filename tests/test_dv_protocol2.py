@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from dit_validation.protocol2 import (
-    Protocol2Config,
-    at_step,
-    band_masks,
-    energies_for_g,
-    gram_basis,
-    run_protocol2,
-    tau_from_protocol1,
-)
+from dit_validation.analysis import at_step, band_masks
+from dit_validation.capture import gram_basis
+from dit_validation.protocol2 import Protocol2Config, energies_for_g, run_protocol2, tau_from_protocol1
 from dit_validation.results import load_result, make_meta, save_result
 from dit_validation.sampler import sample_pairs
-from tests._dit_fixtures import ForwardCounter, tiny_bundle
 
 B64 = torch.float64
 
@@ -41,7 +34,7 @@ def _reference_energies(bundle, cfg, g):
             seeds,
             g=g,
             num_steps=cfg.num_steps,
-            eta=cfg.eta,
+            ddim_eta=cfg.ddim_eta,
             sigma=cfg.sigma,
             class_label=cfg.class_label,
             guidance_scale=cfg.guidance_scale,
@@ -68,12 +61,12 @@ def _reference_energies(bundle, cfg, g):
 
 
 @pytest.mark.parametrize("guidance", [1.0, 2.5])
-def test_streaming_projection_equals_stored_reference(guidance):
-    bundle = tiny_bundle(B64)
+def test_streaming_projection_equals_stored_reference(tiny64, guidance):
+    bundle = tiny64
     cfg = Protocol2Config(
         g=(0.5,), num_seeds=5, num_steps=4, num_modes=4, guidance_scale=guidance, batch_size=2
     ).resolved(bundle)
-    lam0, e_seed = energies_for_g(bundle, cfg, 0.5, "cpu")
+    lam0, e_seed = energies_for_g(bundle, cfg, 0.5)
     ref_lam0, ref = _reference_energies(bundle, cfg, 0.5)
     np.testing.assert_allclose(lam0, ref_lam0, rtol=1e-9)
     np.testing.assert_allclose(e_seed.mean(-1), ref, rtol=1e-7)
@@ -92,7 +85,7 @@ def test_gram_basis_is_the_covariance_eigenbasis():
     assert np.isfinite(lam2[:3].numpy()).all() and np.isnan(lam2[3:].numpy()).all()
 
 
-def test_bands_interpolation_and_tau_lookup(tmp_path):
+def test_bands_interpolation_and_tau_lookup(tmp_path, make_arrays):
     lam0 = np.array([[4.0, 3.0, 2.0, 1.0, np.nan]])
     lead, trail = band_masks(lam0, 0.25, 0.5)
     assert lead.tolist() == [[True, False, False, False, False]]
@@ -101,20 +94,23 @@ def test_bands_interpolation_and_tau_lookup(tmp_path):
     np.testing.assert_allclose(at_step(x, 1.25), [2.5])
     np.testing.assert_allclose(at_step(x, 99), [8.0])
     p1 = tmp_path / "p1.npz"
-    save_result(
-        p1,
-        make_meta("protocol1", {}, []),
-        {"g": np.array([0.1, 0.5]), "tau_spec": np.array([60.0, 40.0]), "control_tau_spec": np.array(53.0)},
+    arrays = make_arrays(
+        "protocol1",
+        {"g": 2, "t_int": 2, "seed": 1, "param": 4, "ci": 2},
+        g=[0.1, 0.5],
+        tau_spec=[60.0, 40.0],
+        control_tau_spec=53.0,
     )
+    save_result(p1, make_meta("protocol1", {}, [], complete=True), arrays)
     np.testing.assert_allclose(tau_from_protocol1(p1, [0.0, 0.1, 0.3]), [53.0, 60.0, 50.0])
     with pytest.raises(ValueError, match="g = 0.9 lies outside the Protocol I grid"):
         tau_from_protocol1(p1, [0.9])
 
 
-def test_run_protocol2_file_and_resume(tmp_path):
-    bundle = tiny_bundle(B64)
+def test_run_protocol2_file_and_resume(tiny64, forward_counter, tmp_path):
+    bundle = tiny64
     cfg = Protocol2Config(g=(0.0, 0.6), num_seeds=4, num_steps=4, tau_spec=(1.5, 2.0), batch_size=4)
-    full = load_result(run_protocol2(bundle, cfg, tmp_path / "full.npz", dtype=B64, progress=False))
+    full = load_result(run_protocol2(bundle, cfg, tmp_path / "full.npz", progress=False))
     meta, a = full
     G, S, L, K, M = 2, 4, 2, 4, 4
     for key, shape in {
@@ -145,10 +141,10 @@ def test_run_protocol2_file_and_resume(tmp_path):
 
     path = tmp_path / "killed.npz"
     with pytest.raises(Killed):
-        run_protocol2(bundle, cfg, path, dtype=B64, progress=False, unit_callback=kill)
+        run_protocol2(bundle, cfg, path, progress=False, unit_callback=kill)
     assert load_result(path)[0]["done"] == ["g=0"]
-    with ForwardCounter(bundle.transformer) as count:
-        run_protocol2(bundle, cfg, path, dtype=B64, progress=False)
+    with forward_counter(bundle.transformer) as count:
+        run_protocol2(bundle, cfg, path, progress=False)
     assert count.calls == 1 + S  # one basis forward + S sampling steps, for the remaining g only
     resumed = load_result(path)[1]
     for key in a:
@@ -165,7 +161,7 @@ def test_run_protocol2_file_and_resume(tmp_path):
         (dict(sigma=0.0), r"sigma must lie in \(0, inf\], got 0"),
     ],
 )
-def test_config_validation(change, message):
+def test_config_validation(tiny64, change, message):
     base = Protocol2Config(g=(0.3,), num_seeds=4, num_steps=4)
     with pytest.raises(ValueError, match=message):
-        dataclasses.replace(base, **change).resolved(tiny_bundle(B64))
+        dataclasses.replace(base, **change).resolved(tiny64)

@@ -20,7 +20,6 @@ from dit_validation.sampler import (
     sample_branched,
     sample_pairs,
 )
-from tests._dit_fixtures import ForwardCounter, tiny_bundle
 
 B64 = torch.float64
 
@@ -53,21 +52,21 @@ def test_replica_init_properties(sigma, seed):
     assert -1.0 <= replica_correlation(sigma) <= 1.0
 
 
-def test_bad_sampler_inputs():
+def test_bad_sampler_inputs(tiny64):
     z = torch.zeros(3, dtype=B64)
     with pytest.raises(ValueError, match=r"sigma must lie in \[0, inf\], got -0.1"):
         replica_init(z, z, -0.1)
-    b = tiny_bundle(B64)
+    b = tiny64
     with pytest.raises(ValueError, match=r"t_int must lie in \[0, 4\], got 5"):
         sample_pairs(b, [0], t_int=5, num_steps=4)
-    with pytest.raises(ValueError, match=r"eta must lie in \[0, 1\], got 2"):
-        sample_pairs(b, [0], num_steps=4, eta=2.0)
+    with pytest.raises(ValueError, match=r"ddim_eta must lie in \[0, 1\], got 2"):
+        sample_pairs(b, [0], num_steps=4, ddim_eta=2.0)
     with pytest.raises(ValueError, match=r"g must lie in \[0, 1\], got -0.5"):
         sample_branched(b, [0], [0, 2], g=-0.5, num_steps=4)
 
 
-def test_trailing_spacing_starts_at_T():
-    s = make_scheduler(tiny_bundle(B64), 100)
+def test_trailing_spacing_starts_at_T(tiny64):
+    s = make_scheduler(tiny64, 100)
     assert s.timesteps[0].item() == 999 and s.timesteps[-1].item() == 9 and len(s.timesteps) == 100
 
 
@@ -85,10 +84,10 @@ def _reference_ddim(bundle, z, steps, eta, noises):
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_uncoupled_pairs_equal_independent_trajectories(eta):
-    b = tiny_bundle(B64)
+def test_uncoupled_pairs_equal_independent_trajectories(tiny64, eta):
+    b = tiny64
     seeds, S = [3, 7], 5
-    zA, zB = sample_pairs(b, seeds, g=0.0, num_steps=S, eta=eta, sigma=0.5)
+    zA, zB = sample_pairs(b, seeds, g=0.0, num_steps=S, ddim_eta=eta, sigma=0.5)
     a0, b0 = sampler.initial_pairs(seeds, (1, 8, 8), 0.5)
     nA = [
         torch.stack([sampler.stream_normal(s, sampler.STREAM_NOISE_A, k, (1, 8, 8)) for s in seeds])
@@ -102,26 +101,26 @@ def test_uncoupled_pairs_equal_independent_trajectories(eta):
     torch.testing.assert_close(zB, _reference_ddim(b, b0, S, eta, nB), rtol=1e-10, atol=1e-10)
 
 
-def test_results_do_not_depend_on_batch_composition():
-    b = tiny_bundle(B64)
-    full = sample_pairs(b, [0, 1, 2], g=0.6, t_int=3, num_steps=5, eta=1.0)
-    one = sample_pairs(b, [1], g=0.6, t_int=3, num_steps=5, eta=1.0)
+def test_results_do_not_depend_on_batch_composition(tiny64):
+    b = tiny64
+    full = sample_pairs(b, [0, 1, 2], g=0.6, t_int=3, num_steps=5, ddim_eta=1.0)
+    one = sample_pairs(b, [1], g=0.6, t_int=3, num_steps=5, ddim_eta=1.0)
     torch.testing.assert_close(full[0][1:2], one[0], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(full[1][1:2], one[1], rtol=1e-10, atol=1e-10)
 
 
-def test_symmetric_start_and_shared_noise_stay_identical():
-    b = tiny_bundle(B64)
+def test_symmetric_start_and_shared_noise_stay_identical(tiny64):
+    b = tiny64
     # σ = 0 and shared noise throughout: the replicas never differ, coupled or not
     for g in (0.0, 0.8):
-        zA, zB = sample_pairs(b, [4], g=g, num_steps=4, eta=1.0, sigma=0.0, shared_noise_until=4)
+        zA, zB = sample_pairs(b, [4], g=g, num_steps=4, ddim_eta=1.0, sigma=0.0, shared_noise_until=4)
         torch.testing.assert_close(zA, zB, rtol=0, atol=0)
-    zA, zB = sample_pairs(b, [4], num_steps=4, eta=1.0, sigma=0.0, shared_noise_until=2)
+    zA, zB = sample_pairs(b, [4], num_steps=4, ddim_eta=1.0, sigma=0.0, shared_noise_until=2)
     assert (zA - zB).abs().max() > 1e-3  # independent noise after step 2 separates them
 
 
-def test_guided_eps_matches_manual_cfg_and_couples_cond_rows():
-    b = tiny_bundle(B64)
+def test_guided_eps_matches_manual_cfg_and_couples_cond_rows(tiny64):
+    b = tiny64
     z = torch.randn(4, 1, 8, 8, dtype=B64, generator=torch.Generator().manual_seed(0))  # 2 pairs
     t, s = 500, 3.0
     with install_coupling(b.transformer) as h:
@@ -138,28 +137,28 @@ def test_guided_eps_matches_manual_cfg_and_couples_cond_rows():
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_prefix_sharing_equals_from_scratch(shared):
+def test_prefix_sharing_equals_from_scratch(tiny64, forward_counter, shared):
     """Every branch of the shared trunk equals an independent run with the same streams."""
-    b = tiny_bundle(B64)
+    b = tiny64
     seeds, S, grid, g = [0, 5], 6, [0, 2, 3, 6], 0.0 if shared else 0.7
-    with ForwardCounter(b.transformer) as count:
+    with forward_counter(b.transformer) as count:
         br = sample_branched(
-            b, seeds, grid, g=g, shared_trunk_noise=shared, num_steps=S, eta=1.0, batch_size=3
+            b, seeds, grid, g=g, shared_trunk_noise=shared, num_steps=S, ddim_eta=1.0, batch_size=3
         )
     # pair-forward rows: trunk (6 steps) + branches (6 + 4 + 3) per seed
     assert count.rows == 2 * len(seeds) * branched_row_steps(S, grid) == 2 * 2 * 19
     for t in grid:
         ref = sample_pairs(
-            b, seeds, g=g, t_int=t, num_steps=S, eta=1.0, shared_noise_until=t if shared else 0
+            b, seeds, g=g, t_int=t, num_steps=S, ddim_eta=1.0, shared_noise_until=t if shared else 0
         )
         torch.testing.assert_close(br[t][0], ref[0], rtol=1e-6, atol=1e-9)
         torch.testing.assert_close(br[t][1], ref[1], rtol=1e-6, atol=1e-9)
 
 
-def test_callback_sees_every_step():
+def test_callback_sees_every_step(tiny64):
     seen = []
     sample_pairs(
-        tiny_bundle(B64), [0, 1], num_steps=4, eta=0.0, callback=lambda s, t, z: seen.append((s, t, z.shape))
+        tiny64, [0, 1], num_steps=4, ddim_eta=0.0, callback=lambda s, t, z: seen.append((s, t, z.shape))
     )
     assert [x[0] for x in seen] == [0, 1, 2, 3] and seen[0][1] == 999
     assert seen[0][2] == (4, 1, 8, 8)

@@ -17,22 +17,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dit_validation.results import save_result
+from dit_validation.results import make_meta, save_result
+from dit_validation.schema import SCHEMAS
 from paper_figs import FIGURES, _style
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def write_result(path: Path, kind: str, arrays: dict[str, np.ndarray], config: dict | None = None) -> Path:
-    """Write a result file through the package's one writer (dit_validation.results)."""
-    meta = {
-        "kind": kind,
-        "config": {"model": "synthetic-test", **(config or {})},
-        "seeds": [0, 1, 2],
-        "complete": True,
-        "done": [],
-    }
-    save_result(path, meta, arrays)
+def write_result(
+    fill,
+    path: Path,
+    kind: str,
+    arrays: dict[str, np.ndarray],
+    config: dict | None = None,
+    optional: bool = True,
+) -> Path:
+    """Write a schema-valid result file through the package's one writer; arrays a figure does not read
+    are placeholders (NaN), sized from the arrays given."""
+    schema = SCHEMAS[kind]
+    sizes: dict[str, int] = {}
+    for name, value in arrays.items():
+        for dim, n in zip(schema.arrays[name].dims, np.shape(value), strict=True):
+            sizes.setdefault(dim, n)
+    sizes = {"param": 4, "ci": 2, "fit3": 3, "branch": 3, "prediction": 4, **sizes}
+    for spec in schema.arrays.values():
+        for dim in spec.dims:
+            sizes.setdefault(dim, 2)
+    full = fill(kind, sizes, optional=optional, **arrays)
+    meta = make_meta(kind, {"model": "synthetic-test", **(config or {})}, [0, 1, 2], complete=True)
+    save_result(path, meta, full)
     return path
 
 
@@ -90,7 +103,8 @@ def protocol2_arrays(rng: np.random.Generator, g: np.ndarray, n_layers: int = 6)
         "steps": np.arange(n_s),
         "layers": layers,
         "seeds": np.arange(m),
-        "eig0": np.sort(rng.random((n_layers, n_k)))[:, ::-1],
+        "eig0": np.broadcast_to(np.sort(rng.random((n_layers, n_k)))[:, ::-1], (n_g, n_layers, n_k)).copy(),
+        "done_mask": np.ones(n_g, bool),
         "energy": energy_seed.mean(-1),
         "energy_seed": energy_seed,
         "tau_spec": np.array([3.0] * n_g),
@@ -99,8 +113,8 @@ def protocol2_arrays(rng: np.random.Generator, g: np.ndarray, n_layers: int = 6)
         "lead_std": 0.1 * lead,
         "trail_std": 0.1 * trail,
         "G_int": trail / lead,
-        "lead_band": np.array([0, 1]),
-        "trail_band": np.array([2, 3]),
+        "lead_band": np.broadcast_to(np.arange(n_k) < 2, (n_g, n_layers, n_k)).copy(),
+        "trail_band": np.broadcast_to(np.arange(n_k) >= 2, (n_g, n_layers, n_k)).copy(),
     }
 
 
@@ -133,6 +147,7 @@ def kappa_map_arrays(rng: np.random.Generator, g: np.ndarray) -> dict:
     kappa[0, 0, 0, 0] = -1.0  # a cell violating eq. (55): must be drawn grey, not crash
     s_spec = np.broadcast_to(5.0 / (1.0 - 0.2 * np.arange(n_k)), (g.size, n_l, n_k)).copy()
     return {
+        "kappa_g": g,
         "kappa_vk": kappa,
         "steps": steps,
         "layers": np.arange(n_l),
@@ -202,25 +217,30 @@ def assert_valid_outputs(paths: list[Path]) -> None:
 
 
 @pytest.fixture(scope="module")
-def result_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def result_files(tmp_path_factory: pytest.TempPathFactory, make_arrays) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("results")
     rng = np.random.default_rng(0)
     g = np.array([0.1, 0.5, 1.0])
     return {
         "protocol1": write_result(
-            tmp / "p1.npz", "protocol1", protocol1_arrays(rng, g, np.arange(0, 100, 10.0)), {"num_steps": 100}
+            make_arrays,
+            tmp / "p1.npz",
+            "protocol1",
+            protocol1_arrays(rng, g, np.arange(0, 100, 10)),
+            {"num_steps": 100},
         ),
         "protocol2": write_result(
-            tmp / "p2.npz", "protocol2", protocol2_arrays(rng, np.array([0.0, 0.3, 0.9]))
+            make_arrays, tmp / "p2.npz", "protocol2", protocol2_arrays(rng, np.array([0.0, 0.3, 0.9]))
         ),
-        "theory": write_result(tmp / "theory.npz", "theory", theory_arrays()),
+        "theory": write_result(make_arrays, tmp / "theory.npz", "theory", theory_arrays(), optional=False),
         "theory_kappa": write_result(
+            make_arrays,
             tmp / "theory_k.npz",
             "theory",
             {**theory_arrays(), **kappa_map_arrays(rng, np.array([0.0, 0.5, 1.0]))},
         ),
         "compare": write_result(
-            tmp / "compare.npz", "compare", compare_arrays(rng, np.array([0.0, 0.3, 0.6, 1.0]))
+            make_arrays, tmp / "compare.npz", "compare", compare_arrays(rng, np.array([0.0, 0.3, 0.6, 1.0]))
         ),
     }
 
@@ -267,8 +287,8 @@ def test_theory_figures_render(name: str, result_files: dict[str, Path], tmp_pat
 def test_sigmoid_matches_contract() -> None:
     # y = lo + (hi - lo)/(1 + exp(-(t - center)/width)): midpoint at center, limits lo and hi
     p = np.array([0.2, 0.9, 40.0, 5.0])
-    assert _style.sigmoid(np.array([40.0]), p)[0] == pytest.approx(0.55)
-    assert _style.sigmoid(np.array([-1e4, 1e4]), p) == pytest.approx([0.2, 0.9])
+    assert _style.fit_curve(np.array([40.0]), p)[0] == pytest.approx(0.55)
+    assert _style.fit_curve(np.array([-1e4, 1e4]), p) == pytest.approx([0.2, 0.9])
 
 
 def test_cli_main_writes_files(
@@ -321,7 +341,7 @@ def test_predicted_vs_measured_renders_all_parts(result_files: dict[str, Path], 
 )
 def test_sigmoid_is_monotone_and_bounded(lo: float, span: float, center: float, width: float) -> None:
     t = np.linspace(-100.0, 200.0, 301)
-    y = _style.sigmoid(t, np.array([lo, lo + span, center, width]))
+    y = _style.fit_curve(t, np.array([lo, lo + span, center, width]))
     assert np.all(np.isfinite(y)) and np.all(np.diff(y) >= 0)
     assert np.all(y >= lo - 1e-12) and np.all(y <= lo + span + 1e-12)
 

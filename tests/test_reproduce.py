@@ -16,10 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dit_validation import reproduce
+from dit_validation.boundary import ReportedError
 from dit_validation.compare import CompareConfig, predicted_section
 from dit_validation.protocol1 import Protocol1Config
 from dit_validation.protocol2 import Protocol2Config
-from dit_validation.results import load_result, save_result
+from dit_validation.results import ResultFileError, load_result, make_meta, save_result
 from dit_validation.theory_run import TheoryRunConfig, kappa_from_compare, run_theory, theory_arrays
 
 # ---------------------------------------------------------------- theory_run: reference tests
@@ -162,19 +163,25 @@ def test_pitchfork_bounds_property(kappa_max: float, n: int) -> None:
     assert np.all(np.diff(u[ok]) > 0)
 
 
-def test_run_theory_writes_contract_file(tmp_path: Path) -> None:
-    cmp_path = tmp_path / "compare.npz"
-    save_result(
-        cmp_path, {"kind": "compare", "config": {"model": "x"}}, _synthetic_compare(np.random.default_rng(0))
-    )
+def _write_compare(path: Path, fill, model: str = "x") -> Path:
+    """A schema-valid compare file around compare's own prediction step on synthetic block quantities."""
+    arrays = _synthetic_compare(np.random.default_rng(0))
+    sizes = {"g": 3, "step_m": 9, "layer": 3, "mode": 4, "factor": 2, "t_int": 3, "step": 5, "param": 4}
+    sizes.update(ci=2, gamma_step=2, fit3=3, prediction=4)
+    full = fill("compare", sizes, optional=False, **arrays)
+    save_result(path, make_meta("compare", {"model": model}, [], complete=True), full)
+    return path
+
+
+def test_run_theory_writes_contract_file(tmp_path: Path, make_arrays) -> None:
+    cmp_path = _write_compare(tmp_path / "compare.npz", make_arrays)
     path = run_theory(TheoryRunConfig(n_kappa=11, model="tiny"), tmp_path / "theory.npz", cmp_path)
     meta, a = load_result(path)
     assert meta["kind"] == "theory" and meta["complete"] and meta["config"]["compare"] == str(cmp_path)
     assert a["kappa_vk"].shape == (3, 9, 3, 4) and a["u_branches"].shape == (3, 11)
-    # a compare file lacking the block quantities gives the plain theory file, not a crash
-    save_result(cmp_path, {"kind": "compare", "config": {}}, {"g": np.zeros(1)})
-    _, b = load_result(run_theory(TheoryRunConfig(n_kappa=11), tmp_path / "t2.npz", cmp_path))
-    assert "kappa_vk" not in b
+    # a file of another kind is refused, naming it
+    with pytest.raises(ResultFileError, match="theory.npz.*holds a theory result, expected a compare"):
+        run_theory(TheoryRunConfig(n_kappa=11), tmp_path / "t2.npz", path)
 
 
 # ---------------------------------------------------------------- reproduce: stages, resume, failure
@@ -194,30 +201,24 @@ def tiny_plan(compare: object | None = None) -> reproduce.ReproducePlan:
     )
 
 
-class _FakeCompare:
-    """Stands in for dit_validation.compare in the orchestration test: writes a contract-shaped file.
+def _fake_run_compare(fill):
+    """Stands in for dit_validation.compare.run_compare in the orchestration tests: writes a contract-shaped
+    file. The real compare is tested in tests/test_compare.py; here only reproduce's routing of its file into
+    theory_run and the κ-map figures is under test."""
 
-    The real compare is tested in tests/test_compare*.py; here only reproduce's routing of its file
-    into theory_run and the κ-map figures is under test.
-    """
+    def run_compare(bundle, cfg, out_dir, model_name=""):  # noqa: ANN001, ANN202 - mirrors compare
+        return _write_compare(Path(out_dir) / "compare.npz", fill, model_name)
 
-    QUICK = FULL = {"fake": True}
-
-    @staticmethod
-    def run_compare(bundle, cfg, out_dir, device="cpu", model_name=""):  # noqa: ANN001, ANN205 - mirrors compare
-        path = Path(out_dir) / "compare.npz"
-        arrays = _synthetic_compare(np.random.default_rng(1))
-        save_result(path, {"kind": "compare", "config": {"model": model_name}, "complete": True}, arrays)
-        return path
+    return run_compare
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, make_arrays) -> tuple[Path, dict[str, Path]]:
     out = tmp_path_factory.mktemp("reproduce")
     mp = pytest.MonkeyPatch()
-    mp.setattr(reproduce, "_compare_module", lambda: _FakeCompare)
+    mp.setattr(reproduce.compare_mod, "run_compare", _fake_run_compare(make_arrays))
     try:
-        paths = reproduce.run_reproduce(out_dir=out, progress=False, plan=tiny_plan({"fake": True}))
+        paths = reproduce.run_reproduce(out_dir=out, progress=False, plan=tiny_plan(CompareConfig()))
     finally:
         mp.undo()
     return out, paths
@@ -272,32 +273,35 @@ def test_rerun_skips_finished_stages(
 
     monkeypatch.setattr(reproduce, "run_protocol1", boom)
     monkeypatch.setattr(reproduce, "run_protocol2", boom)
-    monkeypatch.setattr(_FakeCompare, "run_compare", staticmethod(boom))
-    monkeypatch.setattr(reproduce, "_compare_module", lambda: _FakeCompare)
+    monkeypatch.setattr(reproduce.compare_mod, "run_compare", boom)
     before = paths["protocol1"].stat().st_mtime_ns
-    reproduce.run_reproduce(out_dir=out, progress=False, plan=tiny_plan({"fake": True}))
+    reproduce.run_reproduce(out_dir=out, progress=False, plan=tiny_plan(CompareConfig()))
     assert paths["protocol1"].stat().st_mtime_ns == before
 
 
 def test_rerun_with_another_plan_refuses(tiny_run: tuple[Path, dict[str, Path]]) -> None:
     out, _ = tiny_run
-    other = tiny_plan({"fake": True})
+    other = tiny_plan(CompareConfig())
     other = replace(other, protocol1=replace(other.protocol1, num_seeds=4))
     with pytest.raises(ValueError, match="holds a reproduce run with another plan .*protocol1"):
         reproduce.run_reproduce(out_dir=out, progress=False, plan=other)
     assert json.loads((out / "reproduce.json").read_text())["protocol1"]["num_seeds"] == 3
 
 
-def test_missing_compare_fails_loudly_after_drawing_the_rest(
+def test_failing_compare_fails_loudly_after_drawing_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_run: tuple[Path, dict[str, Path]]
 ) -> None:
     # reuse the finished protocol files so this test only exercises the failure path
     src, _ = tiny_run
     for name in ("protocol1.npz", "protocol2.npz"):
         (tmp_path / name).write_bytes((src / name).read_bytes())
-    monkeypatch.setattr(reproduce, "_compare_module", lambda: None)
-    with pytest.raises(RuntimeError, match=r"stage\(s\) failed: compare"):
-        reproduce.run_reproduce(out_dir=tmp_path, progress=False, plan=tiny_plan(None))
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("compare broke")
+
+    monkeypatch.setattr(reproduce.compare_mod, "run_compare", boom)
+    with pytest.raises(ReportedError, match=r"stage\(s\) failed: compare \(RuntimeError: compare broke\)"):
+        reproduce.run_reproduce(out_dir=tmp_path, progress=False, plan=tiny_plan(CompareConfig()))
     assert not (tmp_path / "compare.npz").exists()  # never a faked file
     assert (tmp_path / "figures" / "fig_feature_similarity.png").is_file()
     assert "Protocol I" in (tmp_path / "summary.txt").read_text()
@@ -318,10 +322,10 @@ def test_make_plan_grids() -> None:
 def test_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from dit_validation.cli import main
 
-    with pytest.raises(SystemExit) as exc:
-        main(["reproduce", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"])
-    assert exc.value.code == 2
-    assert "unknown model" in capsys.readouterr().err
+    assert (
+        main(["reproduce", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    )
+    assert "no such directory" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written for a model that cannot load
 
 
@@ -332,6 +336,5 @@ def test_theory_run_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert str(tmp_path / "t.npz") in capsys.readouterr().out
     _, a = load_result(tmp_path / "t.npz")
     assert a["kappa"][-1] == 2.5
-    with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path / "u.npz"), "--kappa-max", "0.5"])
+    assert main(["--out", str(tmp_path / "u.npz"), "--kappa-max", "0.5"]) == 2
     assert "kappa_max must lie in (1, inf], got 0.5" in capsys.readouterr().err

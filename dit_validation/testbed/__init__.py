@@ -1,13 +1,6 @@
-"""In-package ground-truth testbed (issue #5): data with known speciation, small DiTs trained here.
+"""In-package ground-truth testbed: data with known speciation, small DiTs trained here.
 
-Importing this package registers the testbed encoders ("mixture-factors", "digits-cnn") in
-`dit_validation.encoders.ENCODERS`.
+``data`` (the multi-scale mixture and sklearn digits), ``train`` (``synchrogap train``), ``classifier``
+(the digits CNN) and ``factor_encoder`` (the testbed's feature encoders of eq. 70, listed in
+``dit_validation.encoders.ENCODERS``).
 """
-
-from ..encoders import register_encoder
-from .factor_encoder import digits_cnn_encoder, mixture_factors_encoder
-
-register_encoder("mixture-factors", mixture_factors_encoder)
-register_encoder("digits-cnn", digits_cnn_encoder)
-
-__all__ = ["digits_cnn_encoder", "mixture_factors_encoder"]

@@ -14,7 +14,6 @@ denoisers: ε̂ = 0, the best Gaussian/linear denoiser and, for the mixture, the
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from theory.multiscale import DEFAULT_MIXTURE, ddpm_alphas_cumprod, mixture_eps, patterns
+from theory.validation import check_positive_int, check_range
 
 from .data import CHANNELS, IMAGE_SIZE, DatasetName, TrainStream, digits_split, held_out_set, num_classes
 
@@ -68,6 +68,32 @@ class TrainConfig:
     lr_schedule: str = "constant"
     lr_final_frac: float = 0.1
     threads: int = 1  # CPU threads for torch (ignored on CUDA)
+
+    def validate(self) -> None:
+        """Every option in its range (a message naming it), checked before anything is written."""
+        check_positive_int("steps", self.steps)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("num_layers", self.num_layers)
+        check_positive_int("threads", self.threads)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        check_range("lr", self.lr, 0.0, None, lo_open=True)
+        check_range("ema_decay", self.ema_decay, 0.0, 1.0, hi_open=True)
+        check_range("class_dropout", self.class_dropout, 0.0, 1.0, hi_open=True)
+        check_range("lr_final_frac", self.lr_final_frac, 0.0, 1.0)
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if self.dataset not in ("mixture", "digits"):
+            raise ValueError(f"dataset must be 'mixture' or 'digits', got {self.dataset!r}")
+
+
+def command_line(cfg: TrainConfig, out: str | Path) -> str:
+    """The ``synchrogap train`` command that reproduces ``cfg`` (recorded in training_record.json)."""
+    return (
+        f"synchrogap train --dataset {cfg.dataset} --steps {cfg.steps} --batch-size {cfg.batch_size} "
+        f"--seed {cfg.seed} --device {cfg.device} --layers {cfg.num_layers} --lr {cfg.lr:g} "
+        f"--lr-schedule {cfg.lr_schedule} --threads {cfg.threads} --out {out}"
+    )
 
 
 def build_testbed_dit(dataset: DatasetName, cfg: TrainConfig, seed: int | None = None):
@@ -170,6 +196,7 @@ def reference_losses(dataset: DatasetName) -> dict[str, list[float]]:
 
 def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
     """Train, save the EMA model to `out_dir`, and return the training record."""
+    cfg.validate()
     if cfg.device == "cpu":
         torch.set_num_threads(cfg.threads)
     out_dir = Path(out_dir)
@@ -251,42 +278,3 @@ def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
         "held-out loss %.4f vs references %s", record["held_out_loss_mean"], record["reference_losses_mean"]
     )
     return record
-
-
-def add_cli(subparsers) -> None:
-    """Register `synchrogap train`."""
-    p = subparsers.add_parser("train", help="train a testbed DiT (mixture or digits)")
-    p.add_argument("--dataset", choices=("mixture", "digits"), default="mixture")
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--layers", type=int, default=TrainConfig.num_layers, help="transformer blocks")
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=TrainConfig.lr_schedule)
-    p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
-    cfg = TrainConfig(
-        dataset=args.dataset,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        num_layers=args.layers,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        threads=args.threads,
-    )
-    command = (
-        f"synchrogap train --dataset {args.dataset} --steps {args.steps} "
-        f"--batch-size {args.batch_size} --seed {args.seed} --device {args.device} "
-        f"--layers {args.layers} --lr {args.lr:g} --lr-schedule {args.lr_schedule} "
-        f"--threads {args.threads} --out {args.out}"
-    )
-    rec = train(cfg, args.out, command=command)
-    print(f"held-out eps-MSE {rec['held_out_loss_mean']:.4f}; references {rec['reference_losses_mean']}")
-    return 0

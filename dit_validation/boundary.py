@@ -1,0 +1,115 @@
+"""One error boundary for every entry point: ``synchrogap <cmd>``, ``python -m paper_figs.*``,
+``python -m dit_validation.theory_run``.
+
+* A user error — a bad option, a missing or wrong file, a path, a device, a full disk — is one line
+  ``<prog>: error: <message>`` naming the parameter or file, the value and what is allowed, exit status 2.
+  ``--debug`` shows the traceback as well.
+* Ctrl-C (SIGINT) prints one line, ``interrupted after N of M units; re-run the same command to resume``,
+  and exits with 130. Long loops report their units through :data:`units`.
+* Anything else is a bug and keeps its traceback.
+
+torch-free, so that figure commands stay light.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["UsageError", "ReportedError", "UnitCounter", "units", "guarded", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger(__name__)
+
+
+class UsageError(Exception):
+    """A user error; its message names the parameter or file, the value and what is allowed."""
+
+
+class ReportedError(Exception):
+    """A failure whose details (traceback included) were already logged; reported in one line, exit 1."""
+
+
+class UnitCounter:
+    """Units of resumable work done so far in this process (for the one-line interrupt message)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+
+    def plan(self, total: int) -> None:
+        """Announce ``total`` more units of work."""
+        self.total += int(total)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += int(n)
+
+    def reset(self) -> None:
+        self.done = self.total = 0
+
+
+#: The process-wide counter the stages report to.
+units = UnitCounter()
+
+_DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+
+
+def _user_error_message(exc: BaseException) -> str | None:
+    """The one-line message of a user error, or None when ``exc`` is a bug."""
+    from .results import ConfigMismatchError, ResultFileError  # torch-free
+
+    if isinstance(exc, (UsageError, ResultFileError, ConfigMismatchError)):
+        return str(exc)
+    name = type(exc).__name__
+    if name == "ModelNotFoundError":  # dit_validation.models (not imported here: it loads torch)
+        return str(exc).splitlines()[0]
+    if name == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+        return "the device ran out of memory; lower --batch-size (or use --dtype bfloat16)"
+    if isinstance(exc, OSError):
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        if exc.errno in _DISK_ERRNOS:
+            return f"cannot write{where}: {_DISK_ERRNOS[exc.errno]}"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"cannot write{where}: permission denied (read-only or not yours); choose another --out"
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+            return f"{where.strip() or 'a path'} is in the way: {exc.strerror}; choose another --out"
+        if exc.errno == errno.ENOENT:
+            return f"no such file or directory:{where}"
+    return None
+
+
+def guarded(main: Callable[[Sequence[str] | None], int], prog: str) -> Callable[[Sequence[str] | None], int]:
+    """Wrap an entry point ``main(argv) -> exit code`` in the boundary (see the module docstring)."""
+
+    def run(argv: Sequence[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in args
+        if debug:
+            args.remove("--debug")
+        try:
+            return int(main(args) or 0)
+        except KeyboardInterrupt:
+            done = f"after {units.done} of {units.total} units" if units.total else "before any unit finished"
+            print(f"{prog}: interrupted {done}; re-run the same command to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except SystemExit:
+            raise
+        except ReportedError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except BaseException as exc:
+            msg = _user_error_message(exc)
+            if msg is None:
+                raise
+            if debug:
+                log.error("traceback of the error below", exc_info=exc)
+            print(f"{prog}: error: {msg}", file=sys.stderr)
+            return EXIT_USAGE
+
+    run.__doc__ = main.__doc__
+    return run

@@ -1,0 +1,288 @@
+"""The result-file contract as code: array names, named dimensions, dtypes and meta, per kind.
+
+Every result file (one ``.npz`` per run, written by :mod:`dit_validation.results`) has a kind
+(``protocol1``, ``protocol2``, ``compare``, ``theory``). For each kind :data:`SCHEMAS` lists its arrays:
+their named dimensions (a named dimension has one size across the whole file, so ``G_int`` (g, layer)
+must agree with ``g`` (g,) and ``layers`` (layer,)), their dtype kind and when they must be present
+(``always``: also in an incomplete, resumable file; ``complete``: once ``meta["complete"]``;
+``optional``: may be absent, e.g. the g = 0 control of Protocol I). ``save_result`` refuses a file that
+breaks its schema and ``load_result`` refuses to read one, each with a message naming the array.
+``docs/DESIGN.md`` is checked against this module by the tests.
+
+torch-free: the figures read result files through this layer without loading torch or diffusers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "ArraySpec",
+    "ResultSchema",
+    "SchemaError",
+    "SCHEMAS",
+    "META_KEYS",
+    "validate_result",
+]
+
+Presence = Literal["always", "complete", "optional"]
+
+#: Keys of ``__meta__`` every result file carries (written by ``results.make_meta``).
+META_KEYS: tuple[str, ...] = (
+    "kind",
+    "config",
+    "seeds",
+    "versions",
+    "git_revision",
+    "created",
+    "complete",
+    "done",
+)
+
+
+class SchemaError(ValueError):
+    """A result file (or the arrays about to be written) breaks its kind's schema."""
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array of a result file: named dimensions (``()`` for a scalar), dtype kinds, presence."""
+
+    dims: tuple[str, ...]
+    dtype: str = "f"  # numpy dtype kinds accepted: f float, b bool, i/u integer, U str
+    presence: Presence = "complete"
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ResultSchema:
+    """The arrays of one result kind; ``coords`` maps a dimension to the 1-D array that labels it."""
+
+    kind: str
+    arrays: Mapping[str, ArraySpec]
+    coords: Mapping[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+
+def _a(dims: str, dtype: str = "f", presence: Presence = "complete", doc: str = "") -> ArraySpec:
+    return ArraySpec(tuple(dims.split()) if dims else (), dtype, presence, doc)
+
+
+_FIT = "sigmoid (lo, hi, center, width)"
+
+PROTOCOL1 = ResultSchema(
+    kind="protocol1",
+    doc="Protocol I (§3.1): τ_spec(g), τ_g, τ_l, Δτ (eq. 70–73), Table 1; the g = 0 shared-noise control",
+    coords={"g": "g", "t_int": "t_int", "seed": "seeds"},
+    arrays={
+        "g": _a("g", presence="always", doc="coupling strengths (eq. 19)"),
+        "t_int": _a("t_int", "i", "always", "intervention steps; always contains 0"),
+        "seeds": _a("seed", "i", "always", "paired seeds"),
+        "a_feat": _a(
+            "g t_int seed", presence="always", doc="feature cosine similarity, eq. (70); NaN = not done"
+        ),
+        "d_low": _a("g t_int seed", presence="always", doc="coarse discrepancy, eq. (71)"),
+        "d_high": _a("g t_int seed", presence="always", doc="fine discrepancy, eq. (72)"),
+        "done_mask": _a("g seed", "b", "always", "finished (g, seed) units"),
+        "control_a_feat": _a("t_int seed", presence="optional", doc="g = 0 shared-noise control, eq. (70)"),
+        "control_d_low": _a("t_int seed", presence="optional"),
+        "control_d_high": _a("t_int seed", presence="optional"),
+        "control_done": _a("seed", "b", "optional"),
+        "a_feat_median": _a("g t_int", doc="median over seeds"),
+        "commit_low": _a("g t_int", doc="1 − median d_low / its t_int = 0 value"),
+        "commit_high": _a("g t_int", doc="1 − median d_high / its t_int = 0 value"),
+        "fit_a_feat": _a("g param", doc=_FIT),
+        "fit_low": _a("g param", doc=_FIT),
+        "fit_high": _a("g param", doc=_FIT),
+        "tau_spec": _a("g", doc="speciation step τ_spec(g): sigmoid center of a_feat"),
+        "tau_g": _a("g", doc="global commitment step τ_g (d_low)"),
+        "tau_l": _a("g", doc="local commitment step τ_l (d_high)"),
+        "delta_tau": _a("g", doc="Δτ = τ_l − τ_g, eq. (73)"),
+        "tau_spec_ci": _a("g ci", doc="95% seed-bootstrap CI"),
+        "tau_g_ci": _a("g ci"),
+        "tau_l_ci": _a("g ci"),
+        "control_a_feat_median": _a("t_int", presence="optional"),
+        "control_fit_a_feat": _a("param", presence="optional", doc=_FIT),
+        "control_tau_spec": _a("", presence="optional"),
+        "control_tau_spec_ci": _a("ci", presence="optional"),
+    },
+)
+
+PROTOCOL2 = ResultSchema(
+    kind="protocol2",
+    doc="Protocol II (§3.2): lead/trail mode energies per layer at s = τ_spec(g), G_int (eq. 74–80)",
+    coords={"g": "g", "step": "steps", "layer": "layers", "seed": "seeds"},
+    arrays={
+        "g": _a("g", presence="always"),
+        "steps": _a("step", "i", "always", "reverse steps (the forward of step s)"),
+        "layers": _a("layer", "i", "always", "transformer blocks"),
+        "seeds": _a("seed", "i", "always"),
+        "eig0": _a("g layer mode", presence="always", doc="initial eigenvalues λ_k^(0,ℓ), eq. (76)"),
+        "energy": _a("g step layer mode", presence="always", doc="λ_k(s, ℓ), eq. (75)"),
+        "energy_seed": _a("g step layer mode seed", presence="always", doc="per-seed eq. (75)"),
+        "done_mask": _a("g", "b", "always"),
+        "tau_spec": _a("g", doc="s = τ_spec(g) of eq. (77)"),
+        "lead": _a("g layer", doc="λ̄_lead, eq. (78)"),
+        "trail": _a("g layer", doc="λ̄_trail, eq. (79)"),
+        "lead_std": _a("g layer"),
+        "trail_std": _a("g layer"),
+        "G_int": _a("g layer", doc="G_int = λ̄_trail/λ̄_lead, eq. (80)"),
+        "lead_band": _a("g layer mode", "b"),
+        "trail_band": _a("g layer mode", "b"),
+    },
+)
+
+THEORY = ResultSchema(
+    kind="theory",
+    doc="theory: the pitchfork of eq. (49), the gates of eq. (27), and the κ maps from a compare file",
+    coords={"kappa": "kappa", "g_grid": "g_grid", "g": "g"},
+    arrays={
+        "kappa": _a("kappa", doc="κ axis of the bifurcation diagram"),
+        "u_branches": _a("branch kappa", doc="(−u*, 0, +u*) of eq. (49); NaN where ±u* do not exist"),
+        "u_stable": _a("branch kappa", "b"),
+        "g_grid": _a("g_grid"),
+        "rho": _a("g_grid", doc="ρ(g), eq. (27)"),
+        "xi": _a("g_grid", doc="ξ(g), eq. (27)"),
+        "g": _a("g"),
+        "rho_at_g": _a("g"),
+        "xi_at_g": _a("g"),
+        "kappa_g": _a("g_compare", presence="optional"),
+        "kappa_vk": _a("g_compare step_m layer mode", presence="optional", doc="κ_{v,k}(s, ℓ; g), eq. (50)"),
+        "s_spec": _a("g_compare layer mode", presence="optional", doc="eq. (51)"),
+        "gap_steps": _a("g_compare layer", presence="optional", doc="Δs_v, eq. (65)"),
+        "steps": _a("step_m", presence="optional"),
+        "layers": _a("layer", "fi", "optional"),
+        "modes": _a("mode", "fi", "optional"),
+    },
+)
+
+_B = "step_m layer mode"  # block quantities: measured steps × blocks × modes
+COMPARE = ResultSchema(
+    kind="compare",
+    doc="predicted vs measured: per-factor speciation, block quantities (eq. 44–55), gap vs ρ(g), §2.7",
+    coords={
+        "factor": "factor",
+        "t_int": "t_int",
+        "g": "g",
+        "step_m": "steps",
+        "layer": "layers",
+        "mode": "modes",
+    },
+    arrays={
+        "t_int": _a("t_int", "fi", doc="split steps of the clone experiment"),
+        "factor": _a("factor", "fi"),
+        "agree_theory": _a("factor t_int", presence="optional", doc="closed-form clone agreement"),
+        "tau_kappa": _a("factor", presence="optional", doc="exact κ_f = 1 step"),
+        "tau_theory": _a("factor", presence="optional"),
+        "agree_exact": _a("factor t_int", presence="optional"),
+        "fit_exact": _a("factor param", presence="optional", doc=_FIT),
+        "tau_exact": _a("factor", presence="optional"),
+        "tau_exact_ci": _a("factor ci", presence="optional"),
+        "gamma_steps": _a("gamma_step", "fi", presence="optional"),
+        "gamma_step_exact": _a("gamma_step", presence="optional", doc="γ_s of one exact DDIM step"),
+        "gamma_step_dit": _a("gamma_step factor", presence="optional"),
+        "agree_dit": _a("factor t_int"),
+        "fit_dit": _a("factor param", doc=_FIT),
+        "tau_dit": _a("factor"),
+        "tau_dit_ci": _a("factor ci"),
+        **{k: _a(_B) for k in ("chi", "pi", "pi_q", "pi_k", "lambda_mlp", "cross", "cross_R", "cross_q")},
+        **{k: _a(_B) for k in ("cross_k", "quad_full", "gamma_k", "m", "c", "eta_total")},
+        **{k: _a(_B) for k in ("dominance_ratio", "dominance_bound", "dominance_holds")},
+        "gamma": _a("step_m layer"),
+        "m_g": _a("g " + _B),
+        "c_g": _a("g " + _B),
+        "steps": _a("step_m", "fi"),
+        "layers": _a("layer", "fi"),
+        "modes": _a("mode", "fi"),
+        "eig0": _a("layer mode"),
+        "energy": _a("g step layer mode"),
+        "g": _a("g"),
+        "rho": _a("g"),
+        "eta": _a("g " + _B, doc="η_k(g), eq. (46)"),
+        "kappa": _a("g " + _B, doc="κ_{v,k}, eq. (50)"),
+        "s_spec_pred": _a("g layer mode", doc="eq. (51)"),
+        "s_spec_meas": _a("g layer mode"),
+        "s_decay_meas": _a("g layer mode"),
+        "kappa_valid_frac": _a("g layer"),
+        "spearman": _a("g layer"),
+        "spearman_chi": _a("g layer"),
+        "spearman_chi_decay": _a("g layer"),
+        "gap_meas": _a("g layer", doc="G_int − 1, eq. (80)"),
+        "gap_pred": _a("g layer", doc="Δs_v, eq. (65)"),
+        "gap_fit_meas": _a("layer fit3"),
+        "gap_fit_pred": _a("layer fit3"),
+        "prediction_names": _a("prediction", "U"),
+        "prediction_margin": _a("prediction"),
+        "prediction_holds": _a("prediction", "b"),
+    },
+)
+
+SCHEMAS: dict[str, ResultSchema] = {s.kind: s for s in (PROTOCOL1, PROTOCOL2, THEORY, COMPARE)}
+
+
+def _where(path: Any) -> str:
+    return f"{str(path)!r}: " if path is not None else ""
+
+
+def validate_meta(meta: Any, path: Any = None) -> str:
+    """Check ``__meta__``'s keys and types; return the kind."""
+    if not isinstance(meta, Mapping):
+        raise SchemaError(f"{_where(path)}__meta__ must be a JSON object, got {type(meta).__name__}")
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise SchemaError(f"{_where(path)}__meta__ lacks {', '.join(missing)}")
+    kind = meta["kind"]
+    if kind not in SCHEMAS:
+        raise SchemaError(f"{_where(path)}unknown result kind {kind!r}; known kinds: {sorted(SCHEMAS)}")
+    for key, typ in (("config", Mapping), ("seeds", list), ("versions", Mapping), ("done", list)):
+        if not isinstance(meta[key], typ):
+            raise SchemaError(f"{_where(path)}__meta__[{key!r}] must be a {typ.__name__}")
+    if not isinstance(meta["complete"], bool):
+        raise SchemaError(f"{_where(path)}__meta__['complete'] must be true or false")
+    return str(kind)
+
+
+def validate_result(meta: Mapping[str, Any], arrays: Mapping[str, Any], path: Any = None) -> None:
+    """Raise :class:`SchemaError` naming the first array that breaks the schema of ``meta['kind']``.
+
+    Checks presence (by ``meta['complete']``), unknown arrays, number of dimensions, dtype kind, and that
+    every named dimension has one size across the file.
+    """
+    kind = validate_meta(meta, path)
+    schema = SCHEMAS[kind]
+    complete = bool(meta["complete"])
+    where = _where(path)
+    for name, spec in schema.arrays.items():
+        needed = spec.presence == "always" or (spec.presence == "complete" and complete)
+        if needed and name not in arrays:
+            state = "complete" if complete else "incomplete"
+            raise SchemaError(f"{where}array {name!r} is missing from this {state} {kind} file")
+    unknown = sorted(set(arrays) - set(schema.arrays))
+    if unknown:
+        raise SchemaError(f"{where}array {unknown[0]!r} is not part of the {kind} schema")
+    sizes: dict[str, tuple[int, str]] = {}
+    for name, value in arrays.items():
+        spec = schema.arrays[name]
+        a = np.asarray(value)
+        if a.ndim != len(spec.dims):
+            raise SchemaError(
+                f"{where}array {name!r} must have {len(spec.dims)} dimension(s) {spec.dims}, "
+                f"got shape {a.shape}"
+            )
+        if a.dtype.kind not in spec.dtype and not (a.size == 0 and "f" in spec.dtype):
+            raise SchemaError(
+                f"{where}array {name!r} must have dtype kind {spec.dtype!r}, "
+                f"got {a.dtype} (kind {a.dtype.kind!r})"
+            )
+        for dim, n in zip(spec.dims, a.shape, strict=True):
+            if dim in sizes and sizes[dim][0] != n:
+                other = sizes[dim][1]
+                raise SchemaError(
+                    f"{where}array {name!r} has {n} entries along dimension {dim!r}, "
+                    f"but {other!r} has {sizes[dim][0]}"
+                )
+            sizes.setdefault(dim, (n, name))
