@@ -142,6 +142,9 @@ def test_eq66_general_identity_and_g1_limit() -> None:
     assert sp.simplify(d.notes["at_g1"] - d.notes["at_g1_expected"]) == 0
     chi_hi, chi_lo, pi_hi, pi_lo = sp.symbols("chi_hi chi_lo pi_hi pi_lo", real=True)
     assert sp.simplify(d.notes["crossover_g"] - (1 - (pi_hi - pi_lo) / (chi_hi - chi_lo))) == 0
+    m_hi, m_lo, mu_hi, mu_lo = sp.symbols("m_hi m_lo mu_hi mu_lo", positive=True)
+    unequal = d.notes["at_g1_unequal_m_mu"]
+    assert unequal != 0 and sp.simplify(unequal.subs({m_lo: m_hi, mu_lo: mu_hi})) == 0
     # the paper's eq. (66) special case: λ, π mode independent, χ = χ̄ ± δ/2 -> ρ(g)δ m²μ²/D̄² at first order
     first, expected, _ = S.snr_split_eq66()
     assert sp.simplify(first - expected) == 0

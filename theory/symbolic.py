@@ -296,7 +296,8 @@ def snr_split_eq66_general() -> Derivation:
     Δλ + Δπ/2 = 0 there; eq. (60) taken exactly (Δλ = 0) and a *mode-independent* π (Δπ = 0) suffice.
     Eq. (59), |π_k| ≪ |χ_k|, does not: ``at_g1`` is m²μ²(Δλ + Δπ/2)/(D_hi D_lo) at g = 1, and the
     routing term ρΔχ dominates ξΔπ only for g below ``crossover_g`` = 1 − Δπ/Δχ (where ρΔχ = ξΔπ).
-    Eq. (61) fixes only the sign of the ρ term.
+    Eq. (61) fixes only the sign of the ρ term. Unequal m_k or μ_k leave a g-independent term even with
+    Δλ = Δπ = 0 (``at_g1_unequal_m_mu``).
 
     Notes also carry the refinement where P(g) keeps its own g of eq. (26): δS(+) + gδS(−) =
     (1 + g)δQK0ᵀ/√d + (1 − g)Q0δKᵀ/√d, so π_k(g) = (1 + g)π_k^q + (1 − g)π_k^K and
@@ -328,7 +329,12 @@ def snr_split_eq66_general() -> Derivation:
     logit_split = sp.expand(dS_plus + g * dS_minus - ((1 + g) * dQK + (1 - g) * QdK))
     pi_g_hi, pi_g_lo = (1 + g) * pq_hi + (1 - g) * pk_hi, (1 + g) * pq_lo + (1 - g) * pk_lo
     split_diff = snr(lam_hi, chi_hi, pi_g_hi) - snr(lam_lo, chi_lo, pi_g_lo)
+    m_hi, m_lo, mu_hi, mu_lo = sp.symbols("m_hi m_lo mu_hi mu_lo", positive=True)
+    unequal = m_hi**2 * mu_hi**2 / denom(lam_hi, chi_hi, pi_hi).subs(mu, mu_hi) - m_lo**2 * mu_lo**2 / denom(
+        lam_hi, chi_lo, pi_hi
+    ).subs(mu, mu_lo)  # Δλ = Δπ = 0 but m_k, μ_k mode dependent
     notes = {
+        "at_g1_unequal_m_mu": sp.simplify(unequal.subs(g, 1)),
         "at_g1": at_g1,
         "at_g1_expected": sp.simplify(
             m**2 * mu**2 * (d_lam + d_pi / 2) / (D_hi.subs(g, 1) * D_lo.subs(g, 1))
