@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from theory import (
     BoundCheck,
+    adversarial_head_eq99,
     bound_eq95,
     bound_eq97,
     bound_eq98,
@@ -28,6 +29,8 @@ from theory import (
     coherence,
     delta_A,
     dominance_report,
+    eq99_normalized,
+    eq99_scaling,
     identity_A0P0,
     identity_eq89,
     identity_eq90,
@@ -302,6 +305,48 @@ def test_harness_catches_a_wrong_bound(wrong):
     )
     assert violated(example, {"wrong": wrong}) == ["wrong"]
     assert violated(example, BOUNDS) == []  # ... while the correct bounds hold there
+
+
+# ------------------------------------------------------------- eq. (99) at its worst (issue 15, finding 1)
+
+
+@pytest.mark.parametrize("N", [4, 7, 64, 1024])
+def test_adversarial_head_attains_eq99_closed_form(N):
+    """‖δA V0‖_F/(‖δS‖_max‖P⊥V0‖_F) = √(1 − ε̄²), δA from a complex-step softmax derivative (not eq. 88)."""
+    A0, dS, V0 = adversarial_head_eq99(N, d=4)
+    assert np.allclose(A0, 1.0 / N, rtol=1e-15) and np.allclose(n_eff(A0), N, rtol=1e-13)
+    S0 = np.zeros((N, N))  # zero queries: S0 = Q0 K0ᵀ/√d = 0
+    dA = (_softmax(S0 + 1j * H_CS * dS)).imag / H_CS  # exact first-order response, independent of (88)
+    eps_bar = np.mean(np.where(np.arange(N) % 2 == 0, 1.0, -1.0))
+    want = np.sqrt(1.0 - eps_bar**2)
+    direct = np.linalg.norm(dA @ V0) / (np.abs(dS).max() * np.linalg.norm(V0 - V0.mean(0)))
+    assert direct == pytest.approx(want, rel=1e-12)
+    check = eq99_normalized(A0, dS, V0)
+    assert check.value == pytest.approx(want, rel=1e-12) and check.bound == pytest.approx(2.0, rel=1e-13)
+    b99 = bound_eq99(A0, dS, V0)
+    assert b99.all_hold and b99.ratio == pytest.approx(want / 2, rel=1e-12)
+
+
+def test_eq99_normalized_is_eq99_divided_through():
+    c = find(cases(), lambda c: c.A0.shape[-1] > 3)
+    b99, norm = bound_eq99(c.A0, c.dS, c.V0), eq99_normalized(c.A0, c.dS, c.V0)
+    mean_free = c.V0 - c.V0.mean(-2, keepdims=True)
+    scale = np.abs(c.dS).max(axis=(-2, -1)) * np.linalg.norm(mean_free, axis=(-2, -1))
+    assert np.allclose(norm.value * scale, b99.value, rtol=1e-12)
+    assert np.allclose(norm.bound * scale, b99.bound, rtol=1e-12)
+    assert np.allclose(norm.ratio, b99.ratio, rtol=1e-12)
+
+
+def test_eq99_scaling_seeded_and_validated():
+    a, b = eq99_scaling([8, 16], draws=3, seed=5), eq99_scaling([16], draws=3, seed=5)
+    assert np.array_equal(a.random.value[1], b.random.value[0])  # keyed per (seed, N, draw)
+    assert not np.array_equal(a.random.value, eq99_scaling([8, 16], draws=3, seed=6).random.value)
+    with pytest.raises(ValueError, match="N must be an integer >= 2, got 1"):
+        eq99_scaling([1, 4])
+    with pytest.raises(ValueError, match="draws must be an integer >= 1, got 0"):
+        eq99_scaling(draws=0)
+    with pytest.raises(ValueError, match="N must be an integer >= 2"):
+        adversarial_head_eq99(1)
 
 
 # ---------------------------------------------------------------------------------- notebook

@@ -24,12 +24,14 @@ from theory import (
     attention_difference_terms,
     attention_forward,
     dominance_report,
+    eq32_check,
     head_linearization,
     linearized_logits,
     pattern_term,
     propagator,
     random_attention_layer,
     random_toy_block,
+    remainder_scaling,
     rho,
     routing_term,
     xi,
@@ -161,6 +163,28 @@ def test_remainder_ratios_fixed_seed():
     assert 3.9 <= r1 / r2 <= 4.1
 
 
+def test_remainder_scaling_against_autodiff_first_order():
+    """remainder_scaling (exact forward − explicit first order) vs remainders built on a torch JVP.
+
+    Both remainders are recomputed with the first-order terms from forward-mode autodiff instead of
+    the explicit formulas; they agree to far below their own size, and the fitted slopes are 3 and 2.
+    """
+    layer = random_attention_layer(8, 2, 0)
+    rng = np.random.default_rng(1)
+    H0, h = rng.standard_normal((6, 8)), rng.standard_normal((6, 8))
+    scales = np.logspace(-3.0, -1.0, 5)
+    r = remainder_scaling(layer, H0, h, 0.3, scales)
+    for i, s in enumerate(scales):
+        x = s * h
+        jvp_first = attention_difference_jvp(layer, H0, x, 0.3)
+        diff = np.linalg.norm(attention_difference(layer, H0, x, 0.3) - jvp_first)
+        assert diff == pytest.approx(r.difference[i], rel=1e-6)
+        assert _replica_A_residuals(layer, H0, x, 0.3)[0] == pytest.approx(r.replica[i], rel=1e-8)
+    assert r.difference_slope == pytest.approx(3.0, abs=0.05)
+    assert r.replica_slope == pytest.approx(2.0, abs=0.05)
+    assert np.allclose(r.h_norm, scales * np.linalg.norm(h), rtol=1e-15)
+
+
 def _frozen_difference_jvp(layer: AttentionLayer, H0, h, g, freeze: str) -> np.ndarray:
     """JVP of Attn^A − Attn^B with the attention map ("A") or the values ("V") held fixed."""
     H0_t, u = torch.from_numpy(H0), torch.from_numpy(h) / math.sqrt(2.0)
@@ -249,6 +273,21 @@ def test_propagator_equals_eq32(g):
                 assert np.all(J[n, :, m, :] == 0)
 
 
+@pytest.mark.parametrize("g", [0.0, 0.5, 1.0])
+def test_eq32_check_matches_the_propagator_matrices(g):
+    """eq32_check (one JVP per direction) agrees with propagator's full matrices, in the mode convention."""
+    block = random_toy_block(4, 2, 0, eps=0.2)
+    rng = np.random.default_rng(4)
+    H0, h = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    P = propagator(block, H0, g)
+    check = eq32_check(block, H0, h, g)
+    assert np.max(np.abs(P.K @ h.ravel() - check.jvp.ravel())) <= 1e-14
+    assert np.max(np.abs(P.K_expanded @ h.ravel() - check.expanded[0].ravel())) <= 1e-14
+    literal = np.eye(12) + P.J_mlp + 2.0 * (P.attention + P.cross)  # eq. (26) read literally: R = 2A0J_V
+    assert np.max(np.abs(literal @ h.ravel() - check.expanded[2].ravel())) <= 1e-14
+    assert check.residual[0] <= 1e-13 and check.residual[2] > 0.1
+
+
 def test_cross_term_is_second_order_in_gate_scale():
     """ε -> ε/2: cross term /4, J_MLP, R, P /2; K − K_approx(33) is exactly the cross term."""
     H0 = np.random.default_rng(5).standard_normal((3, 4))
@@ -276,5 +315,11 @@ def test_bad_input_errors():
         attention_difference_terms(layer, np.zeros((3, 4)), np.zeros((2, 4)), 0.5)
     with pytest.raises(ValueError, match=r"H0 must have shape \(N, 4\), got \(3, 5\)"):
         propagator(random_toy_block(4, 2, 0), np.zeros((3, 5)), 0.5)
+    with pytest.raises(ValueError, match=r"scales must lie in \(0, inf\]"):
+        remainder_scaling(layer, np.zeros((3, 4)), np.ones((3, 4)), 0.5, [1e-3, 0.0])
+    with pytest.raises(ValueError, match=r"H0 and h must both have shape \(N, 4\)"):
+        remainder_scaling(layer, np.zeros((3, 4)), np.ones((2, 4)), 0.5)
+    with pytest.raises(ValueError, match=r"H0 and h must both have shape \(N, 4\)"):
+        eq32_check(random_toy_block(4, 2, 0), np.zeros((3, 4)), np.ones((3, 5)), 0.5)
     with pytest.raises(ValueError, match=r"g must lie in \[0, 1\], got -0.5"):
         pattern_term(np.eye(2), np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 1)), -0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sympy as sp
 
 from theory import symbolic as S
@@ -65,3 +66,85 @@ def test_pitchfork_series() -> None:
     assert S.pitchfork_series(order=3) == [3, sp.Rational(3, 5), sp.Rational(12, 175)]
     lhs, rhs = S.pitchfork_leading()
     assert _zero(lhs - rhs)
+
+
+# ------------------------------------------------------- derivations the paper skips (issue 15, finding 7)
+
+
+def test_eq9_eq10_from_eq4_to_eq8() -> None:
+    du, dv = S.common_difference_eq9_10()
+    assert sp.simplify(du.derived - du.stated) == 0 and du.holds
+    assert sp.simplify(dv.derived - dv.stated) == 0 and dv.holds
+    assert du.notes["noise_covariance"] == sp.eye(2)  # (dW^A ± dW^B)/√2: independent, unit variance
+    assert du.notes["cubic_score_du_v_dependence"] != 0  # a nonlinear score couples u to v
+
+
+def test_eq9_eq10_check_can_fail() -> None:
+    """A wrong coupling coefficient in (10) (g instead of 2g) is detected."""
+    _, dv = S.common_difference_eq9_10()
+    zA, zB = sp.symbols("z_A z_B", commutative=False)
+    dt = sp.Symbol("dt", positive=True)
+    wrong = dv.stated - S.g * (zA - zB) / sp.sqrt(2) * dt  # 2g v dt -> g v dt
+    assert sp.simplify(sp.expand(dv.derived - wrong)) != 0
+
+
+def test_eq32_by_expanding_eq30() -> None:
+    d = S.product_eq30_eq32()
+    assert sp.expand(d.derived - d.stated) == 0
+    J, R = sp.symbols("J_MLP R", commutative=False)
+    assert sp.expand(d.derived - (d.stated - d.notes["cross"])) != 0  # (33) drops a nonzero term
+    assert J * R != R * J
+
+
+def test_eq48_from_eq41_rotated_basis() -> None:
+    d = S.projection_eq41_eq48(D=2)
+    assert sp.simplify(d.derived - d.stated) == 0
+    assert sp.simplify(d.notes["c_k"] - sp.Symbol("c1", positive=True)) == 0
+    assert sp.simplify(d.notes["transverse_1"] - d.notes["transverse_1_expected"]) == 0
+
+
+def test_eq48_from_eq41_dropped_components_d3() -> None:
+    """The components of (41) off r_1 are −K_j1 a − γ m_j/c_j tanh(u): zero only if K, m are aligned."""
+    d = S.projection_eq41_eq48(D=3)
+    assert d.holds
+    a, gamma = sp.symbols("a gamma", real=True)
+    c1, c2 = sp.symbols("c1 c2", positive=True)
+    K10, m0, m1 = sp.symbols("K_10 m_0 m_1")
+    want = -K10 * a - gamma * m1 / c2 * sp.tanh(a * m0 / c1)
+    assert sp.simplify(d.notes["transverse_1"] - want) == 0
+    assert sp.simplify(d.notes["transverse_1"].subs({K10: 0, m1: 0})) == 0
+
+
+def test_eq58_from_eq53_56_57() -> None:
+    d = S.propagated_snr_eq58(n_blocks=4)
+    assert sp.simplify(d.derived - d.stated) == 0
+
+
+def test_eq58_matches_the_numerical_propagated_snr() -> None:
+    """theory.propagated_snr and cumulative_gain against the symbolic (58), evaluated at numbers."""
+    import numpy as np
+
+    from theory import cumulative_gain, propagated_snr
+
+    d = S.propagated_snr_eq58(n_blocks=3)
+    etas = [1.1, 0.9, 1.3]
+    vals = {sp.Symbol(f"eta_{i + 1}", real=True): e for i, e in enumerate(etas)}
+    vals.update({sp.Symbol("eta", real=True): 1.05, sp.Symbol("m_init", real=True): 0.7})
+    vals.update({sp.Symbol("gamma", real=True): 2.0, sp.Symbol("c", positive=True): 0.5})
+    G = cumulative_gain(np.array([*etas, 1.05]))[-1]
+    num = propagated_snr(G, 0.7, 0.5, 1.05, 2.0)
+    assert float(d.stated.subs(vals)) == pytest.approx(num, rel=1e-14)
+
+
+def test_eq66_general_identity_and_g1_limit() -> None:
+    d = S.snr_split_eq66_general()
+    assert sp.simplify(d.derived - d.stated) == 0
+    assert sp.simplify(d.notes["at_g1"] - d.notes["at_g1_expected"]) == 0
+    chi_hi, chi_lo, pi_hi, pi_lo = sp.symbols("chi_hi chi_lo pi_hi pi_lo", real=True)
+    assert sp.simplify(d.notes["crossover_g"] - (1 - (pi_hi - pi_lo) / (chi_hi - chi_lo))) == 0
+    m_hi, m_lo, mu_hi, mu_lo = sp.symbols("m_hi m_lo mu_hi mu_lo", positive=True)
+    unequal = d.notes["at_g1_unequal_m_mu"]
+    assert unequal != 0 and sp.simplify(unequal.subs({m_lo: m_hi, mu_lo: mu_hi})) == 0
+    # the paper's eq. (66) special case: λ, π mode independent, χ = χ̄ ± δ/2 -> ρ(g)δ m²μ²/D̄² at first order
+    first, expected, _ = S.snr_split_eq66()
+    assert sp.simplify(first - expected) == 0

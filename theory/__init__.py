@@ -8,7 +8,9 @@ This package never imports ``dit_validation``.
 from .appendix_b import (
     BoundCheck,
     DominanceReport,
+    Eq99Scaling,
     IdentityCheck,
+    adversarial_head_eq99,
     bound_eq95,
     bound_eq97,
     bound_eq98,
@@ -18,6 +20,8 @@ from .appendix_b import (
     coherence,
     delta_A,
     dominance_report,
+    eq99_normalized,
+    eq99_scaling,
     identity_A0P0,
     identity_eq89,
     identity_eq90,
@@ -28,12 +32,21 @@ from .appendix_b import (
     softmax_jacobian,
 )
 from .attention import BlockWeights, attention_weights, coupled_attention, mixture_weights
-from .block_propagator import Propagator, ToyDiTBlock, block_forward, propagator, random_toy_block
+from .block_propagator import (
+    Eq32Check,
+    Propagator,
+    ToyDiTBlock,
+    block_forward,
+    eq32_check,
+    propagator,
+    random_toy_block,
+)
 from .gating import rho, xi
 from .linearization import (
     AttentionLayer,
     HeadLinearization,
     LinearizedDifference,
+    RemainderScaling,
     attention_difference,
     attention_difference_jvp,
     attention_difference_terms,
@@ -42,6 +55,7 @@ from .linearization import (
     linearized_logits,
     pattern_term,
     random_attention_layer,
+    remainder_scaling,
     routing_term,
     softmax_jvp,
 )
@@ -134,6 +148,11 @@ __all__ = [
     "attention_difference_terms",
     "block_forward",
     "propagator",
+    # the √2 convention of eq. (20)-(26) checked against a JVP, and the O(‖h‖³) remainder of (25)
+    "Eq32Check",
+    "eq32_check",
+    "RemainderScaling",
+    "remainder_scaling",
     # Appendix B identities and bounds, eq. (85)-(106)
     "BoundCheck",
     "IdentityCheck",
@@ -152,6 +171,10 @@ __all__ = [
     "bound_eq97",
     "bound_eq98",
     "bound_eq99",
+    "eq99_normalized",
+    "adversarial_head_eq99",
+    "Eq99Scaling",
+    "eq99_scaling",
     "bound_eq104",
     "bound_eq105",
     "dominance_report",

@@ -21,10 +21,12 @@ Findings while checking the statements (tested in tests/test_appendix_b.py):
   ‖δA‖₂ ≤ ‖δA‖_F ≤ 2√(N/N_eff^min)‖δS‖_max); we implement the Frobenius version.
 * The prefactor √N/√N_eff^min is ≥ 1 for every A0 (N_eff ≤ N), so the bound itself offers no
   N_eff^{-1/2} suppression at N = 1024 as the text after (106) suggests: the √N from summing
-  rows cancels it exactly for diffuse attention. The suppression in (105) comes only from
-  ‖δS‖_max, ε_V0 and ‖P0V0‖/‖P0δV‖ (notebooks/02_appendix_b_explorer.ipynb shows that the
-  *measured* ratio does fall like N^{-1/2} for incoherent logit perturbations; the bound
-  does not capture it).
+  rows cancels it exactly for diffuse attention. Nor is the bound loose there: the realizable
+  head of :func:`adversarial_head_eq99` (zero queries, keys ε_j e₁, δq = e₁) has uniform
+  attention, N_eff = N, and ‖δA V0‖_F = ‖δS‖_max‖P⊥V0‖_F at every N, half the bound (99).
+  The N^{-1/2} fall is a property of typical random perturbations only (:func:`eq99_scaling`;
+  docs/FINDINGS.md, finding 1). The suppression in (105) comes only from ‖δS‖_max, ε_V0 and
+  ‖P0V0‖/‖P0δV‖.
 * (104)/(105) need 1 − λ⊥ ε_δV > 0; otherwise (104) is vacuous (a non-positive lower bound)
   and we return ``bound = inf`` for (105). λ⊥ may exceed 1 (a row-stochastic A0 has
   spectral norm up to √N), so the condition is not automatic even when ε_δV < 1.
@@ -37,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .streams import numpy_generator
 from .validation import as_float_array, check_positive_int
 
 __all__ = [
@@ -57,6 +60,10 @@ __all__ = [
     "bound_eq97",
     "bound_eq98",
     "bound_eq99",
+    "eq99_normalized",
+    "adversarial_head_eq99",
+    "Eq99Scaling",
+    "eq99_scaling",
     "bound_eq104",
     "bound_eq105",
     "dominance_report",
@@ -260,6 +267,106 @@ def bound_eq99(A0: Any, dS: Any, V0: Any) -> BoundCheck:
     dS_max = np.max(np.abs(D), axis=(-2, -1))
     bound = 2.0 * np.sqrt(N / n_min) * dS_max * _fro(_mean_free(V))  # eq. (99)
     return BoundCheck(_fro(delta_A(A, D) @ V), bound)
+
+
+def eq99_normalized(A0: Any, dS: Any, V0: Any) -> BoundCheck:
+    """(99) divided by ‖δS‖_max‖P⊥V0‖_F: ‖δA V0‖_F/(‖δS‖_max‖P⊥V0‖_F) ≤ 2√(N/N_eff^min); shape (...).
+
+    The bound is the prefactor of (99) alone, ≥ 2 for every A0 (N_eff^min ≤ N). ``value`` is the
+    pattern term per unit logit and value perturbation that the remark after (106) says falls like
+    N_eff^{-1/2}; ``ratio`` is value/bound. ``value`` is 0 where δS = 0 or P⊥V0 = 0 (then δA V0 = 0).
+    """
+    b99 = bound_eq99(A0, dS, V0)
+    A = _A0(A0)
+    D = _dS(dS, A)
+    scale = np.max(np.abs(D), axis=(-2, -1)) * _fro(_mean_free(_tokens("V0", V0, A.shape[-1])))
+    prefactor = 2.0 * np.sqrt(A.shape[-1] / np.min(n_eff(A), axis=-1))  # eq. (99)
+    return BoundCheck(_ratio(b99.value, scale), prefactor)
+
+
+def adversarial_head_eq99(N: int, d: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A realizable attention head that attains (99) to within its factor 2 at every N: (A0, δS, V0).
+
+    Zero queries Q0 = 0 (N, d) make S0 = Q0K0ᵀ/√d = 0, so A0 = 11ᵀ/N is uniform and N_eff^(i) = N
+    (92): the most diffuse head, where the text after (106) expects the most suppression. Keys
+    k0_j = ε_j e₁ with ε_j = (−1)^j, values V0 = K0 (W_V = W_K), and the query shift δq_i = e₁ of
+    every token give δS = δQK0ᵀ/√d + Q0δKᵀ/√d with δS_ij = ε_j/√d for any δK (eq. 16, 23): every
+    row moves weight towards the tokens whose value has one sign. Then, from (88),
+    (δA V0)_i = ‖ε − ε̄‖²/(N√d) e₁ for every row and
+
+        ‖δA V0‖_F / (‖δS‖_max ‖P⊥V0‖_F) = ‖ε − ε̄‖/(√N max|ε_j|) = √(1 − ε̄²),
+
+    i.e. 1 for even N (ε̄ = 0) and √(1 − 1/N²) for odd N, against the bound 2√(N/N_eff^min) = 2.
+    """
+    N = check_positive_int("N", N, minimum=2)
+    d = check_positive_int("d", d)
+    e1 = np.zeros(d)
+    e1[0] = 1.0
+    eps = np.where(np.arange(N) % 2 == 0, 1.0, -1.0)  # ε_j = (−1)^j
+    Q0 = np.zeros((N, d))
+    K0 = eps[:, None] * e1  # k0_j = ε_j e₁, (N, d)
+    dQ = np.broadcast_to(e1, (N, d))  # δq_i = e₁
+    S0 = Q0 @ K0.T / np.sqrt(d)  # eq. (16): all zero
+    A0 = np.exp(S0 - S0.max(-1, keepdims=True))
+    A0 = A0 / A0.sum(-1, keepdims=True)  # eq. (18): uniform rows
+    dS = dQ @ K0.T / np.sqrt(d)  # eq. (23) with Q0 = 0 (the Q0δKᵀ part vanishes)
+    return A0, dS, K0.copy()
+
+
+@dataclass(frozen=True, eq=False)
+class Eq99Scaling:
+    """:func:`eq99_normalized` against N for the adversarial head and for random heads.
+
+    ``adversarial`` has shape (n,), ``random`` (n, draws); both are :class:`BoundCheck` whose
+    ``value`` is ‖δA V0‖_F/(‖δS‖_max‖P⊥V0‖_F) and ``bound`` 2√(N/N_eff^min) (= 2 here: every head
+    has zero queries, hence uniform attention).
+    """
+
+    N: np.ndarray  # (n,) sequence lengths
+    adversarial: BoundCheck
+    random: BoundCheck
+
+    @property
+    def adversarial_slope(self) -> float:
+        """Least-squares slope of log(value) against log N for the adversarial head (0: no suppression)."""
+        return float(np.polyfit(np.log(self.N), np.log(self.adversarial.value), 1)[0])
+
+    @property
+    def random_slope(self) -> float:
+        """Least-squares slope of log(mean value over draws) against log N for the random heads."""
+        return float(np.polyfit(np.log(self.N), np.log(self.random.value.mean(axis=-1)), 1)[0])
+
+
+# Sequence lengths of finding 1: 4 ... 1024, the paper's DiT-XL/2 N (text after eq. 106).
+EQ99_N_GRID = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def eq99_scaling(N_values: Any = EQ99_N_GRID, *, draws: int = 16, seed: int = 0, d: int = 4) -> Eq99Scaling:
+    """Normalized pattern term of (99) for N = 4 … 1024: adversarial head vs random perturbations.
+
+    Random heads keep the same diffuse A0 (zero queries, uniform attention, N_eff = N) and draw
+    keys K0, query shifts δQ and values V0 (N, d) i.i.d. standard normal from the stream
+    ``(seed, N, draw)`` (:func:`theory.streams.numpy_generator`); δS = δQK0ᵀ/√d (eq. 16, 23).
+    For these the normalized ratio falls like N^{-1/2} up to the √log N of ‖δS‖_max; for
+    :func:`adversarial_head_eq99` it stays at 1 = bound/2 at every N.
+    """
+    Ns = np.asarray([check_positive_int("N", int(n), minimum=2) for n in np.atleast_1d(N_values)])
+    draws = check_positive_int("draws", draws)
+    d = check_positive_int("d", d)
+    adv = [eq99_normalized(*adversarial_head_eq99(int(N), d)) for N in Ns]
+    rnd_value = np.empty((Ns.size, draws))
+    rnd_bound = np.empty((Ns.size, draws))
+    for i, N in enumerate(Ns):
+        for k in range(draws):
+            rng = numpy_generator(seed, int(N), k)
+            K0, dQ, V0 = (rng.standard_normal((N, d)) for _ in range(3))
+            check = eq99_normalized(np.full((N, N), 1.0 / N), dQ @ K0.T / np.sqrt(d), V0)  # eq. (23)
+            rnd_value[i, k], rnd_bound[i, k] = check.value, check.bound
+    return Eq99Scaling(
+        N=Ns,
+        adversarial=BoundCheck(np.array([a.value for a in adv]), np.array([a.bound for a in adv])),
+        random=BoundCheck(rnd_value, rnd_bound),
+    )
 
 
 def bound_eq104(A0: Any, dV: Any) -> BoundCheck:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 from .appendix_b import delta_A
 from .attention import coupled_attention
 from .gating import rho, xi
-from .validation import as_float_array, check_g, check_positive_int
+from .validation import as_float_array, check_g, check_positive_int, check_range
 
 __all__ = [
     "AttentionLayer",
@@ -53,6 +53,8 @@ __all__ = [
     "attention_difference",
     "attention_difference_jvp",
     "attention_difference_terms",
+    "RemainderScaling",
+    "remainder_scaling",
 ]
 
 # eq. (88) under the name §2.3 uses for it: the softmax Jacobian applied to a logit perturbation.
@@ -346,3 +348,94 @@ def attention_difference_jvp(layer: AttentionLayer, H0: Any, h: Any, g: float) -
 
     _, tangent = torch.func.jvp(diff, (torch.zeros_like(h_t),), (h_t / math.sqrt(2.0),))
     return tangent.numpy()
+
+
+# ---------------------------------------------------------------- order of the remainder of (25)
+
+# Multipliers of h for :func:`remainder_scaling`: two decades where both remainders stand far above
+# float64 round-off (the difference remainder is ~s³) and below the scale where higher orders bend the fit.
+REMAINDER_SCALES = tuple(np.logspace(-3.0, -1.0, 9))
+
+
+@dataclass(frozen=True, eq=False)
+class RemainderScaling:
+    """Remainders of the first-order expansion (25) against ‖h‖, with least-squares log–log fits.
+
+    Arrays have shape (n,) over the multipliers s of h. ``difference`` is
+    ‖D(sh) − [ρRsh + ξP(g)sh]‖_F with D = Attn^A − Attn^B, ``replica`` is
+    ‖Attn^A(sh) − Attn^A(0) − ½[ρR + ξP(g)]sh‖_F, and ``odd`` is ‖D(sh) + D(−sh)‖_F, zero up to
+    round-off because exchanging A and B maps h to −h and swaps the outputs. A fit is
+    ``(slope, intercept, max_dev)`` of log r = slope·log‖sh‖_F + intercept, with max_dev the largest
+    |log r − fit| (natural log; 0 for an exact power law).
+    """
+
+    h_norm: np.ndarray
+    difference: np.ndarray
+    replica: np.ndarray
+    odd: np.ndarray
+    difference_fit: tuple[float, float, float]
+    replica_fit: tuple[float, float, float]
+
+    @property
+    def difference_slope(self) -> float:
+        """Order of the remainder of (25): 3 (D is odd, so its even Taylor terms vanish)."""
+        return self.difference_fit[0]
+
+    @property
+    def replica_slope(self) -> float:
+        """Order of one replica's remainder (eq. 21–24): 2."""
+        return self.replica_fit[0]
+
+
+def _loglog_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    lx, ly = np.log(x), np.log(y)
+    slope, intercept = np.polyfit(lx, ly, 1)
+    return float(slope), float(intercept), float(np.max(np.abs(ly - (slope * lx + intercept))))
+
+
+def remainder_scaling(
+    layer: AttentionLayer, H0: Any, h: Any, g: float, scales: Any = REMAINDER_SCALES
+) -> RemainderScaling:
+    """Log–log slopes of the remainders of (25): ≈ 3 for the replica difference, ≈ 2 for one replica.
+
+    ``H0``: (N, D) symmetric state; ``h``: (N, D) direction, scaled by each ``scales`` entry s > 0.
+    The exact outputs come from the coupled forward (19) (no autodiff); the first-order term from the
+    explicit formulas of :func:`attention_difference_terms`. Replica A's own first-order term is half
+    of it: Attn^A + Attn^B is even in h, so it has no first-order part.
+    """
+    import torch  # torch only where the exact coupled forward is evaluated
+
+    check_g(g)
+    H0 = as_float_array("H0", H0)
+    h = as_float_array("h", h)
+    if H0.ndim != 2 or H0.shape[-1] != layer.D or h.shape != H0.shape:
+        raise ValueError(f"H0 and h must both have shape (N, {layer.D}); got H0 {H0.shape}, h {h.shape}")
+    s = as_float_array("scales", scales)
+    if s.ndim != 1 or s.size < 2:
+        raise ValueError(f"scales must be a 1-d array of at least 2 multipliers, got shape {s.shape}")
+    check_range("scales", s, 0.0, None, lo_open=True)
+    first = attention_difference_terms(layer, H0, h, g).total  # ρRh + ξP(g)h, eq. (25)/(28)
+    H0_t = _t(H0)
+
+    def pair(u: np.ndarray) -> np.ndarray:  # (Attn^A, Attn^B) at H^{A,B} = H0 ± u, eq. (20) with u = h/√2
+        with torch.no_grad():
+            return attention_forward(layer, _replicas(H0_t, _t(u)), g).numpy()
+
+    base = pair(np.zeros_like(h))[0]
+    diff_r, rep_r, odd_r = (np.empty(s.size) for _ in range(3))
+    for i, c in enumerate(s):
+        u = c * h / math.sqrt(2.0)
+        plus, minus = pair(u), pair(-u)
+        D_plus, D_minus = plus[0] - plus[1], minus[0] - minus[1]
+        diff_r[i] = np.linalg.norm(D_plus - c * first)  # remainder of (25)
+        rep_r[i] = np.linalg.norm(plus[0] - base - 0.5 * c * first)  # replica A alone, eq. (21)–(24)
+        odd_r[i] = np.linalg.norm(D_plus + D_minus)  # D(h) + D(−h) = 0
+    h_norm = s * np.linalg.norm(h)
+    return RemainderScaling(
+        h_norm=h_norm,
+        difference=diff_r,
+        replica=rep_r,
+        odd=odd_r,
+        difference_fit=_loglog_fit(h_norm, diff_r),
+        replica_fit=_loglog_fit(h_norm, rep_r),
+    )

@@ -6,6 +6,8 @@ code except as a cross-check (e.g. :data:`theory.self_consistency.PITCHFORK_COEF
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import sympy as sp
 
 g = sp.Symbol("g", nonnegative=True)
@@ -152,3 +154,217 @@ def pitchfork_leading() -> tuple[sp.Expr, sp.Expr]:
     kappa = sp.Symbol("kappa", positive=True)
     c1 = pitchfork_series(order=1)[0]
     return sp.sqrt(c1 * (kappa - 1)), sp.sqrt(3 * (kappa - 1))
+
+
+# ------------------------------------------------------------ derivations the paper skips (finding 7)
+
+
+@dataclass(frozen=True, eq=False)
+class Derivation:
+    """A step carried out symbolically: ``derived`` (from the starting equations) vs ``stated`` (the paper's).
+
+    ``notes`` holds the by-products a reader needs (the neglected terms, the value at g = 1, ...), each
+    a sympy expression named by what it is.
+    """
+
+    derived: sp.Expr | sp.MatrixBase
+    stated: sp.Expr | sp.MatrixBase
+    notes: dict[str, sp.Expr] = field(default_factory=dict)
+
+    def residual(self) -> sp.Expr | sp.MatrixBase:
+        """``simplify(derived − stated)``: 0 (or a zero matrix) when the step holds."""
+        diff = self.derived - self.stated
+        if isinstance(diff, sp.MatrixBase):
+            return diff.applyfunc(sp.simplify)
+        return sp.simplify(diff)
+
+    @property
+    def holds(self) -> bool:
+        r = self.residual()
+        return bool(r.is_zero_matrix) if isinstance(r, sp.MatrixBase) else r == 0
+
+
+def common_difference_eq9_10() -> tuple[Derivation, Derivation]:
+    """Eq. (9)–(10) from eq. (4)–(8): u, v of (7) decouple when the score is linear, s(z) = −Σ⁻¹z (8).
+
+    z^A, z^B, the Wiener increments dW^A, dW^B and Σ⁻¹ are noncommutative symbols (vectors and a
+    matrix); the drift of (4)–(5) with f of (6) is combined as du = (dz^A + dz^B)/√2,
+    dv = (dz^A − dz^B)/√2. Returns one :class:`Derivation` per mode, whose ``derived`` is du (dv)
+    and ``stated`` the right side of (9) ((10)). Notes: the covariance of the rotated noises
+    (dW^A ± dW^B)/√2 (identity: independent standard Wiener processes, so (9)–(10) are two
+    uncoupled OU processes), and, for a scalar score with a cubic term −z/σ² + b z³, the part of
+    du that still depends on v (nonzero: a nonlinear score does not decouple).
+    """
+    zA, zB, Si, dWA, dWB = sp.symbols("z_A z_B Sigma^-1 dW_A dW_B", commutative=False)
+    beta, dt = sp.symbols("beta dt", positive=True)
+    r2 = sp.sqrt(2)
+
+    def f(z):  # eq. (6) with the linear score (8): s(z) = −Σ⁻¹z
+        return -beta / 2 * z - beta * (-Si * z)
+
+    dzA = (f(zA) + g * (zA - zB)) * dt + sp.sqrt(beta) * dWA  # eq. (4)
+    dzB = (f(zB) + g * (zB - zA)) * dt + sp.sqrt(beta) * dWB  # eq. (5)
+    u, v = (zA + zB) / r2, (zA - zB) / r2  # eq. (7)
+    du_stated = (-beta / 2 * u + beta * Si * u) * dt + sp.sqrt(beta / 2) * (dWA + dWB)  # eq. (9)
+    dv_stated = (-beta / 2 * v + beta * Si * v + 2 * g * v) * dt + sp.sqrt(beta / 2) * (dWA - dWB)  # (10)
+    T = sp.Matrix([[1, 1], [1, -1]]) / r2  # (dW^A, dW^B) -> ((dW^A + dW^B)/√2, (dW^A − dW^B)/√2)
+    noise_cov = T * sp.eye(2) * T.T  # covariance of the rotated increments per unit dt
+    x, y, s2, b = sp.symbols("x y sigma2 b", real=True)  # scalar u, v; cubic score strength b
+
+    def f_cubic(z):
+        return -beta / 2 * z - beta * (-z / s2 + b * z**3)
+
+    zA_s, zB_s = (x + y) / r2, (x - y) / r2
+    du_cubic = sp.expand((f_cubic(zA_s) + f_cubic(zB_s)) / r2)
+    notes = {
+        "noise_covariance": noise_cov,
+        "cubic_score_du_v_dependence": sp.expand(du_cubic - du_cubic.subs(y, 0)),
+    }
+    return (
+        Derivation(sp.expand((dzA + dzB) / r2), sp.expand(du_stated), notes),
+        Derivation(sp.expand((dzA - dzB) / r2), sp.expand(dv_stated), notes),
+    )
+
+
+def product_eq30_eq32() -> Derivation:
+    """Eq. (32) by expanding the product of eq. (30): (I + J)(I + ρR + ξP) with noncommutative J, R, P.
+
+    ``derived`` is the expanded product, ``stated`` the five terms of (32); note ``cross`` is
+    J(ρR + ξP), the term (33) drops (J R ≠ R J: order kept).
+    """
+    J, R, P = sp.symbols("J_MLP R P", commutative=False)
+    rho_g, xi_g = (1 - g) / (1 + g), 1 / (1 + g)  # eq. (27)
+    attn = rho_g * R + xi_g * P  # eq. (29)
+    derived = sp.expand((1 + J) * (1 + attn))  # eq. (30), I -> 1
+    stated = sp.expand(1 + J + rho_g * R + xi_g * P + J * attn)  # eq. (32)
+    return Derivation(derived, stated, {"cross": sp.expand(J * attn)})
+
+
+def projection_eq41_eq48(D: int = 2) -> Derivation:
+    """Eq. (48) from eq. (41) under v = a r_k with C diagonal in the orthonormal basis {r_k}.
+
+    The basis is a general rotation (angle θ, via t = tan(θ/2)) of the standard one for D = 2 (for
+    D > 2 it is the standard basis); C = Σ_k c_k r_k r_kᵀ, while K_g and m are general (symbolic
+    entries). Projecting the residual of (41) at v = a r_1 onto r_1 gives ``derived``; ``stated`` is (48) with
+    η = r_1ᵀK r_1 (44), m_1 = r_1ᵀm, c_1 = r_1ᵀC r_1. The used facts are C⁻¹r_1 = r_1/c_1 (so
+    mᵀC⁻¹v = a m_1/c_1, eq. 45, and r_1ᵀC⁻¹ = r_1ᵀ/c_1) and r_1ᵀr_1 = 1.
+
+    Notes: ``transverse_<j>`` is r_jᵀ(residual of 41) for j ≠ 1, which equals
+    −(r_jᵀK r_1) a − γ (r_jᵀm / c_j) tanh(a m_1/c_1): the ansatz solves (41) exactly only if K has no
+    r_j–r_1 element and m ⟂ r_j (the paper's two conditions); otherwise (48) is the r_1 component of
+    a vector equation whose other components are dropped.
+    """
+    t, a, gamma = sp.symbols("t a gamma", real=True)
+    cs = sp.symbols(f"c1:{D + 1}", positive=True)
+    if D == 2:  # rotation by θ with t = tan(θ/2): cos θ = (1 − t²)/(1 + t²), sin θ = 2t/(1 + t²)
+        cos, sin = (1 - t**2) / (1 + t**2), 2 * t / (1 + t**2)
+        O = sp.Matrix([[cos, -sin], [sin, cos]])
+    else:
+        O = sp.eye(D)
+    r = [O[:, k] for k in range(D)]
+    C = O * sp.diag(*cs) * O.T  # C diagonal in the r basis
+    Ci = O * sp.diag(*[1 / c for c in cs]) * O.T
+    K = sp.Matrix(D, D, lambda i, j: sp.Symbol(f"K_{i}{j}"))
+    m = sp.Matrix(D, 1, lambda i, _: sp.Symbol(f"m_{i}"))
+    v = a * r[0]  # single-mode ansatz
+    arg = sp.cancel((m.T * Ci * v)[0, 0])
+    resid41 = ((sp.eye(D) - K) + gamma * Ci) * v - gamma * Ci * m * sp.tanh(arg)  # eq. (41), lhs − rhs
+    derived = (r[0].T * resid41)[0, 0]
+    eta_k = (r[0].T * K * r[0])[0, 0]  # eq. (44)
+    m_k = (r[0].T * m)[0, 0]
+    c_k = sp.cancel((r[0].T * C * r[0])[0, 0])  # = c1
+    u_k = sp.cancel(m_k / c_k * a)  # eq. (45)
+    stated = ((1 - eta_k) + gamma / c_k) * a - gamma * m_k / c_k * sp.tanh(u_k)  # eq. (48)
+    notes: dict[str, sp.Expr] = {"c_k": c_k, "eta_k": eta_k, "m_k": m_k}
+    for j in range(1, D):
+        notes[f"transverse_{j}"] = (r[j].T * resid41)[0, 0]
+        notes[f"transverse_{j}_expected"] = -(r[j].T * K * r[0])[0, 0] * a - gamma * (r[j].T * m)[0, 0] / cs[
+            j
+        ] * sp.tanh(m_k / c_k * a)
+    return Derivation(derived, stated, notes)
+
+
+def snr_split_eq66_general() -> Derivation:
+    """SNR_hi − SNR_lo from eq. (54) with every modal quantity mode dependent (eq. 66 without its premises).
+
+    With D_k = γμ_k − λ_k − ρ(g)χ_k − ξ(g)π_k (the denominator of 54) and equal m, μ for the two modes
+    ("remaining modal factors comparable", §2.6) the difference is exactly
+
+        SNR_hi − SNR_lo = m²μ² [Δλ + ρ(g)Δχ + ξ(g)Δπ] / (D_hi D_lo),     Δx = x_hi − x_lo,
+
+    the ``stated`` form (``derived`` is the raw difference). It is O(ρ(g)) — vanishes at g = 1 — iff
+    Δλ + Δπ/2 = 0 there; eq. (60) taken exactly (Δλ = 0) and a *mode-independent* π (Δπ = 0) suffice.
+    Eq. (59), |π_k| ≪ |χ_k|, does not: ``at_g1`` is m²μ²(Δλ + Δπ/2)/(D_hi D_lo) at g = 1, and the
+    routing term ρΔχ dominates ξΔπ only for g below ``crossover_g`` = 1 − Δπ/Δχ (where ρΔχ = ξΔπ).
+    Eq. (61) fixes only the sign of the ρ term. Unequal m_k or μ_k leave a g-independent term even with
+    Δλ = Δπ = 0 (``at_g1_unequal_m_mu``).
+
+    Notes also carry the refinement where P(g) keeps its own g of eq. (26): δS(+) + gδS(−) =
+    (1 + g)δQK0ᵀ/√d + (1 − g)Q0δKᵀ/√d, so π_k(g) = (1 + g)π_k^q + (1 − g)π_k^K and
+    ξ(g)π_k(g) = π_k^q + ρ(g)π_k^K (``xi_pi_split`` is their difference, 0): only the query-side part
+    survives at g = 1 and ``at_g1_split`` is m²μ²(Δλ + Δπ^q)/(D_hi D_lo).
+    """
+    m, mu, gamma = sp.symbols("m mu gamma", positive=True)
+    lam_hi, lam_lo, chi_hi, chi_lo, pi_hi, pi_lo = sp.symbols(
+        "lambda_hi lambda_lo chi_hi chi_lo pi_hi pi_lo", real=True
+    )
+    rho_g, xi_g = (1 - g) / (1 + g), 1 / (1 + g)  # eq. (27)
+
+    def denom(lam, chi, pi):
+        return gamma * mu - lam - rho_g * chi - xi_g * pi  # denominator of eq. (54)
+
+    def snr(lam, chi, pi):
+        return m**2 * mu**2 / denom(lam, chi, pi)  # eq. (54)
+
+    D_hi, D_lo = denom(lam_hi, chi_hi, pi_hi), denom(lam_lo, chi_lo, pi_lo)
+    derived = snr(lam_hi, chi_hi, pi_hi) - snr(lam_lo, chi_lo, pi_lo)
+    d_lam, d_chi, d_pi = lam_hi - lam_lo, chi_hi - chi_lo, pi_hi - pi_lo
+    stated = m**2 * mu**2 * (d_lam + rho_g * d_chi + xi_g * d_pi) / (D_hi * D_lo)
+    at_g1 = sp.simplify(derived.subs(g, 1))
+    crossover = sp.solve(sp.Eq(rho_g * d_chi, xi_g * d_pi), g)[0]
+    # P(g) with its own g (eq. 26 with δS(+) + gδS(−) split into query- and key-side parts)
+    pq_hi, pq_lo, pk_hi, pk_lo = sp.symbols("piq_hi piq_lo piK_hi piK_lo", real=True)
+    dQK, QdK = sp.symbols("deltaQK0 Q0deltaK", real=True)
+    dS_plus, dS_minus = dQK + QdK, dQK - QdK  # eq. (23)–(24) logits (times √d)
+    logit_split = sp.expand(dS_plus + g * dS_minus - ((1 + g) * dQK + (1 - g) * QdK))
+    pi_g_hi, pi_g_lo = (1 + g) * pq_hi + (1 - g) * pk_hi, (1 + g) * pq_lo + (1 - g) * pk_lo
+    split_diff = snr(lam_hi, chi_hi, pi_g_hi) - snr(lam_lo, chi_lo, pi_g_lo)
+    m_hi, m_lo, mu_hi, mu_lo = sp.symbols("m_hi m_lo mu_hi mu_lo", positive=True)
+    unequal = m_hi**2 * mu_hi**2 / denom(lam_hi, chi_hi, pi_hi).subs(mu, mu_hi) - m_lo**2 * mu_lo**2 / denom(
+        lam_hi, chi_lo, pi_hi
+    ).subs(mu, mu_lo)  # Δλ = Δπ = 0 but m_k, μ_k mode dependent
+    notes = {
+        "at_g1_unequal_m_mu": sp.simplify(unequal.subs(g, 1)),
+        "at_g1": at_g1,
+        "at_g1_expected": sp.simplify(
+            m**2 * mu**2 * (d_lam + d_pi / 2) / (D_hi.subs(g, 1) * D_lo.subs(g, 1))
+        ),
+        "under_60_and_equal_pi": sp.simplify(derived.subs({lam_lo: lam_hi, pi_lo: pi_hi}) / rho_g),
+        "crossover_g": crossover,
+        "logit_split": logit_split,
+        "xi_pi_split": sp.simplify(xi_g * pi_g_hi - (pq_hi + rho_g * pk_hi)),
+        "at_g1_split": sp.simplify(split_diff.subs(g, 1)),
+        "at_g1_split_expected": sp.simplify(
+            m**2
+            * mu**2
+            * (d_lam + pq_hi - pq_lo)
+            / ((gamma * mu - lam_hi - pq_hi) * (gamma * mu - lam_lo - pq_lo))
+        ),
+    }
+    return Derivation(derived, stated, notes)
+
+
+def propagated_snr_eq58(n_blocks: int = 3) -> Derivation:
+    """Eq. (58) from eq. (53) with m_k = G m_init (56) and G = ∏ η over the earlier blocks (57).
+
+    ``n_blocks`` earlier blocks with gains η_1 … η_n (the current block's η is separate: (57) stops
+    before (s, ℓ)). ``derived`` substitutes (56)–(57) into (53); ``stated`` is (58).
+    """
+    etas = sp.symbols(f"eta_1:{n_blocks + 1}", real=True)
+    eta_now, m_init, gamma = sp.symbols("eta m_init gamma", real=True)
+    c = sp.Symbol("c", positive=True)
+    G = sp.Mul(*etas)  # eq. (57): exclusive product over (s', ℓ') ≺ (s, ℓ)
+    m_k = G * m_init  # eq. (56)
+    snr53 = m_k**2 / (c * ((1 - eta_now) * c + gamma))  # eq. (53)
+    stated = G**2 * m_init**2 / (c * ((1 - eta_now) * c + gamma))  # eq. (58)
+    return Derivation(snr53, stated, {"G": G})
