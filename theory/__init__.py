@@ -89,12 +89,20 @@ from .schedules import (
     DDPMSchedule,
     VPSchedule,
     alpha,
+    alpha_bar_at_step,
+    alpha_bar_at_timestep,
     beta,
     beta_integral,
+    ddim_c1,
+    ddim_score_gain,
+    ddim_step,
     sampling_timesteps,
     sigma2,
+    step_at_alpha_bar,
     step_to_time,
     time_to_step,
+    timestep_at_alpha_bar,
+    timestep_at_step,
 )
 from .self_consistency import branch_stability, branches, solve_self_consistency
 from .speciation import (
@@ -165,6 +173,15 @@ __all__ = [
     "sampling_timesteps",
     "step_to_time",
     "time_to_step",
+    # the exact discrete step <-> time map and one DDIM step (Song et al. 2020, eq. 12)
+    "alpha_bar_at_timestep",
+    "timestep_at_alpha_bar",
+    "timestep_at_step",
+    "alpha_bar_at_step",
+    "step_at_alpha_bar",
+    "ddim_step",
+    "ddim_c1",
+    "ddim_score_gain",
     # coupled OU replicas, eq. (4)-(10)
     "GaussianData",
     "GaussianMixtureData",
