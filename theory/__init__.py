@@ -28,6 +28,7 @@ from .appendix_b import (
     softmax_jacobian,
 )
 from .attention import BlockWeights, attention_weights, coupled_attention, mixture_weights
+from .biroli import biroli_speciation_index, biroli_speciation_step, collapse_time
 from .block_propagator import Propagator, ToyDiTBlock, block_forward, propagator, random_toy_block
 from .gating import rho, xi
 from .linearization import (
@@ -206,6 +207,10 @@ __all__ = [
     "sample_marginal",
     "same_component_fraction",
     "decoupling_same_fraction",
+    # Biroli et al. (2024) on the exact discrete schedule
+    "biroli_speciation_index",
+    "biroli_speciation_step",
+    "collapse_time",
     # two-component mixture, eq. (34)-(41)
     "mixture_log_density",
     "mixture_score",
