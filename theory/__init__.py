@@ -55,9 +55,11 @@ from .mixture import (
     one_block_map,
 )
 from .modal_snr import (
+    KappaStatus,
     cumulative_gain,
     eta,
     eta_routing_dominant,
+    kappa_status,
     modal_snr,
     modal_snr_expanded,
     modal_snr_routing_dominant,
@@ -225,6 +227,8 @@ __all__ = [
     # modal SNR and the synchronization gap, eq. (44)-(66)
     "eta",
     "speciation_parameter",
+    "KappaStatus",
+    "kappa_status",
     "modal_snr",
     "modal_snr_expanded",
     "snr_validity",
