@@ -30,6 +30,14 @@ from .appendix_b import (
 from .attention import BlockWeights, attention_weights, coupled_attention, mixture_weights
 from .biroli import biroli_speciation_index, biroli_speciation_step, collapse_time
 from .block_propagator import Propagator, ToyDiTBlock, block_forward, propagator, random_toy_block
+from .exact_step import (
+    ExactStepKappa,
+    eq56_closure_ratio,
+    exact_curvature,
+    exact_speciation_step,
+    exact_step_kappa,
+    symmetric_points,
+)
 from .gating import rho, xi
 from .linearization import (
     AttentionLayer,
@@ -119,6 +127,7 @@ from .speciation import (
     split_probability_simulated,
     vp_time_to_ou_time,
 )
+from .step_curvature import curvature_sign_change, directional_curvature
 
 __all__ = [
     # coupled attention, eq. (16)-(19)
@@ -243,6 +252,16 @@ __all__ = [
     "multiscale_score",
     "clone_experiment",
     "exact_clone_agreement",
+    # the step-level predictor: curvature along branch directions, eq. (50)-(51) where the score lives
+    "curvature_sign_change",
+    "directional_curvature",
+    "exact_curvature",
+    "symmetric_points",
+    "exact_speciation_step",
+    # eq. (50) and the closure (56)-(57) on one exact DDIM step
+    "ExactStepKappa",
+    "exact_step_kappa",
+    "eq56_closure_ratio",
     # gating, eq. (27)
     "rho",
     "xi",
