@@ -30,6 +30,7 @@ from .appendix_b import (
 from .attention import BlockWeights, attention_weights, coupled_attention, mixture_weights
 from .biroli import biroli_speciation_index, biroli_speciation_step, collapse_time
 from .block_propagator import Propagator, ToyDiTBlock, block_forward, propagator, random_toy_block
+from .em_fit import SymmetricMixtureFit, fit_symmetric_mixture
 from .exact_step import (
     ExactStepKappa,
     eq56_closure_ratio,
@@ -262,6 +263,9 @@ __all__ = [
     "ExactStepKappa",
     "exact_step_kappa",
     "eq56_closure_ratio",
+    # the symmetric two-Gaussian model (34) on one mode, maximum likelihood
+    "SymmetricMixtureFit",
+    "fit_symmetric_mixture",
     # gating, eq. (27)
     "rho",
     "xi",
