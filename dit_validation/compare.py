@@ -31,19 +31,16 @@ from theory.multiscale import (
     DEFAULT_MIXTURE,
     clone_agreement,
     clone_experiment,
-    ddim_timesteps,
-    ddpm_alphas_cumprod,
     exact_clone_agreement,
     mixture_eps,
     patterns,
     speciation_alpha_bar,
-    speciation_timestep,
-    step_of_timestep,
 )
+from theory.schedules import DDPMSchedule, ddim_score_gain, sampling_timesteps, step_at_alpha_bar
 
 from .compare_report import gap_fit, markdown_table, predictions, spearman_per
 from .fits import bootstrap_center
-from .gamma import block_odd_response, ddim_score_gain, estimate_gamma, step_odd_response
+from .gamma import block_odd_response, estimate_gamma, step_odd_response
 from .grids import PAPER_G
 from .measure import (
     block_quantities,
@@ -134,7 +131,7 @@ def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig) -> dict[s
     S = cfg.num_steps
     t_int = np.arange(0, S + 1, cfg.t_int_stride)
     shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
-    ab = ddpm_alphas_cumprod()
+    ab = DDPMSchedule().alphas_cumprod
     pairs = clone_experiment(
         dit_eps_fn(bundle, cfg.class_label),
         shape,
@@ -160,10 +157,10 @@ def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig) -> dict[s
             alphas_cumprod=ab,
         )
         agree_ex = clone_agreement(mix, exact)
-        ts = ddim_timesteps(S)
+        ts = sampling_timesteps(DDPMSchedule(), S)
         ab_split = np.array([ab[ts[s]] if s < S else 1.0 - 1e-12 for s in t_int])
         out["agree_theory"] = exact_clone_agreement(mix, ab_split)
-        out["tau_kappa"] = step_of_timestep(speciation_timestep(speciation_alpha_bar(mix), ab), ts)
+        out["tau_kappa"] = step_at_alpha_bar(DDPMSchedule(), speciation_alpha_bar(mix), S)
         th = [
             bootstrap_center(t_int, np.repeat(a[:, None], 2, 1), curve=lambda Y: Y[:, 0], n_boot=1)[0]
             for a in out["agree_theory"]
@@ -193,7 +190,7 @@ def step_gamma(bundle: DiTBundle, cfg: CompareConfig, n_steps: int = 5) -> dict[
     (tests/test_gamma.py), the DiT's deviation measures how much of the score nonlinearity it has learned.
     """
     mix, S = DEFAULT_MIXTURE, cfg.num_steps
-    ab, ts = ddpm_alphas_cumprod(), ddim_timesteps(S)
+    ab, ts = DDPMSchedule().alphas_cumprod, sampling_timesteps(DDPMSchedule(), S)
     eps = dit_eps_fn(bundle, cfg.class_label)
     phi = patterns(mix)
     noise = np.random.default_rng(cfg.seed).standard_normal(mix.dim)
@@ -233,7 +230,7 @@ def internal_section(bundle: DiTBundle, cfg: CompareConfig) -> dict[str, np.ndar
     )
     steps = np.unique(np.linspace(0, S - 1, cfg.measure_points).round().astype(int))
     states = common_mode_states(bundle, S, cfg.seed, layers, steps, cfg.class_label)
-    timesteps = ddim_timesteps(S)
+    timesteps = sampling_timesteps(DDPMSchedule(), S)
     lin = linearized_copy(bundle.transformer)
     names = ("chi", "pi", "pi_q", "pi_k", "lambda_mlp", "cross", "cross_R", "cross_q", "cross_k", "quad_full")
     q = {n: np.full((len(steps), L, K), np.nan) for n in names}

@@ -14,7 +14,7 @@ a ∈ (0, `span`·c/m] (through the tanh's saturation) and fits, by linear least
 
 returning γ (and b). On the exact multi-scale mixture the reverse step is F(x) = c₁ x + γ_s ∇ log p_t(x)
 with ∇ log p_t exactly of the form eq. (35) along φ_f, so the fit recovers the known γ_s of
-`ddim_score_gain` to rounding error (the validation in tests/test_gamma.py); with (m, c) estimated from
+`theory.ddim_score_gain` to rounding error (the validation in tests/test_gamma.py); with (m, c) estimated from
 samples it recovers it within the sampling error of the moments.
 """
 
@@ -25,25 +25,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from theory.multiscale import MultiscaleMixture, ddim_step, mixture_eps, patterns
-from theory.validation import check_range
+from theory.multiscale import MultiscaleMixture, mixture_eps, patterns
+from theory.schedules import ddim_step
 
 from .measure import LinearizedDiT
-
-
-def ddim_score_gain(ab_t: float, ab_prev: float, eta: float = 0.0) -> float:
-    """γ_s of one DDIM step written as x_prev = c₁ x + γ_s ∇ log p_t(x) (+ noise).
-
-    With ε̂ = −σ_t ∇ log p_t and x̂₀ = (x − σ_t ε̂)/α_t,
-    x_prev = c₁ x + (c₁ σ_t − sqrt(1 − ᾱ_prev − σ_η²)) σ_t ∇ log p_t,
-    c₁ = sqrt(ᾱ_prev/ᾱ_t), σ_η = eta·sqrt((1 − ᾱ_prev)/(1 − ᾱ_t))·sqrt(1 − ᾱ_t/ᾱ_prev).
-    """
-    check_range("ab_t", ab_t, 0.0, 1.0, lo_open=True, hi_open=True)
-    check_range("ab_prev", ab_prev, ab_t, 1.0)
-    s_t = np.sqrt(1 - ab_t)
-    c1 = np.sqrt(ab_prev / ab_t)
-    sig = eta * np.sqrt((1 - ab_prev) / (1 - ab_t)) * np.sqrt(max(0.0, 1 - ab_t / ab_prev))
-    return float(s_t * (c1 * s_t - np.sqrt(max(0.0, 1 - ab_prev - sig**2))))
 
 
 def fit_score_gain(a: np.ndarray, D: np.ndarray, m: float, c: float) -> tuple[float, float, float]:

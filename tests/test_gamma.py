@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from dit_validation.gamma import (
     block_odd_response,
-    ddim_score_gain,
     estimate_gamma,
     exact_eps_fn,
     fit_score_gain,
@@ -24,17 +23,15 @@ from dit_validation.measure import linearized_copy, mixture_moments
 from dit_validation.models import build_random_dit
 from theory.multiscale import (
     DEFAULT_MIXTURE,
-    ddim_step,
-    ddim_timesteps,
-    ddpm_alphas_cumprod,
     factor_projections,
     mixture_eps,
     mixture_score,
     sample_mixture,
 )
+from theory.schedules import DDPMSchedule, ddim_score_gain, ddim_step, sampling_timesteps
 
-AB = ddpm_alphas_cumprod()
-TS = ddim_timesteps(50)
+AB = DDPMSchedule().alphas_cumprod
+TS = sampling_timesteps(DDPMSchedule(), 50)
 
 
 def _step(s):

@@ -15,8 +15,6 @@ from theory.multiscale import (
     MultiscaleMixture,
     clone_agreement,
     clone_experiment,
-    ddim_timesteps,
-    ddpm_alphas_cumprod,
     exact_clone_agreement,
     factor_projections,
     mixture_eps,
@@ -25,8 +23,10 @@ from theory.multiscale import (
     patterns,
     sample_mixture,
     speciation_alpha_bar,
-    speciation_timestep,
 )
+from theory.schedules import DDPMSchedule, sampling_timesteps, timestep_at_alpha_bar
+
+DDPM = DDPMSchedule()
 
 SMALL = MultiscaleMixture(amplitudes=(3.0, 1.5, 0.8), s=0.3, size=8)
 
@@ -93,28 +93,18 @@ def test_speciation_alpha_bar_is_where_kappa_crosses_one_and_matches_biroli():
     biroli = np.exp(-2 * theory.biroli_speciation_time(lam))
     np.testing.assert_allclose(speciation_alpha_bar(mix, "biroli"), biroli, rtol=1e-13)
     # the two criteria differ by the factor (A² + s²)/(1 + A² − s²) = 1 + O(1/A²); both order global → local
-    t_exact = speciation_timestep(ab, ddpm_alphas_cumprod())
+    t_exact = timestep_at_alpha_bar(DDPM, ab)
     assert np.all(np.diff(t_exact) < 0)
     ratio = ab / speciation_alpha_bar(mix, "biroli")
     np.testing.assert_allclose(ratio, (A**2 + mix.s**2) / (1 + A**2 - mix.s**2), rtol=1e-13)
     assert np.all(np.abs(ratio - 1) <= (1 + 2 * mix.s**2) / (A**2 - mix.s**2))
 
 
-def test_ddim_timesteps_match_diffusers_trailing():
-    from diffusers import DDIMScheduler
-
-    sched = DDIMScheduler(beta_schedule="linear", timestep_spacing="trailing")
-    for S in (10, 50, 100):
-        sched.set_timesteps(S)
-        np.testing.assert_array_equal(ddim_timesteps(S), sched.timesteps.numpy())
-    np.testing.assert_allclose(ddpm_alphas_cumprod(), sched.alphas_cumprod.numpy(), rtol=1e-6)
-
-
 def test_clone_experiment_matches_closed_form_agreement():
     """Seeded statistical test: exact-score DDPM clones vs E[p² + (1 − p)²] within 4 binomial SE + 0.04."""
     mix, S, M = SMALL, 20, 150
-    ab = ddpm_alphas_cumprod()
-    ts = ddim_timesteps(S)
+    ab = DDPM.alphas_cumprod
+    ts = sampling_timesteps(DDPM, S)
     t_int = [0, 6, 10, 14, 20]
     pairs = clone_experiment(lambda x, t: mixture_eps(mix, x, ab[t]), (1, 8, 8), S, t_int, M, seed=3)
     agree = clone_agreement(mix, pairs).mean(-1)  # (F, T)

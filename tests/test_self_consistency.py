@@ -90,8 +90,9 @@ def test_solver_series_matches_symbolic() -> None:
     assert [float(c) for c in pitchfork_series(order=5)] == pytest.approx(list(PITCHFORK_COEFFS), abs=0)
 
 
-def test_infinite_kappa_composes_with_modal_snr() -> None:
-    """κ = +inf (eq. 55 violated, see theory.modal_snr) is the κ → ∞ limit: u* = inf, speciated."""
+def test_infinite_kappa_is_the_saturated_limit() -> None:
+    """κ = +inf is the κ → ∞ limit of u = κ tanh u: u* = inf. (A failure of eq. 55 is *not* κ = inf:
+    theory.speciation_parameter returns NaN there, see theory.modal_snr.)"""
     u = solve_self_consistency(np.array([np.inf, 3.0]))
     assert u[0] == np.inf and np.isfinite(u[1])
     np.testing.assert_array_equal(branches(np.inf), [-np.inf, 0.0, np.inf])

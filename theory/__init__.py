@@ -32,6 +32,7 @@ from .appendix_b import (
     softmax_jacobian,
 )
 from .attention import BlockWeights, attention_weights, coupled_attention, mixture_weights
+from .biroli import biroli_speciation_index, biroli_speciation_step, collapse_time
 from .block_propagator import (
     Eq32Check,
     Propagator,
@@ -40,6 +41,15 @@ from .block_propagator import (
     eq32_check,
     propagator,
     random_toy_block,
+)
+from .em_fit import SymmetricMixtureFit, fit_symmetric_mixture
+from .exact_step import (
+    ExactStepKappa,
+    eq56_closure_ratio,
+    exact_curvature,
+    exact_speciation_step,
+    exact_step_kappa,
+    symmetric_points,
 )
 from .gating import rho, xi
 from .linearization import (
@@ -68,9 +78,11 @@ from .mixture import (
     one_block_map,
 )
 from .modal_snr import (
+    KappaStatus,
     cumulative_gain,
     eta,
     eta_routing_dominant,
+    kappa_status,
     modal_snr,
     modal_snr_expanded,
     modal_snr_routing_dominant,
@@ -103,12 +115,20 @@ from .schedules import (
     DDPMSchedule,
     VPSchedule,
     alpha,
+    alpha_bar_at_step,
+    alpha_bar_at_timestep,
     beta,
     beta_integral,
+    ddim_c1,
+    ddim_score_gain,
+    ddim_step,
     sampling_timesteps,
     sigma2,
+    step_at_alpha_bar,
     step_to_time,
     time_to_step,
+    timestep_at_alpha_bar,
+    timestep_at_step,
 )
 from .self_consistency import branch_stability, branches, solve_self_consistency
 from .speciation import (
@@ -122,6 +142,7 @@ from .speciation import (
     split_probability_simulated,
     vp_time_to_ou_time,
 )
+from .step_curvature import curvature_sign_change, directional_curvature
 
 __all__ = [
     # coupled attention, eq. (16)-(19)
@@ -188,6 +209,15 @@ __all__ = [
     "sampling_timesteps",
     "step_to_time",
     "time_to_step",
+    # the exact discrete step <-> time map and one DDIM step (Song et al. 2020, eq. 12)
+    "alpha_bar_at_timestep",
+    "timestep_at_alpha_bar",
+    "timestep_at_step",
+    "alpha_bar_at_step",
+    "step_at_alpha_bar",
+    "ddim_step",
+    "ddim_c1",
+    "ddim_score_gain",
     # coupled OU replicas, eq. (4)-(10)
     "GaussianData",
     "GaussianMixtureData",
@@ -212,6 +242,10 @@ __all__ = [
     "sample_marginal",
     "same_component_fraction",
     "decoupling_same_fraction",
+    # Biroli et al. (2024) on the exact discrete schedule
+    "biroli_speciation_index",
+    "biroli_speciation_step",
+    "collapse_time",
     # two-component mixture, eq. (34)-(41)
     "mixture_log_density",
     "mixture_score",
@@ -226,6 +260,8 @@ __all__ = [
     # modal SNR and the synchronization gap, eq. (44)-(66)
     "eta",
     "speciation_parameter",
+    "KappaStatus",
+    "kappa_status",
     "modal_snr",
     "modal_snr_expanded",
     "snr_validity",
@@ -240,6 +276,19 @@ __all__ = [
     "multiscale_score",
     "clone_experiment",
     "exact_clone_agreement",
+    # the step-level predictor: curvature along branch directions, eq. (50)-(51) where the score lives
+    "curvature_sign_change",
+    "directional_curvature",
+    "exact_curvature",
+    "symmetric_points",
+    "exact_speciation_step",
+    # eq. (50) and the closure (56)-(57) on one exact DDIM step
+    "ExactStepKappa",
+    "exact_step_kappa",
+    "eq56_closure_ratio",
+    # the symmetric two-Gaussian model (34) on one mode, maximum likelihood
+    "SymmetricMixtureFit",
+    "fit_symmetric_mixture",
     # gating, eq. (27)
     "rho",
     "xi",

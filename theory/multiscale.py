@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 
+from .schedules import DDPMSchedule, ddim_step, sampling_timesteps
 from .streams import numpy_normal
 from .validation import as_float_array, check_positive_int, check_range
 
@@ -41,15 +42,10 @@ __all__ = [
     "patterns",
     "sample_mixture",
     "factor_projections",
-    "ddpm_alphas_cumprod",
     "mixture_log_density",
     "mixture_score",
     "mixture_eps",
     "speciation_alpha_bar",
-    "speciation_timestep",
-    "ddim_timesteps",
-    "ddim_step",
-    "step_of_timestep",
     "clone_experiment",
     "clone_agreement",
     "exact_clone_agreement",
@@ -140,15 +136,6 @@ def factor_projections(mix: MultiscaleMixture, x: np.ndarray) -> np.ndarray:
     return flat @ patterns(mix).T
 
 
-def ddpm_alphas_cumprod(
-    num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
-) -> np.ndarray:
-    """ᾱ_t of DiT's DDPM schedule (linear β from 1e-4 to 0.02 over 1000 steps, Peebles & Xie 2023)."""
-    check_positive_int("num_train_timesteps", num_train_timesteps, minimum=2)
-    betas = np.linspace(beta_start, beta_end, num_train_timesteps, dtype=np.float64)
-    return np.cumprod(1.0 - betas)
-
-
 def _moments(mix: MultiscaleMixture, alpha_bar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(α_t, v_t = α_t² s² + σ_t²) broadcast over alpha_bar."""
     ab = as_float_array("alpha_bar", alpha_bar)
@@ -206,47 +193,10 @@ def speciation_alpha_bar(
     raise ValueError(f"criterion must be 'exact' or 'biroli', got {criterion!r}")
 
 
-def speciation_timestep(alpha_bar_star: np.ndarray, alphas_cumprod: np.ndarray) -> np.ndarray:
-    """Continuous DDPM timestep t* with ᾱ_{t*} = ᾱ* (linear interpolation in log ᾱ), same shape."""
-    target = np.log(as_float_array("alpha_bar_star", alpha_bar_star, dtype=np.float64))
-    log_ab = np.log(np.asarray(alphas_cumprod, dtype=np.float64))  # decreasing in t
-    t = np.arange(log_ab.size, dtype=np.float64)
-    return np.interp(-target, -log_ab, t, left=np.nan, right=np.nan)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Sampling with any ε-predictor (the exact one above, or a trained DiT wrapped to numpy) on DiT's time axis.
 
 EpsFn = Callable[[np.ndarray, int], np.ndarray]
-
-
-def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> np.ndarray:
-    """DDIM "trailing" timesteps t_s for s = 0 … S−1 (step 0 at t = 999, the pure-noise end).
-
-    Matches diffusers' DDIMScheduler(timestep_spacing="trailing") as used by `dit_validation.sampler`,
-    so theory, exact-score sampler and DiT share one step axis.
-    """
-    check_positive_int("num_steps", num_steps)
-    ratio = num_train_timesteps / num_steps
-    return (np.round(np.arange(num_train_timesteps, 0, -ratio)) - 1).astype(np.int64)
-
-
-def step_of_timestep(t: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
-    """Continuous sampling-step index s with t_s = t (linear interpolation; NaN outside the grid)."""
-    ts = np.asarray(timesteps, dtype=np.float64)  # decreasing
-    return np.interp(
-        -np.asarray(t, dtype=np.float64), -ts, np.arange(ts.size, dtype=np.float64), left=np.nan, right=np.nan
-    )
-
-
-def ddim_step(
-    x: np.ndarray, eps: np.ndarray, ab_t: float, ab_prev: float, eta: float, noise: np.ndarray | None
-) -> np.ndarray:
-    """One DDIM update t → t_prev (Song et al. 2020, eq. 12); eta = 1 is DDPM-like ancestral sampling."""
-    x0 = (x - np.sqrt(1 - ab_t) * eps) / np.sqrt(ab_t)
-    sig = eta * np.sqrt((1 - ab_prev) / (1 - ab_t)) * np.sqrt(max(0.0, 1 - ab_t / ab_prev))
-    out = np.sqrt(ab_prev) * x0 + np.sqrt(max(0.0, 1 - ab_prev - sig**2)) * eps
-    return out if noise is None or sig == 0 else out + sig * noise
 
 
 def _noise(seed: int, m: int, s: int, stream: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -271,10 +221,17 @@ def clone_experiment(
     For each of M seeds one trajectory is sampled from x_T ~ N(0, I) with shared noise; at step t_int (the
     state x_{t_s} before reverse step s = t_int) it is cloned into replicas A and B that finish the
     remaining steps with independent noise (stream 1 and 2). t_int = 0 splits at pure noise, t_int = S
-    returns identical copies. eps_fn(x (B, *shape) float64, t int) → ε̂ (B, *shape).
+    returns identical copies. eps_fn(x (B, *shape) float64, t int) → ε̂ (B, *shape). ``eta`` is the DDIM
+    noise parameter (``ddim_eta`` of :func:`theory.schedules.ddim_step`), not the block gain η_k of eq. (46);
+    ``alphas_cumprod`` defaults to DiT's ``DDPMSchedule().alphas_cumprod``; trailing timesteps
+    (:func:`theory.schedules.sampling_timesteps`), the last step lands on ᾱ = 1.
     """
-    ab = ddpm_alphas_cumprod() if alphas_cumprod is None else np.asarray(alphas_cumprod, dtype=np.float64)
-    ts = ddim_timesteps(num_steps, ab.size)
+    ab = (
+        DDPMSchedule().alphas_cumprod
+        if alphas_cumprod is None
+        else np.asarray(alphas_cumprod, dtype=np.float64)
+    )
+    ts = sampling_timesteps(DDPMSchedule(num_train_timesteps=ab.size), num_steps)  # trailing
     check_positive_int("num_seeds", num_seeds)
     t_int = [int(v) for v in t_int]
     if any(v < 0 or v > num_steps for v in t_int):

@@ -1,4 +1,4 @@
-"""Noise schedules: the continuous VP process (eq. 1–3) and DiT's discrete DDPM schedule.
+"""Noise schedules: the continuous VP process (eq. 1–3), DiT's discrete DDPM schedule, DDIM steps.
 
 Two time axes meet here and the validation code needs both on one axis:
 
@@ -8,10 +8,29 @@ Two time axes meet here and the validation code needs both on one axis:
   (``β_i`` linear from ``beta_start`` to ``beta_end``), visited by a sampler in ``num_steps``
   steps ``s = 0, 1, …`` (``s = 0`` is the first, noisiest step).
 
-The discrete schedule is the Riemann sum of the continuous one with
-``β_min = N·beta_start`` and ``β_max = N·beta_end``; timestep ``i`` is identified with
-``t = (i + 1)/N`` (the end of the ``i``-th interval of length ``1/N``), so ``ᾱ_i ≈ α(t)²``
-(checked in ``tests/test_schedules.py``; the residual is the O(β_i²) term of ``log(1 − β_i)``).
+The exact discrete map (use this one). Everything a sampler or a network sees is ``ᾱ_i``; the
+package therefore places fractional times on the discrete table itself:
+
+* a fractional training timestep ``τ ∈ [−1, N−1]`` has ``log ᾱ(τ)`` linear between the integer
+  timesteps, with ``ᾱ_{−1} = 1`` (the empty product: the clean end a sampler's last step lands
+  on, diffusers' ``final_alpha_cumprod`` with ``set_alpha_to_one=True``);
+* a fractional sampler step ``s ∈ [0, S]`` has its timestep linear in ``s`` between the sampler's
+  grid timesteps ``τ_0 > τ_1 > … > τ_{S−1}`` (:func:`sampling_timesteps`) and ``τ_S = −1``.
+
+:func:`alpha_bar_at_timestep`, :func:`alpha_bar_at_step` and their inverses
+:func:`timestep_at_alpha_bar`, :func:`step_at_alpha_bar` are this map; all four are strictly
+monotone and reproduce the table exactly (bit for bit) at integer arguments.
+
+The Riemann-sum route (kept for the continuous theory, not for placing things on DiT's axis).
+The discrete schedule is the Riemann sum of the continuous one with ``β_min = N·beta_start`` and
+``β_max = N·beta_end``, timestep ``i`` identified with ``t = (i + 1)/N``; :meth:`DDPMSchedule.continuous`
++ :func:`step_to_time` / :func:`time_to_step` implement it. It is only approximate: ``log ᾱ_i =
+Σ_{j≤i} log(1 − β_j) = −Σ β_j − ½ Σ β_j² − …`` while ``log α(t)² = −∫β`` keeps only the first
+term, so the two differ by ``½ Σ β_j² ≈ 0.07`` at ``i = N − 1`` (plus a half-interval grid offset).
+Near ``t = T`` one timestep moves ``log ᾱ`` by only ``β_{N−1} = 0.02``, so a 0.07 error in
+``log ᾱ`` is ≈ 3.4 training timesteps: placing a given ``ᾱ`` (e.g. Biroli's ``1/Λ``) through the
+continuous route misplaces it by up to 3.4 of DiT's 1000 timesteps near ``t = T`` (0.17 sampler
+steps at S = 50), measured in ``tests/test_schedules.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .validation import as_float_array, check_positive_int, check_range
+from .validation import as_float_array, check_positive_int, check_range, describe
 
 Spacing = Literal["trailing", "leading", "linspace"]
 _SPACINGS: tuple[str, ...] = ("trailing", "leading", "linspace")
@@ -189,3 +208,158 @@ def _interp_extrap(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     y = np.where(x < xp[0], fp[0] + (x - xp[0]) * lo_slope, y)
     y = np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * hi_slope, y)
     return y
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The exact discrete map (module docstring): fractional training timesteps and sampler steps ↔ ᾱ.
+
+
+def _alphas_cumprod_ext(sched: DDPMSchedule) -> np.ndarray:
+    """``ᾱ_i`` for ``i = −1, 0, …, N−1`` (``ᾱ_{−1} = 1``), shape (N + 1,)."""
+    return np.concatenate([[1.0], sched.alphas_cumprod])
+
+
+def _timesteps_ext(sched: DDPMSchedule, num_steps: int, spacing: Spacing) -> np.ndarray:
+    """Grid timesteps ``τ_0 > … > τ_{S−1}`` and the clean end ``τ_S = −1``, float64 (S + 1,)."""
+    return np.append(sampling_timesteps(sched, num_steps, spacing).astype(np.float64), -1.0)
+
+
+def alpha_bar_at_timestep(sched: DDPMSchedule, tau: Any) -> np.ndarray | float:
+    """``ᾱ`` at a fractional training timestep ``τ ∈ [−1, N−1]`` (``log ᾱ`` linear between integers).
+
+    Integer ``τ`` give the table value ``ᾱ_τ`` exactly; ``τ = −1`` is ``ᾱ = 1`` (module docstring).
+    Raises ``ValueError`` outside ``[−1, N−1]``.
+    """
+    n = sched.num_train_timesteps
+    tau_a = as_float_array("tau", tau)
+    check_range("tau", tau_a, -1.0, n - 1.0)
+    table = _alphas_cumprod_ext(sched)  # index k ↔ timestep k − 1
+    x = tau_a + 1.0
+    lo = np.minimum(np.floor(x).astype(np.int64), n - 1)
+    w = x - lo
+    log_t = np.log(table)
+    interp = np.exp(log_t[lo] + w * (log_t[lo + 1] - log_t[lo]))
+    on_grid = x == np.round(x)
+    return _out(np.where(on_grid, table[np.round(x).astype(np.int64)], interp))
+
+
+def timestep_at_alpha_bar(sched: DDPMSchedule, alpha_bar: Any) -> np.ndarray | float:
+    """Inverse of :func:`alpha_bar_at_timestep`: the fractional timestep ``τ ∈ [−1, N−1]`` of ``ᾱ``.
+
+    ``alpha_bar`` must lie in ``(0, 1]`` (else ``ValueError``); below ``ᾱ_{N−1}`` (noisier than the
+    schedule reaches) the result is NaN.
+    """
+    ab = as_float_array("alpha_bar", alpha_bar)
+    check_range("alpha_bar", ab, 0.0, 1.0, lo_open=True)
+    neg_log = -np.log(_alphas_cumprod_ext(sched))  # increasing from 0
+    taus = np.arange(-1.0, sched.num_train_timesteps)
+    return _out(np.interp(-np.log(ab), neg_log, taus, right=np.nan))
+
+
+def timestep_at_step(
+    sched: DDPMSchedule, s: Any, num_steps: int, spacing: Spacing = "trailing"
+) -> np.ndarray | float:
+    """Fractional training timestep of sampler step ``s ∈ [0, S]``: linear between the grid's timesteps.
+
+    ``s = S`` (after the last step) is the clean end ``τ = −1``; raises ``ValueError`` outside ``[0, S]``.
+    """
+    num_steps = check_positive_int("num_steps", num_steps)
+    s_a = as_float_array("s", s)
+    check_range("s", s_a, 0.0, float(num_steps))
+    taus = _timesteps_ext(sched, num_steps, spacing)
+    return _out(np.interp(s_a, np.arange(num_steps + 1, dtype=np.float64), taus))
+
+
+def alpha_bar_at_step(
+    sched: DDPMSchedule, s: Any, num_steps: int, spacing: Spacing = "trailing"
+) -> np.ndarray | float:
+    """``ᾱ`` at a fractional sampler step ``s ∈ [0, S]`` on the exact discrete map (module docstring).
+
+    Integer ``s < S`` give ``sched.alphas_cumprod[sampling_timesteps(sched, S)[s]]`` exactly and
+    ``s = S`` gives 1; raises ``ValueError`` outside ``[0, S]``.
+    """
+    return alpha_bar_at_timestep(sched, timestep_at_step(sched, s, num_steps, spacing))
+
+
+def step_at_alpha_bar(
+    sched: DDPMSchedule, alpha_bar: Any, num_steps: int, spacing: Spacing = "trailing"
+) -> np.ndarray | float:
+    """Inverse of :func:`alpha_bar_at_step`: the fractional sampler step ``s ∈ [0, S]`` of ``ᾱ``.
+
+    ``alpha_bar`` must lie in ``(0, 1]`` (else ``ValueError``); where it is below ``ᾱ`` of step 0
+    (noisier than the sampler's first step) the result is NaN.
+    """
+    num_steps = check_positive_int("num_steps", num_steps)
+    tau = np.asarray(timestep_at_alpha_bar(sched, alpha_bar))
+    taus = _timesteps_ext(sched, num_steps, spacing)  # decreasing in s
+    steps = np.arange(num_steps + 1, dtype=np.float64)
+    return _out(np.interp(tau, taus[::-1], steps[::-1], right=np.nan))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One DDIM step (Song, Meng & Ermon 2020, eq. 12) and its score form x_prev = c₁ x + γ_s ∇ log p_t(x).
+# Notation map to diffusers' DDIMScheduler.step: ab_t = alpha_prod_t, ab_prev = alpha_prod_t_prev,
+# ddim_eta = eta, σ_η = std_dev_t; ``eta`` itself is reserved for the paper's block gain η_k (eq. 46).
+
+
+def _check_step_pair(ab_t: Any, ab_prev: Any) -> tuple[np.ndarray, np.ndarray]:
+    ab_t_a = as_float_array("ab_t", ab_t)
+    check_range("ab_t", ab_t_a, 0.0, 1.0, lo_open=True, hi_open=True)
+    ab_prev_a = as_float_array("ab_prev", ab_prev)
+    if ab_t_a.ndim == 0:
+        check_range("ab_prev", ab_prev_a, float(ab_t_a), 1.0)
+    else:
+        check_range("ab_prev", ab_prev_a, 0.0, 1.0)
+        if np.any(ab_prev_a < ab_t_a):
+            raise ValueError(f"ab_prev must lie in [ab_t, 1] elementwise, got {describe(ab_prev_a)}")
+    return ab_t_a, ab_prev_a
+
+
+def _ddim_sigma(ab_t: Any, ab_prev: Any, ddim_eta: Any) -> Any:
+    """``σ_η = η_DDIM sqrt((1 − ᾱ_prev)/(1 − ᾱ_t)) sqrt(1 − ᾱ_t/ᾱ_prev)`` (Song et al. 2020, eq. 16)."""
+    return ddim_eta * np.sqrt((1 - ab_prev) / (1 - ab_t)) * np.sqrt(np.maximum(0.0, 1 - ab_t / ab_prev))
+
+
+def ddim_c1(ab_t: Any, ab_prev: Any) -> np.ndarray | float:
+    """Linear coefficient ``c₁ = sqrt(ᾱ_prev/ᾱ_t)`` of a DDIM step ``x_prev = c₁ x + γ_s ∇ log p_t(x)``.
+
+    ``c₁ > 1`` for every step towards the data (it is the growth of the signal scale α).
+    """
+    ab_t_a, ab_prev_a = _check_step_pair(ab_t, ab_prev)
+    return _out(np.sqrt(ab_prev_a / ab_t_a))
+
+
+def ddim_score_gain(ab_t: Any, ab_prev: Any, ddim_eta: Any = 0.0) -> np.ndarray | float:
+    """γ_s of one DDIM step ``x_prev = c₁ x + γ_s ∇ log p_t(x)`` (+ noise): the score gain of eq. (36).
+
+    With ``ε̂ = −σ_t ∇ log p_t`` and ``x̂₀ = (x − σ_t ε̂)/α_t``,
+    ``x_prev = c₁ x + (c₁ σ_t − sqrt(1 − ᾱ_prev − σ_η²)) σ_t ∇ log p_t``,
+    ``c₁ = sqrt(ᾱ_prev/ᾱ_t)``, ``σ_η = ddim_eta·sqrt((1 − ᾱ_prev)/(1 − ᾱ_t))·sqrt(1 − ᾱ_t/ᾱ_prev)``,
+    so ``γ_s = σ_t (c₁ σ_t − sqrt(1 − ᾱ_prev − σ_η²))``. Broadcasts; ``ab_t ∈ (0, 1)``,
+    ``ab_prev ∈ [ab_t, 1]``.
+    """
+    ab_t_a, ab_prev_a = _check_step_pair(ab_t, ab_prev)
+    e = as_float_array("ddim_eta", ddim_eta)
+    check_range("ddim_eta", e, 0.0, None)
+    s_t = np.sqrt(1 - ab_t_a)
+    c1 = np.sqrt(ab_prev_a / ab_t_a)
+    sig = _ddim_sigma(ab_t_a, ab_prev_a, e)
+    return _out(s_t * (c1 * s_t - np.sqrt(np.maximum(0.0, 1 - ab_prev_a - sig**2))))
+
+
+def ddim_step(
+    x: np.ndarray, eps: np.ndarray, ab_t: float, ab_prev: float, ddim_eta: float, noise: np.ndarray | None
+) -> np.ndarray:
+    """One DDIM update t → t_prev (Song et al. 2020, eq. 12); ``ddim_eta = 1`` is DDPM-like ancestral.
+
+    ``x_prev = sqrt(ᾱ_prev) x̂₀ + sqrt(1 − ᾱ_prev − σ_η²) ε + σ_η z`` with
+    ``x̂₀ = (x − sqrt(1 − ᾱ_t) ε)/sqrt(ᾱ_t)`` and σ_η of Song et al. eq. (16);
+    ``noise`` (same shape as x) is ``z``, ignored when ``σ_η = 0`` or None (the deterministic part).
+    ``ab_t``, ``ab_prev`` are scalars (one step for the whole batch).
+    """
+    _check_step_pair(float(ab_t), float(ab_prev))
+    check_range("ddim_eta", ddim_eta, 0.0, None)
+    x0 = (x - np.sqrt(1 - ab_t) * eps) / np.sqrt(ab_t)
+    sig = ddim_eta * np.sqrt((1 - ab_prev) / (1 - ab_t)) * np.sqrt(max(0.0, 1 - ab_t / ab_prev))
+    out = np.sqrt(ab_prev) * x0 + np.sqrt(max(0.0, 1 - ab_prev - sig**2)) * eps  # Song et al. eq. (12)
+    return out if noise is None or sig == 0 else out + sig * noise

@@ -92,7 +92,7 @@ def _newton_mid(kappa: np.ndarray, u: np.ndarray, iters: int) -> tuple[np.ndarra
 
 
 def _kappa_array(kappa: Any) -> np.ndarray:
-    """float64 κ ≥ 0, allowing +inf (a mode past the validity condition (55)) but not NaN."""
+    """float64 κ ≥ 0, allowing +inf (the saturated limit κ → ∞) but not NaN."""
     try:
         k = np.asarray(kappa, dtype=np.float64)
     except (TypeError, ValueError):
@@ -116,8 +116,8 @@ def solve_self_consistency(kappa: Any) -> np.ndarray | float:
     * ``κ ≥ 20``: ``u* = κ tanh κ`` (the correction ``2κ e^{−2κ}`` is below half an ulp).
 
     Relative accuracy ~1e-15 for every ``κ ∈ (1, ∞)``, ``κ = 1 + 1e-12`` included.
-    ``κ ≥ 0``, no NaN; ``κ = +inf`` (what :func:`theory.modal_snr.speciation_parameter` returns
-    where the validity condition (55) fails) gives ``u* = +inf``. Float for scalar input.
+    ``κ ≥ 0``, no NaN (an undefined κ from :func:`theory.speciation_parameter` has no root: mask it
+    first); ``κ = +inf`` gives ``u* = +inf``. Float for scalar input.
     """
     k = _kappa_array(kappa)
     flat = k.ravel()

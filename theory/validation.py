@@ -24,13 +24,17 @@ def describe(value: Any) -> str:
     return f"array(shape={arr.shape}, [{head}{', ...' if flat.size > 4 else ''}])"
 
 
-def as_float_array(name: str, value: Any, dtype: Any = np.float64) -> np.ndarray:
-    """Convert ``value`` to a float array, rejecting non-numeric input and NaN/inf."""
+def as_float_array(name: str, value: Any, dtype: Any = np.float64, *, finite: bool = True) -> np.ndarray:
+    """Convert ``value`` to a float array, rejecting non-numeric input and (unless ``finite=False``) NaN/inf.
+
+    ``finite=False`` is for quantities where NaN means "undefined" and is a legitimate value
+    (e.g. a measured κ, see ``theory.modal_snr``); the type check still applies.
+    """
     try:
         arr = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a real number or array of real numbers, got {value!r}") from exc
-    if not np.all(np.isfinite(arr)):
+    if finite and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite (no NaN or inf), got {describe(arr)}")
     return arr
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from theory.multiscale import DEFAULT_MIXTURE, ddpm_alphas_cumprod, mixture_eps, patterns
+from theory.multiscale import DEFAULT_MIXTURE, mixture_eps, patterns
+from theory.schedules import DDPMSchedule
 from theory.validation import check_positive_int, check_range
 
 from .data import CHANNELS, IMAGE_SIZE, DatasetName, TrainStream, digits_split, held_out_set, num_classes
@@ -143,7 +144,7 @@ def _eval_batch(dataset: DatasetName) -> tuple[torch.Tensor, torch.Tensor, torch
 def held_out_loss(transformer, dataset: DatasetName, batch: int = 256) -> np.ndarray:
     """Per-timestep held-out ε-MSE of `transformer` (float32, deterministic on CPU), shape (T_eval,)."""
     x0, labels, t, eps = _eval_batch(dataset)
-    ab = torch.tensor(ddpm_alphas_cumprod(), dtype=torch.float64)
+    ab = torch.tensor(DDPMSchedule().alphas_cumprod, dtype=torch.float64)
     xt = _noised(x0, t, eps, ab)
     dev = next(transformer.parameters()).device
     dt = next(transformer.parameters()).dtype
@@ -166,7 +167,7 @@ def reference_losses(dataset: DatasetName) -> dict[str, list[float]]:
     denoiser −σ ∇ log p_t from the closed-form score, the floor no network can beat in expectation.
     """
     x0, _, t, eps = _eval_batch(dataset)
-    ab_all = ddpm_alphas_cumprod()
+    ab_all = DDPMSchedule().alphas_cumprod
     xt = _noised(x0.double(), t, eps.double(), torch.tensor(ab_all)).reshape(len(t), -1).numpy()
     e = eps.double().reshape(len(t), -1).numpy()
     if dataset == "digits":
@@ -209,7 +210,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
     model.eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(cfg, k))
-    ab = torch.tensor(ddpm_alphas_cumprod(), dtype=torch.float32, device=dev)
+    ab = torch.tensor(DDPMSchedule().alphas_cumprod, dtype=torch.float32, device=dev)
     stream = TrainStream(cfg.dataset, cfg.batch_size, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     n_cls = num_classes(cfg.dataset)
