@@ -239,3 +239,11 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
         lines.append(_row(n, "yes" if h else "NO", _fmt(float(m), 3)))
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(meta: dict, a: dict[str, np.ndarray]) -> list[str]:
+    """The comparison's lines of ``synchrogap reproduce``'s one-screen summary."""
+    lines = ["Section 2.7 predictions (compare):"]
+    for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
+        lines.append(f"  {str(n):<20} {'holds' if bool(h) else 'FAILS':<6} margin {float(m):+.3g}")
+    return lines

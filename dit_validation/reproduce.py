@@ -38,6 +38,7 @@ from theory import rho as theory_rho
 from . import compare as compare_mod
 from .analysis import deep_layer_count
 from .boundary import ReportedError
+from .compare_report import summary_lines
 from .grids import (
     FIGURE_G,
     PAPER_G,
@@ -288,13 +289,7 @@ def summary_text(files: dict[str, Path]) -> str:
             r = float(np.corrcoef(rho[ok], deep[ok])[0, 1])
             lines.append(f"  collapse: corr(rho(g), deep |G_int-1|) = {r:+.2f} (eq. 66 predicts > 0)")
     if files.get("compare") and files["compare"].is_file():
-        _, c = load_result(files["compare"])
-        if "prediction_names" in c:
-            lines += ["", "Section 2.7 predictions (compare):"]
-            for n, h, m in zip(
-                c["prediction_names"], c["prediction_holds"], c["prediction_margin"], strict=True
-            ):
-                lines.append(f"  {str(n):<20} {'holds' if bool(h) else 'FAILS':<6} margin {float(m):+.3g}")
+        lines += ["", *summary_lines(*load_result(files["compare"], kind="compare"))]
     if files.get("figures"):
         lines += ["", f"figures and tables: {files['figures']}"]
     return "\n".join(lines)
