@@ -321,11 +321,11 @@ def _mixture_log_p_torch(x: torch.Tensor, data: GaussianMixtureData, t: float) -
 
 
 @pytest.mark.parametrize("t", [1e-3, 0.3, 1.0])
-def test_mixture_score_against_autograd(t: float) -> None:
+@pytest.mark.parametrize("weights", [[0.2, 0.5, 0.3], [0.35, 0.65]], ids=["K3", "K2"])  # K = 2: sigmoid path
+def test_mixture_score_against_autograd(t: float, weights: list[float]) -> None:
     rng = np.random.default_rng(4)
-    data = GaussianMixtureData(
-        rng.standard_normal((3, 4)) * 2, np.array([0.2, 0.5, 0.3]), rng.uniform(0.2, 2, 4)
-    )
+    K = len(weights)
+    data = GaussianMixtureData(rng.standard_normal((K, 4)) * 2, np.array(weights), rng.uniform(0.2, 2, 4))
     x = torch.tensor(rng.standard_normal((6, 4)) * 2, requires_grad=True)
     (grad,) = torch.autograd.grad(_mixture_log_p_torch(x, data, t).sum(), x)
     np.testing.assert_allclose(score(data, VP, x.detach().numpy(), t), grad.numpy(), rtol=1e-9, atol=1e-10)

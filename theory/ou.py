@@ -332,8 +332,10 @@ def _em_step(score_fn: ScoreFn, sched: VPSchedule, z: Any, xi: Any, t1: float, t
     """One Euler–Maruyama step of eq. (4)–(6) in reverse time ``dτ = t1 − t2`` (drift at ``t1``)."""
     h = t1 - t2
     b = float(beta(sched, t1))
-    swapped = z.flip(1) if _is_torch(z) else z[:, ::-1, :]  # (n, 2, d): rows (z^B, z^A)
-    drift = 0.5 * b * z + b * score_fn(z, t1) - g * (z - swapped)  # eq. (4)-(6) with dt = −dτ
+    drift = 0.5 * b * z + b * score_fn(z, t1)  # eq. (4)-(6) with dt = −dτ
+    if g != 0.0:
+        swapped = z.flip(1) if _is_torch(z) else z[:, ::-1, :]  # (n, 2, d): rows (z^B, z^A)
+        drift = drift - g * (z - swapped)
     return z + h * drift + math.sqrt(b * h) * xi
 
 
