@@ -1,7 +1,8 @@
 """Benchmarks of the theory core (not a test): time to accuracy, equal-step throughput, solver.
 
 (a) **Time to accuracy** — the wall time each method needs to bring an answer within 10 %, 3 %, 1 %
-    and 0.3 % relative error (bias + 95 % Monte-Carlo half-width), for
+    and 0.3 % relative error (bias + 95 % Monte-Carlo half-width; for the max over modes a
+    simultaneous 95 % interval, Šidák), for
     * Var(v) per mode of coupled OU replicas (eq. 10; error = max over modes): closed form
       (``mode_variance``), the exact transition (one step, ``simulate_replicas(method="exact")``),
       our Euler–Maruyama and ``torchsde.sdeint`` Euler;
@@ -11,7 +12,7 @@
     (Var(v): the exact second-moment recursion of the EM scheme, checked against simulation of
     both codes; split: simulated bias against the closed form, fitted by C₁/n + C₂/n²), the
     Monte-Carlo variance from a pilot (kurtosis of v; Bernoulli variance of the split). For each
-    target the cheapest (steps × pairs) meeting bias + 1.96·SE ≤ target is timed; runs larger than a
+    target the cheapest (steps × pairs) meeting bias + z·SE ≤ target is timed; runs larger than a
     budget are timed at fewer steps/pairs and scaled linearly (marked *).
 (b) **Equal steps** — pair-steps/s at 1e5 pairs × 100 steps (d = 4, float64 unless stated): numpy,
     numba, torch float64/float32 (u/v form) and torchsde.
@@ -36,6 +37,7 @@ import torch
 from _baselines import coupled_ou, mixture_pairs
 from _bench_solver import solver
 from _timing import alternate, fmt_s, fmt_x, machine_line, table, tmed, tmin
+from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from theory import (
@@ -79,13 +81,15 @@ def em_law_variance(n_steps: int) -> np.ndarray:
     return suffix[0] * 1.0 + np.sum((b * h)[:, None] * suffix[1:], axis=0)  # P₀ = 1 (independent starts)
 
 
-def plan(bias: Callable[[np.ndarray], np.ndarray], rel_var: float, eps: float) -> tuple[int, int, float]:
-    """Cheapest (steps n, pairs N) with bias(n) + 1.96 √(rel_var/N) ≤ eps; returns (n, N, bias(n))."""
+def plan(
+    bias: Callable[[np.ndarray], np.ndarray], rel_var: float, eps: float, z: float = Z95
+) -> tuple[int, int, float]:
+    """Cheapest (steps n, pairs N) with bias(n) + z √(rel_var/N) ≤ eps; returns (n, N, bias(n))."""
     ns = np.unique(np.round(np.geomspace(1, 3e5, 160)).astype(int))
     b = bias(ns)
     ok = b < eps
     N = np.full(ns.shape, np.inf)
-    N[ok] = np.ceil(Z95**2 * rel_var / (eps - b[ok]) ** 2) + 1
+    N[ok] = np.ceil(z**2 * rel_var / (eps - b[ok]) ** 2) + 1
     k = int(np.argmin(ns * N))
     return int(ns[k]), int(N[k]), float(b[k])
 
@@ -167,6 +171,8 @@ def tta_variance(quick: bool, rounds: int) -> None:
     v = (z[:, 0] - z[:, 1]) * SQRT_HALF
     kurt = np.mean(v**4, axis=0) / np.mean(v**2, axis=0) ** 2
     rel_var = float(np.max(kurt)) - 1.0  # N · Var(s²)/σ⁴ = κ₄ − 1
+    # the error is a max over d modes: a simultaneous 95 % interval (Šidák) for all of them
+    z_d = float(stats.norm.ppf(0.5 * (1.0 + 0.95 ** (1.0 / OU_DATA.dim))))
     # measured bias: the EM law's exact variance over a step sweep, checked by simulating both codes
     bias = lambda ns: np.array([np.max(np.abs(em_law_variance(int(n)) / P_true - 1.0)) for n in ns])  # noqa: E731
     sweep = [25, 50, 100, 200, 400, 800, 1600, 3200]
@@ -182,7 +188,7 @@ def tta_variance(quick: bool, rounds: int) -> None:
     law = em_law_variance(n_chk)
     sim_ours = ours_var_v("euler_maruyama", n_chk, N_chk, seed=300)
     sim_sde = torchsde_var_v(n_chk, N_chk_sde, seed=301)
-    ci = lambda N: Z95 * math.sqrt(rel_var / N)  # noqa: E731
+    ci = lambda N: z_d * math.sqrt(rel_var / N)  # noqa: E731
     print(
         f"  check at n = {n_chk}: simulated / recursion - 1 (max over modes): ours "
         f"{np.max(np.abs(sim_ours / law - 1)):.2%} (95% CI {ci(N_chk):.2%}), torchsde "
@@ -190,7 +196,7 @@ def tta_variance(quick: bool, rounds: int) -> None:
     )
     print(
         f"  Monte-Carlo: kurtosis of v per mode {np.round(kurt, 3).tolist()} "
-        f"-> 95% CI = 1.96 sqrt({rel_var:.3f}/N)"
+        f"-> 95% CI simultaneous over the {OU_DATA.dim} modes = {z_d:.3f} sqrt({rel_var:.3f}/N)"
     )
 
     scale_b = 0.05 if quick else 1.0
@@ -200,11 +206,11 @@ def tta_variance(quick: bool, rounds: int) -> None:
     entries = []
     for eps in TARGETS:
         entries.append((eps, "closed form (mode_variance)", "-", "-", "closed", 1.0, err))
-        N_ex = int(math.ceil(Z95**2 * rel_var / eps**2)) + 1  # exact in law: bias ≤ 1e-10
+        N_ex = int(math.ceil(z_d**2 * rel_var / eps**2)) + 1  # exact in law: bias ≤ 1e-10
         key = f"exact{N_ex}"
         jobs[key] = lambda N=N_ex: ours_var_v("exact", 1, N, seed=11)
         entries.append((eps, f"exact transition ({OURS})", "1", f"{N_ex:,}", key, 1.0, err))
-        n, N, _ = plan(bias, rel_var, eps)
+        n, N, _ = plan(bias, rel_var, eps, z_d)
         for label, who, fn in (
             (f"our EM ({OURS}, f64)", "ours", lambda n, N: ours_var_v("euler_maruyama", n, N, 12)),
             ("torchsde EM (f64)", "sde", lambda n, N: torchsde_var_v(n, N, 13)),
