@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import mpmath as mp
 import numpy as np
 import pytest
@@ -129,3 +131,33 @@ def test_bad_input(fn) -> None:
         fn(np.array([2.0, np.nan]))
     with pytest.raises(TypeError, match="kappa must be a real number"):
         fn("abc")
+
+
+def test_chunked_solution_is_bit_identical() -> None:
+    """Every operation is elementwise, so the chunk size never changes a bit of the output."""
+    rng = np.random.default_rng(3)
+    k = np.concatenate([1 + 10 ** rng.uniform(-12, 6, 5000), rng.uniform(0, 50, 5000), [np.inf, 1.0, 0.0]])
+    rng.shuffle(k)
+    whole = solve_self_consistency(k, chunk=k.size)
+    for chunk in (1, 7, 1000, 65_536):
+        assert np.array_equal(solve_self_consistency(k, chunk=chunk), whole)
+    grid = solve_self_consistency(k[:10000].reshape(100, -1), chunk=333)
+    np.testing.assert_array_equal(grid, whole[:10000].reshape(100, -1))
+
+
+def test_peak_memory_within_twice_the_input() -> None:
+    """tracemalloc peak during the call ≤ 2× the input (the output alone is 1×)."""
+    k = 1 + 10 ** np.random.default_rng(0).uniform(-12, 6, 1_000_000)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        solve_self_consistency(k)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 2 * k.nbytes, peak / k.nbytes
+
+
+def test_bad_chunk() -> None:
+    with pytest.raises(ValueError, match="chunk must be an integer >= 1, got 0"):
+        solve_self_consistency(2.0, chunk=0)

@@ -23,35 +23,50 @@ Exact transition over a step ``t₁ → t₂ < t₁`` for the scalar SDE ``dx = 
     Q = (Σ₂/α₂)² ∫_{t₂}^{t₁} β(s) α_s² Σ_s⁻² e^{−2c (s−t₂)} ds.
 
 For ``c = 0`` the integral is closed-form, ``Q = Σ₂ (1 − α₁²/α₂²)/Σ₁``; for ``c > 0`` it is
-evaluated by composite Gauss–Legendre quadrature (``_GL_NODES`` nodes × ``panels`` panels per
-step; the integrand is smooth, so the quadrature error is at rounding level for the step sizes
-used here — checked against the closed form and against ``scipy.integrate.solve_ivp``).
+evaluated by adaptive composite Gauss–Legendre quadrature whose panels follow the step size and
+the spectrum (:mod:`theory._ou_quadrature`): ≤ 1e-10 relative error on any single step, a step
+over the whole interval included (tested against ``scipy.integrate.quad``).
+
+Backends (``backend=`` of :func:`simulate_replicas`):
+
+* ``"numpy"`` — the reference implementation, float64.
+* ``"numba"`` — compiled kernels (:mod:`theory._ou_numba`, optional ``fast`` extra) for
+  ``GaussianData`` with either method; **bit-identical** to ``"numpy"`` (same draws from the
+  same per-block generators, same float64 operations). Other data models and non-float64
+  ``noise`` run the numpy code. Without numba installed it warns once and runs numpy.
+* ``"auto"`` (default) — ``"numba"`` where installed and applicable, else ``"numpy"``, silently;
+  the numbers are the same either way.
+* ``"torch"`` — any dtype/device. For ``GaussianData`` it steps the modes ``u, v`` (eq. 9–10)
+  in place (:mod:`theory._ou_torch`); other data models step ``z`` with the generic score.
 
 Randomness. Pairs are split into blocks of ``block_size``; block ``b`` draws its normals from
 its own stream seeded by ``(seed, purpose, b)`` (numpy ``SeedSequence``; torch ``Generator``
 seeded from it). Hence pair ``i``'s trajectory depends only on ``(seed, i, block_size, d,
 t_grid, backend, dtype, device)`` and not on the number of pairs simulated. It does depend on
-the backend and on torch's dtype/device, whose normal generators differ.
+torch versus numpy (whose normal generators differ; numpy, numba and auto share one), and on
+torch's dtype/device. The torch u/v stepper uses its block's normals as the u/v noises directly.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
+from ._ou_quadrature import transition_table
 from .ou_data import GaussianData, GaussianMixtureData, _const, _is_torch, marginal_variance, score
 from .ou_streams import _STREAM_INIT, _STREAM_STEPS, Backend, _NormalStream, _resolve_backend
-from .schedules import VPSchedule, alpha, beta, beta_integral
+from .schedules import VPSchedule, beta
 from .validation import as_float_array, check_positive_int, check_range
 
 Method = Literal["euler_maruyama", "exact"]
 Mode = Literal["common", "difference"]
 ScoreFn = Callable[[Any, float], Any]
 
-_GL_NODES = 8
 _SQRT_HALF = math.sqrt(0.5)
 
 
@@ -76,58 +91,30 @@ def from_common_difference(u: Any, v: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # exact linear transitions (eq. 9–10)
 def _transition_table(
-    data: GaussianData, sched: VPSchedule, t_from: np.ndarray, t_to: np.ndarray, c: np.ndarray, panels: int
+    data: GaussianData, sched: VPSchedule, t_from: np.ndarray, t_to: np.ndarray, c: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized ``(Φ, Q)``, shape (S, d) each, for S steps ``t_from[i] → t_to[i]`` with damping ``c[i]``.
 
-    Closed form for Φ and for Q where ``c = 0``; composite Gauss–Legendre (``panels`` × 8
-    nodes per step) for Q where ``c > 0`` (module docstring).
+    Closed form for Φ and for Q where ``c = 0``; adaptive Gauss–Legendre quadrature whose panels
+    follow the step size and the spectrum where ``c > 0`` (:mod:`theory._ou_quadrature`).
     """
-    lam = data.eigenvalues[None, :]  # (1, d)
-    a1, a2 = np.asarray(alpha(sched, t_from)), np.asarray(alpha(sched, t_to))  # (S,)
-    S1 = (a1**2)[:, None] * lam + (1.0 - a1**2)[:, None]  # Σ_{t₁}, (S, d)
-    S2 = (a2**2)[:, None] * lam + (1.0 - a2**2)[:, None]
-    dt = t_from - t_to
-    Phi = (a1 / a2 * np.exp(-c * dt))[:, None] * S2 / S1
-    # c = 0: Q = Σ₂(1 − α₁²/α₂²)/Σ₁ with 1 − α₁²/α₂² = −expm1(−(B₁ − B₂)), exact at small steps
-    one_minus = -np.expm1(
-        -(np.asarray(beta_integral(sched, t_from)) - np.asarray(beta_integral(sched, t_to)))
-    )
-    Q = S2 * one_minus[:, None] / S1
-    quad = (c > 0.0) & (dt > 0.0)
-    if np.any(quad):
-        x, w = np.polynomial.legendre.leggauss(_GL_NODES)
-        lo, hi, cq = t_to[quad], t_from[quad], c[quad]
-        edges = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, panels + 1)[None, :]  # (S', P+1)
-        half = 0.5 * np.diff(edges, axis=1)  # (S', P)
-        nodes = 0.5 * (edges[:, :-1] + edges[:, 1:])[..., None] + half[..., None] * x  # (S', P, G)
-        weights = (half[..., None] * w).reshape(lo.size, -1)  # (S', P·G)
-        s_nodes = nodes.reshape(lo.size, -1)
-        a_s2 = np.exp(-np.asarray(beta_integral(sched, s_nodes)))
-        S_s = a_s2[..., None] * lam + (1.0 - a_s2)[..., None]  # (S', P·G, d)
-        integrand = (
-            np.asarray(beta(sched, s_nodes)) * a_s2 * np.exp(-2.0 * cq[:, None] * (s_nodes - lo[:, None]))
-        )
-        integral = np.einsum("sn,snd->sd", weights, integrand[..., None] / S_s**2)
-        Q[quad] = (S2[quad] / a2[quad][:, None]) ** 2 * integral
-    return Phi, Q
+    return transition_table(data.eigenvalues, sched, t_from, t_to, c)
 
 
 def linear_transition(
-    data: GaussianData, sched: VPSchedule, t_from: float, t_to: float, c: float = 0.0, panels: int = 4
+    data: GaussianData, sched: VPSchedule, t_from: float, t_to: float, c: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(Φ, Q)``, shape (d,) each, of ``dx = (a₀ − c) x dτ + √β dW`` from ``t_from`` to ``t_to``.
 
     ``c = 0`` is the common mode (eq. 9), ``c = 2g`` the difference mode (eq. 10). Closed form
-    for ``Φ`` always and for ``Q`` when ``c == 0``; Gauss–Legendre quadrature otherwise
-    (module docstring).
+    for ``Φ`` always and for ``Q`` when ``c == 0``; adaptive Gauss–Legendre quadrature otherwise,
+    relative error ≤ 1e-10 for any step (module docstring).
     """
     check_range("t_from", t_from, 0.0, sched.T)
     check_range("t_to", t_to, 0.0, t_from)
     check_range("c", c, 0.0, None)
-    check_positive_int("panels", panels)
     Phi, Q = _transition_table(
-        data, sched, np.array([float(t_from)]), np.array([float(t_to)]), np.array([float(c)]), panels
+        data, sched, np.array([float(t_from)]), np.array([float(t_to)]), np.array([float(c)])
     )
     return Phi[0], Q[0]
 
@@ -140,15 +127,15 @@ def mode_variance(
     mode: Mode = "difference",
     t_start: float | None = None,
     var_start: Any = 1.0,
-    panels: int = 64,
 ) -> np.ndarray:
     """Variance of ``u`` (``mode="common"``) or ``v`` (``"difference"``) at times ``t`` under eq. (9)/(10).
 
     Starts from variance ``var_start`` (scalar or (d,)) at ``t_start`` (default ``sched.T``);
     independent ``N(0, I)`` replicas give ``var_start = 1`` for both modes, a shared
     initialization ``z^A = z^B`` gives ``0`` for ``v``. Returns shape ``t.shape + (d,)``:
-    ``Φ² var_start + Q`` over ``[t, t_start]`` (exact for the common mode; quadrature with
-    ``panels`` panels for ``g > 0``). Solves the Lyapunov ODE ``dP/dτ = 2(a₀ − c)P + β``.
+    ``Φ² var_start + Q`` over ``[t, t_start]`` in one exact step (closed form for the common mode;
+    adaptive quadrature, relative error ≤ 1e-10, for ``g > 0``). Solves the Lyapunov ODE
+    ``dP/dτ = 2(a₀ − c)P + β``.
     """
     t_start = sched.T if t_start is None else t_start
     t_arr = as_float_array("t", t)
@@ -161,7 +148,7 @@ def mode_variance(
     check_range("var_start", v0, 0.0, None)
     t_flat = t_arr.ravel()
     Phi, Q = _transition_table(
-        data, sched, np.full(t_flat.shape, float(t_start)), t_flat, np.full(t_flat.shape, c), panels
+        data, sched, np.full(t_flat.shape, float(t_start)), t_flat, np.full(t_flat.shape, c)
     )
     return (Phi**2 * v0 + Q).reshape(t_arr.shape + (data.dim,))
 
@@ -179,13 +166,15 @@ def init_replicas(
 ) -> Any:
     """Replica pairs at ``t = T``: ``z^A, z^B ~ N(0, I)`` independent, or ``z^A = z^B`` if ``shared``.
 
-    Shape (n_pairs, 2, dim), per-block streams as in the module docstring.
+    Shape (n_pairs, 2, dim), per-block streams as in the module docstring; ``"auto"`` and
+    ``"numba"`` give the numpy array.
     """
     n_pairs = check_positive_int("n_pairs", n_pairs)
     dim = check_positive_int("dim", dim)
     block_size = check_positive_int("block_size", block_size)
     device, dtype = _resolve_backend(backend, device, dtype)
-    z = _NormalStream(n_pairs, dim, seed, _STREAM_INIT, block_size, backend, device, dtype).draw()
+    arrays = "torch" if backend == "torch" else "numpy"
+    z = _NormalStream(n_pairs, dim, seed, _STREAM_INIT, block_size, arrays, device, dtype).draw()
     if shared:
         z[:, 1] = z[:, 0]
     return z
@@ -201,6 +190,33 @@ def _check_grid(t_grid: Any, sched: VPSchedule) -> np.ndarray:
     return t
 
 
+def _load_numba() -> Any:
+    """The compiled kernels module, or ``None`` when numba cannot be imported."""
+    try:  # sys.modules first: a test can hide numba by removing the module and the import
+        return importlib.import_module(f"{__package__}._ou_numba")
+    except ImportError:
+        return None
+
+
+def _select_backend(backend: Backend, data: Any, noise: Any) -> tuple[str, Any]:
+    """``(array backend, numba kernels or None)`` for the ``backend`` argument (module docstring)."""
+    if backend not in ("auto", "numba"):
+        return backend, None
+    if not isinstance(data, GaussianData) or (
+        noise is not None and not (isinstance(noise, np.ndarray) and noise.dtype == np.float64)
+    ):
+        return "numpy", None  # the kernels cover the linear score with float64 noise only
+    kernels = _load_numba()
+    if kernels is None and backend == "numba":
+        warnings.warn(
+            "backend='numba' needs numba (pip install 'synchrogap[fast]'); running the numpy backend, "
+            "which gives the same numbers",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return "numpy", kernels
+
+
 def simulate_replicas(
     data: GaussianData | GaussianMixtureData | ScoreFn,
     sched: VPSchedule,
@@ -210,7 +226,7 @@ def simulate_replicas(
     *,
     method: Method = "euler_maruyama",
     seed: int = 0,
-    backend: Backend = "numpy",
+    backend: Backend = "auto",
     device: Any = None,
     dtype: Any = None,
     block_size: int = 4096,
@@ -228,7 +244,8 @@ def simulate_replicas(
     scales them by ``√(β dτ)``; the exact step uses ``(ξ^A ± ξ^B)/√2`` as the u/v noises), so
     ``noise`` — an optional (n_steps, n_pairs, 2, d) array of standard normals — drives both
     with one Brownian path. ``callback(k, t_k, z)`` is called for k = 0 (initial state) …
-    n_steps. Sign convention: module docstring.
+    n_steps. ``backend``: ``"auto"`` (numba where installed, else numpy: same numbers),
+    ``"numpy"``, ``"numba"`` or ``"torch"`` (module docstring). Sign convention: module docstring.
     """
     t = _check_grid(t_grid, sched)
     n_steps = t.size - 1
@@ -262,15 +279,38 @@ def simulate_replicas(
         raise ValueError(
             f"shape mismatch: noise must have shape {(n_steps, n, 2, d)}, got {tuple(noise.shape)}"
         )
+    arrays, kernels = _select_backend(backend, data, noise)
     stream = None
     if noise is None:
         stream = _NormalStream(
-            n, d, seed, _STREAM_STEPS, check_positive_int("block_size", block_size), backend, device, dtype
+            n, d, seed, _STREAM_STEPS, check_positive_int("block_size", block_size), arrays, device, dtype
         )
 
     if method == "exact":  # all transitions up front: per step only the two affine maps remain
-        table_u = _transition_table(data, sched, t[:-1], t[1:], np.zeros(n_steps), 4)
-        table_v = _transition_table(data, sched, t[:-1], t[1:], 2.0 * g_arr, 4)  # eq. (10): c = 2g
+        Phi_u, Q_u = _transition_table(data, sched, t[:-1], t[1:], np.zeros(n_steps))
+        Phi_v, Q_v = _transition_table(data, sched, t[:-1], t[1:], 2.0 * g_arr)  # eq. (10): c = 2g
+        tables = (Phi_u, np.sqrt(Q_u), Phi_v, np.sqrt(Q_v))
+    if kernels is not None:
+        if method == "exact":
+            return kernels.run_exact(z, t, tables, stream, noise, callback)
+        coef = [
+            _em_coefficients(data, sched, float(t[k]), float(t[k + 1]), float(g_arr[k]))
+            for k in range(n_steps)
+        ]
+        return kernels.run_em(z, t, coef, g_arr, stream, noise, callback)
+    if arrays == "torch" and isinstance(data, GaussianData):
+        from ._ou_torch import run_uv
+
+        if method == "exact":
+            scale, shift = np.stack(tables[::2], axis=1), np.stack(tables[1::2], axis=1)  # (K, 2, d)
+            return run_uv(z, t, scale, shift, False, stream, noise, callback)
+        scale = np.empty((n_steps, 2, d))
+        shift = np.empty(n_steps)
+        for k in range(n_steps):  # u: 1 + h a₀ (eq. 9); v: 1 + h (a₀ − 2g) (eq. 10)
+            scale[k], shift[k] = _uv_em_coefficients(
+                data, sched, float(t[k]), float(t[k + 1]), float(g_arr[k])
+            )
+        return run_uv(z, t, scale, shift, True, stream, noise, callback)
 
     if callback is not None:
         callback(0, float(t[0]), z)
@@ -282,7 +322,7 @@ def simulate_replicas(
         elif method == "euler_maruyama":
             z = _em_step(score_fn, sched, z, xi, t1, t2, float(g_arr[k]))
         else:
-            z = _exact_step(z, xi, table_u[0][k], table_u[1][k], table_v[0][k], table_v[1][k])
+            z = _exact_step(z, xi, *(tab[k] for tab in tables))
         if callback is not None:
             callback(k + 1, t2, z)
     return z
@@ -292,42 +332,60 @@ def _em_step(score_fn: ScoreFn, sched: VPSchedule, z: Any, xi: Any, t1: float, t
     """One Euler–Maruyama step of eq. (4)–(6) in reverse time ``dτ = t1 − t2`` (drift at ``t1``)."""
     h = t1 - t2
     b = float(beta(sched, t1))
-    swapped = z.flip(1) if _is_torch(z) else z[:, ::-1, :]  # (n, 2, d): rows (z^B, z^A)
-    drift = 0.5 * b * z + b * score_fn(z, t1) - g * (z - swapped)  # eq. (4)-(6) with dt = −dτ
+    drift = 0.5 * b * z + b * score_fn(z, t1)  # eq. (4)-(6) with dt = −dτ
+    if g != 0.0:
+        swapped = z.flip(1) if _is_torch(z) else z[:, ::-1, :]  # (n, 2, d): rows (z^B, z^A)
+        drift = drift - g * (z - swapped)
     return z + h * drift + math.sqrt(b * h) * xi
+
+
+def _em_coefficients(
+    data: GaussianData, sched: VPSchedule, t1: float, t2: float, g: float
+) -> tuple[np.ndarray, float, float]:
+    """``(c₁, c₃, h g)`` of the fused linear EM step ``z′ = c₃ ξ + c₁ z + h g swap(z)`` (eq. 4–8).
+
+    ``c₁ = 1 + h(½β − β/Σ_t − g)`` (d,), ``c₃ = √(β h)``, drift at ``t1``, ``h = t1 − t2``. The
+    numpy and numba steppers both use these very numbers.
+    """
+    h = t1 - t2
+    b = float(beta(sched, t1))
+    c1 = 1.0 + h * (0.5 * b - b / marginal_variance(data, sched, t1) - g)
+    return c1, math.sqrt(b * h), h * g
+
+
+def _uv_em_coefficients(
+    data: GaussianData, sched: VPSchedule, t1: float, t2: float, g: float
+) -> tuple[np.ndarray, float]:
+    """EM in the modes: ``((1 + h a₀, 1 + h(a₀ − 2g)), √(β h))``, shapes ((2, d), scalar) (eq. 9–10)."""
+    h = t1 - t2
+    b = float(beta(sched, t1))
+    a0 = 0.5 * b - b / marginal_variance(data, sched, t1)
+    return np.stack([1.0 + h * a0, 1.0 + h * (a0 - 2.0 * g)]), math.sqrt(b * h)
 
 
 def _em_step_linear(
     data: GaussianData, sched: VPSchedule, z: Any, xi: Any, t1: float, t2: float, g: float, owned: bool
 ) -> Any:
-    """:func:`_em_step` for the linear score (eq. 8), fused into ``c₁ z + c₂ swap(z) + c₃ ξ``.
+    """:func:`_em_step` for the linear score (eq. 8), fused into ``c₃ ξ + c₁ z + h g swap(z)`` (numpy).
 
     Same arithmetic as the generic step up to rounding order. When ``owned`` (the noise buffer
-    was drawn for this step only) the result is accumulated in place in ``xi``.
+    was drawn for this step only) the result is accumulated in place in ``xi``. The numba
+    kernel ``_ou_numba.em_update`` performs exactly these operations element by element.
     """
-    h = t1 - t2
-    b = float(beta(sched, t1))
-    c1 = _const(1.0 + h * (0.5 * b - b / marginal_variance(data, sched, t1) - g), z)  # (d,)
-    c3 = math.sqrt(b * h)
-    if _is_torch(z):
-        out = xi.mul_(c3) if owned else xi * c3
-        out.addcmul_(z, c1)
-        if g != 0.0:
-            out.add_(z.flip(1), alpha=h * g)
-        return out
+    c1, c3, hg = _em_coefficients(data, sched, t1, t2, g)  # c1: (d,)
     out = np.multiply(xi, c3, out=xi if owned else None)
     out += z * c1
     if g != 0.0:
-        out += z[:, ::-1, :] * (h * g)
+        out += z[:, ::-1, :] * hg
     return out
 
 
 def _exact_step(
-    z: Any, xi: Any, Phi_u: np.ndarray, Q_u: np.ndarray, Phi_v: np.ndarray, Q_v: np.ndarray
+    z: Any, xi: Any, Phi_u: np.ndarray, sq_u: np.ndarray, Phi_v: np.ndarray, sq_v: np.ndarray
 ) -> Any:
-    """Exact transition of eq. (9)–(10) over one step, given its ``(Φ, Q)`` (module docstring)."""
+    """Exact transition of eq. (9)–(10) over one step, given its ``(Φ, √Q)`` (module docstring)."""
     u, v = common_difference(z)
     xi_u, xi_v = common_difference(xi)  # independent standard normals
-    u = u * _const(Phi_u, u) + xi_u * _const(np.sqrt(Q_u), u)
-    v = v * _const(Phi_v, v) + xi_v * _const(np.sqrt(Q_v), v)
+    u = u * _const(Phi_u, u) + xi_u * _const(sq_u, u)  # eq. (9)
+    v = v * _const(Phi_v, v) + xi_v * _const(sq_v, v)  # eq. (10)
     return from_common_difference(u, v)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .streams import numpy_generator, torch_generator
 
-Backend = Literal["numpy", "torch"]
+Backend = Literal["auto", "numpy", "numba", "torch"]
 _STREAM_INIT, _STREAM_STEPS = 0, 1  # "purpose" tags: initial states, per-step noise
 
 
@@ -43,10 +43,11 @@ class _NormalStream:
             self.device, self.dtype = device, dtype
             self.gens = [torch_generator(seed, purpose, b, device=device) for b in range(n_blocks)]
 
-    def draw(self) -> Any:
+    def draw(self, out: Any = None) -> Any:
+        """The next (n, 2, d) normals, written into ``out`` when given (same values either way)."""
         n, d, B = self.n, self.d, self.B
         if self.backend == "numpy":
-            out = np.empty((n, 2, d))
+            out = np.empty((n, 2, d)) if out is None else out
             for b, gen in enumerate(self.gens):
                 lo, hi = b * B, min((b + 1) * B, n)
                 if hi - lo == B:
@@ -55,7 +56,8 @@ class _NormalStream:
                     out[lo:hi] = gen.standard_normal((B, 2, d))[: hi - lo]
             return out
         torch = self.torch
-        out = torch.empty((n, 2, d), dtype=self.dtype, device=self.device)
+        if out is None:
+            out = torch.empty((n, 2, d), dtype=self.dtype, device=self.device)
         for b, gen in enumerate(self.gens):
             lo, hi = b * B, min((b + 1) * B, n)
             if hi - lo == B:
@@ -68,14 +70,15 @@ class _NormalStream:
 
 
 def _resolve_backend(backend: Backend, device: Any, dtype: Any) -> tuple[Any, Any]:
-    if backend == "numpy":
+    """``(device, dtype)`` for ``backend``; "auto" and "numba" run on numpy arrays (float64, CPU)."""
+    if backend in ("auto", "numpy", "numba"):
         if device not in (None, "cpu"):
-            raise ValueError(f"device must be None or 'cpu' for backend='numpy', got {device!r}")
+            raise ValueError(f"device must be None or 'cpu' for backend={backend!r}, got {device!r}")
         if dtype not in (None, np.float64):
-            raise ValueError(f"dtype must be None or numpy.float64 for backend='numpy', got {dtype!r}")
+            raise ValueError(f"dtype must be None or numpy.float64 for backend={backend!r}, got {dtype!r}")
         return None, np.float64
     if backend == "torch":
         import torch
 
         return torch.device(device if device is not None else "cpu"), dtype or torch.float64
-    raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    raise ValueError(f"backend must be 'auto', 'numpy', 'numba' or 'torch', got {backend!r}")

@@ -1,0 +1,87 @@
+"""torchsde baselines for bench_theory.py: the same problems as the package's simulator, through
+``torchsde.sdeint(method="euler")`` in reverse time τ = t_start − t (torchsde is the optional
+``bench`` extra and is imported only here).
+
+* :func:`coupled_ou` — replica pairs under eq. (4)–(6) with the linear score of eq. (8).
+* :func:`mixture_pairs` — cloned pairs (g = 0) under the exact score of ``½N(+μ, s2 I) + ½N(−μ, s2 I)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchsde
+
+from theory import GaussianData, VPSchedule
+
+
+def _schedule(sched: VPSchedule, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(β_t, α_t²)`` of the linear VP schedule (eq. 1–3) as torch scalars."""
+    b0, b1 = sched.beta_min, sched.beta_max - sched.beta_min
+    return b0 + b1 * t, torch.exp(-(b0 * t + 0.5 * b1 * t * t))
+
+
+def coupled_ou(
+    data: GaussianData,
+    sched: VPSchedule,
+    t_start: float,
+    t_end: float,
+    g: float,
+    n_steps: int,
+    y0: torch.Tensor,
+) -> torch.Tensor:
+    """Final states (N, 2, d) of ``n_steps`` Euler steps from ``y0`` (N, 2, d) at ``t_start`` to ``t_end``."""
+    n, _, d = y0.shape
+    lam = torch.tensor(data.eigenvalues, dtype=y0.dtype, device=y0.device)  # copy: the array is read-only
+
+    class CoupledOU(torch.nn.Module):
+        noise_type = "diagonal"
+        sde_type = "ito"
+
+        def f(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            b, a2 = _schedule(sched, t_start - tau)
+            S = a2 * lam + (1.0 - a2)
+            z = y.view(n, 2, d)
+            drift = 0.5 * b * z - b * z / S - g * (z - z.flip(1))  # eq. (4)-(6), linear score eq. (8)
+            return drift.reshape(n, 2 * d)
+
+        def g(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            b, _ = _schedule(sched, t_start - tau)
+            return torch.sqrt(b).expand_as(y)
+
+    ts = torch.tensor([0.0, t_start - t_end], dtype=y0.dtype, device=y0.device)
+    with torch.no_grad():
+        ys = torchsde.sdeint(
+            CoupledOU(), y0.reshape(n, 2 * d), ts, method="euler", dt=(t_start - t_end) / n_steps
+        )
+    return ys[-1].view(n, 2, d)
+
+
+def mixture_pairs(
+    mu: np.ndarray, s2: float, sched: VPSchedule, t_start: float, t_end: float, n_steps: int, y0: torch.Tensor
+) -> torch.Tensor:
+    """Final states (N, 2, d): uncoupled replicas under the exact symmetric-mixture score."""
+    n, _, d = y0.shape
+    mu_t = torch.tensor(mu, dtype=y0.dtype, device=y0.device)
+
+    class Mixture(torch.nn.Module):
+        noise_type = "diagonal"
+        sde_type = "ito"
+
+        def f(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            b, a2 = _schedule(sched, t_start - tau)
+            a, var = torch.sqrt(a2), a2 * s2 + (1.0 - a2)
+            z = y.view(2 * n, d)
+            mean = a * torch.tanh(a * (z @ mu_t) / var)[:, None] * mu_t  # posterior mean α E[±μ | z]
+            return (0.5 * b * z + b * (mean - z) / var).reshape(n, 2 * d)
+
+        def g(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            b, _ = _schedule(sched, t_start - tau)
+            return torch.sqrt(b).expand_as(y)
+
+    ts = torch.tensor([0.0, t_start - t_end], dtype=y0.dtype, device=y0.device)
+    with torch.no_grad():
+        ys = torchsde.sdeint(
+            Mixture(), y0.reshape(n, 2 * d), ts, method="euler", dt=(t_start - t_end) / n_steps
+        )
+    return ys[-1].view(n, 2, d)
