@@ -1,59 +1,65 @@
-"""Predicted vs measured: `synchrogap compare --model M [--quick|--full]`.
+"""Predicted vs measured speciation: ``synchrogap compare --model M [--quick|--full]``.
 
-For a testbed DiT (or any DiT bundle) this writes one `compare` result file (arrays documented in
-docs/DESIGN.md, "compare arrays") and a Markdown table `compare.md`:
+Everything is measured along the model's branch directions φ_f (:mod:`dit_validation.branches`), at every
+coupling g of the grid, and written to one ``compare`` result file (schema in :mod:`dit_validation.schema`)
+plus ``compare.md``:
 
-1. per-factor speciation (mixture): exact κ_f = 1 step (theory) vs the exact-score sampler vs the DiT, all
-   from the same g = 0 shared-noise clone experiment (`theory.multiscale.clone_experiment`), τ = fitted
-   sigmoid center of the mean agreement with bootstrap CIs over seeds (`fits.bootstrap_center`). On digits
-   the single "factor" is the CNN class of the output.
-2. block quantities inside the DiT along a fixed Protocol II basis (`measure`, `gamma`): χ, π, λ^MLP, cross,
-   m, c, γ → η_k(g) (eq. 46), κ_{v,k} (eq. 50), predicted per-mode speciation steps (eq. 51); measured
-   per-mode steps from the Protocol II energies; Spearman rank correlation per (g, ℓ).
-3. gap vs ρ(g): measured internal gap G_int − 1 (eq. 80) at s = τ (the DiT's g = 0 clone τ), predicted gap
-   Δs_v (eq. 65) from κ; slope, intercept, R² of the linear fit in ρ(g).
-4. the four predictions of §2.7 (hierarchy, depth localization, natural gap, collapse), each with a signed
-   margin (positive = holds).
+* **measured** ``tau_meas`` (G, F) with ``tau_meas_ci``: clone splits at coupling g (:mod:`.clones`);
+* **step-level predictor** ``tau_pred_step`` (G, F): first sign change of the learned curvature H_f(s; g)
+  at symmetric points (:mod:`.step_predictor`) — the paper's κ = 1 (eq. 49–51) where the score lives;
+* **per-block eq. (50)** ``tau_pred_block`` (G, L, F) with ``kappa_status``/``kappa_defined``: at each
+  measured step and block, the branch directions pushed to the block's input by a JVP are the modes
+  (§2.5's alignment premise), the block Jacobian is split into χ, π, λ^MLP and the eq. (32) cross term at
+  the same symmetric state, m and c come from an EM fit of eq. (34) to Protocol II's pair differences at the
+  same block input (:func:`theory.fit_symmetric_mixture`), γ from a fit of eq. (36) whose residual and
+  standard error are kept; κ undefined where eq. (55) fails (never counted as speciated);
+* **Biroli et al. (2024)** ``tau_pred_biroli`` (F,): ᾱ = 1/Λ_f on the exact discrete schedule;
+* for the exact-score mixture (the testbed's known answer): the same step-level estimator on the exact ε,
+  the exact κ_f = 1 steps, and clone splits of the exact sampler;
+* routing dominance ‖δA V0‖/‖A0 δV‖ (Appendix B, eq. 105) on the coherent branch modes and on random modes,
+  with their token incoherence ε_δV; and the closure of eq. (56) against the full-step Jacobian.
+
+The run is split into units saved as they finish, so a killed compare resumes; the file records the
+model and the grid and refuses another's without ``overwrite``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 import theory
-from theory.multiscale import (
-    DEFAULT_MIXTURE,
-    clone_agreement,
-    clone_experiment,
-    exact_clone_agreement,
-    mixture_eps,
-    patterns,
-    speciation_alpha_bar,
-)
-from theory.schedules import DDPMSchedule, ddim_score_gain, sampling_timesteps, step_at_alpha_bar
+from theory import DDPMSchedule, sampling_timesteps
+from theory.multiscale import DEFAULT_MIXTURE, mixture_eps
+from theory.streams import numpy_generator
+from theory.validation import check_g, check_positive_int, check_range
 
-from .compare_report import gap_fit, markdown_table, predictions, spearman_per
-from .fits import bootstrap_center
-from .gamma import block_odd_response, estimate_gamma, step_odd_response
-from .grids import PAPER_G
+from . import compare_report
+from .boundary import units
+from .branches import BranchDirections, branch_directions, dataset_of, to_tensor
+from .clones import dit_clone_agreement, exact_clone_agreements, fit_speciation, gap_bootstrap
+from .gamma import block_odd_response, estimate_gamma
+from .grids import FIGURE_G, PAPER_G
 from .measure import (
+    block_input_projections,
     block_quantities,
-    common_mode_states,
     cross_of_g,
     dominance,
     linearized_copy,
-    mixture_moments,
     pi_of_g,
-    replica_projections,
+    pushed_modes,
 )
-from .models import DiTBundle
-from .results import make_meta, save_result
+from .models import DiTBundle, float64_copy
+from .results import load_result, make_meta, open_for_resume, save_result
+from .step_predictor import predicted_steps, step_curvatures, symmetric_states, trajectory_states
 
 log = logging.getLogger(__name__)
 
@@ -62,295 +68,493 @@ KIND = "compare"
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """Grid of the comparison; `QUICK` fits the 10-minute CPU budget, `FULL` is the paper-size GPU grid."""
+    """Grid of the comparison: ``QUICK`` runs in minutes on 2 CPU cores, ``FULL`` is the paper-size grid."""
 
-    grid: str = "quick"
-    g: tuple[float, ...] = PAPER_G
+    grid: Literal["quick", "full"] = "quick"
+    g: tuple[float, ...] = FIGURE_G  # every coupling of the paper's Protocol II figures (Figs. 1, 9, 10)
     num_steps: int = 50  # reverse steps S (the paper uses 100 for DiT-XL/2)
-    clone_seeds: int = 48  # M of the clone experiment
-    t_int_stride: int = 5
-    pair_seeds: int = 16  # M of Protocol II
-    num_modes: int = 8  # K fixed-basis modes
-    measure_points: int = 10  # S_m steps where block quantities are measured
+    num_directions: int = 4  # F branch directions
+    clone_seeds: int = 48  # M clone pairs per split step
+    t_int_stride: int = 5  # split steps 0, k, 2k, ..., S
+    sym_points: int = 8  # symmetric points per step for the curvature H_f(s; g)
+    em_pairs: int = 128  # Protocol II pairs for the EM fit of (m, c) (eq. 34)
+    block_steps: int = 10  # steps at which the per-block quantities are measured
+    random_modes: int = 4  # random hidden-space modes for routing dominance outside its premise
+    clone_pairs: int = 256  # pairs for clone-endpoint directions (models without known branches)
     sigma: float = 0.5  # eq. (67), as Protocol I/II
-    # None → the null class (unconditional generation) for class-conditional models, so that which class
-    # is generated is itself decided by the reverse dynamics (the speciation under study); 0 for the
-    # one-class mixture model
+    # None → the null class (unconditional generation) for class-conditional models, so which class is
+    # generated is itself decided by the reverse dynamics; 0 for the one-class mixture model
     class_label: int | None = None
-    energy_threshold: float = 2.0  # measured per-mode step: energy first reaches 2× its step-0 value
-    decay_threshold: float = 0.5  # retention: first step where the energy has fallen to half
     n_boot: int = 200
+    fd_step: float = 1e-3  # h of the float64 central difference along φ_f
+    batch_size: int = 64
     seed: int = 0
+
+    def validate(self) -> None:
+        if self.grid not in ("quick", "full"):
+            raise ValueError(f"grid must be 'quick' or 'full', got {self.grid!r}")
+        if not self.g:
+            raise ValueError("g must contain at least one coupling strength")
+        check_g(np.asarray(self.g))
+        for name in ("num_steps", "num_directions", "sym_points", "block_steps", "random_modes", "n_boot"):
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("clone_seeds", self.clone_seeds, minimum=4)
+        check_positive_int("em_pairs", self.em_pairs, minimum=8)
+        check_positive_int("clone_pairs", self.clone_pairs, minimum=2)
+        check_positive_int("t_int_stride", self.t_int_stride)
+        check_positive_int("batch_size", self.batch_size)
+        check_range("sigma", self.sigma, 0.0, lo_open=True)
+        check_range("fd_step", self.fd_step, 0.0, 1.0, lo_open=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+    def t_ints(self) -> np.ndarray:
+        return np.asarray(sorted(set(range(0, self.num_steps + 1, self.t_int_stride)) | {self.num_steps}))
+
+    def measured_steps(self) -> np.ndarray:
+        return np.unique(np.linspace(0, self.num_steps - 1, self.block_steps).round().astype(int))
 
 
 QUICK = CompareConfig()
 FULL = CompareConfig(
     grid="full",
+    g=PAPER_G,
     num_steps=100,
     clone_seeds=256,
-    t_int_stride=4,
-    pair_seeds=32,
-    num_modes=16,
-    measure_points=25,
+    t_int_stride=2,
+    sym_points=32,
+    em_pairs=256,
+    block_steps=25,
     n_boot=1000,
 )
 
-
-def dit_eps_fn(bundle: DiTBundle, label: int):
-    """numpy float64 (B, C, H, W), timestep → ε̂ float64 from the DiT (guidance 1, first C channels)."""
-    dit = bundle.transformer
-    param = next(dit.parameters())
-    C = bundle.latent_channels
-    device = bundle.device
-
-    @torch.no_grad()
-    def eps(x: np.ndarray, t: int) -> np.ndarray:
-        xt = torch.as_tensor(x, dtype=param.dtype, device=device)
-        ts = torch.full((x.shape[0],), int(t), dtype=torch.long, device=device)
-        ys = torch.full((x.shape[0],), int(label), dtype=torch.long, device=device)
-        return dit(xt, timestep=ts, class_labels=ys).sample[:, :C].double().cpu().numpy()
-
-    return eps
+_BLOCK_PARTS = (
+    "chi",
+    "pi",
+    "pi_q",
+    "pi_k",
+    "lambda_mlp",
+    "cross",
+    "cross_R",
+    "cross_q",
+    "cross_k",
+    "quad_full",
+)
 
 
-def _fit_curves(t: np.ndarray, agree: np.ndarray, cfg: CompareConfig) -> tuple[np.ndarray, ...]:
-    """(mean curves (F, T), fits (F, 4), τ (F,), CI (F, 2)) from per-seed agreement (F, T, M)."""
-    F = agree.shape[0]
-    fits, tau, ci = np.full((F, 4), np.nan), np.full(F, np.nan), np.full((F, 2), np.nan)
-    for f in range(F):
-        # mean, not median: per-seed agreement is binary, its median is a step function
-        fit, c = bootstrap_center(
-            t, agree[f], curve=lambda Y: Y.mean(axis=1), n_boot=cfg.n_boot, seed=cfg.seed
+def _gkey(unit: str, g: float) -> str:
+    return f"{unit}/g={g:g}"
+
+
+class _Run:
+    """One comparison: the arrays of the result file, filled unit by unit and saved after each."""
+
+    def __init__(
+        self, bundle: DiTBundle, cfg: CompareConfig, path: Path, model: str, overwrite: bool
+    ) -> None:
+        self.bundle, self.cfg, self.path = bundle, cfg, path
+        self.dataset = dataset_of(bundle)
+        self.label = (
+            cfg.class_label
+            if cfg.class_label is not None
+            else (bundle.null_class if bundle.num_classes > 1 else 0)
         )
-        fits[f], tau[f], ci[f] = fit.params, fit.center, c
-    return agree.mean(axis=2), fits, tau, ci
+        self.config = {
+            **asdict(cfg),
+            "model": model or bundle.name,
+            "dataset": self.dataset,
+            "class_label_used": self.label,
+            "num_layers": bundle.num_layers,
+        }
+        prev = open_for_resume(path, KIND, self.config, overwrite)
+        self.arrays: dict[str, np.ndarray] = {} if prev is None else dict(prev.arrays)
+        self.done: list[str] = [] if prev is None else list(prev.meta["done"])
+        self.wall = 0.0 if prev is None else float(prev.meta.get("wall_time_s", 0.0))
+        self._bundle64: DiTBundle | None = None
+        self._lin = None
+        self._sym: np.ndarray | None = None
+        self._modes: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
 
-
-def clone_section(bundle: DiTBundle, dataset: str, cfg: CompareConfig) -> dict[str, np.ndarray]:
-    """Per-factor speciation (section 1): theory, exact-score sampler and DiT on one step axis."""
-    S = cfg.num_steps
-    t_int = np.arange(0, S + 1, cfg.t_int_stride)
-    shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
-    ab = DDPMSchedule().alphas_cumprod
-    pairs = clone_experiment(
-        dit_eps_fn(bundle, cfg.class_label),
-        shape,
-        S,
-        t_int,
-        cfg.clone_seeds,
-        seed=cfg.seed,
-        eta=1.0,
-        alphas_cumprod=ab,
-    )
-    out: dict[str, np.ndarray] = {"t_int": t_int.astype(np.float64)}
-    if dataset == "mixture":
-        mix = DEFAULT_MIXTURE
-        agree_dit = clone_agreement(mix, pairs)
-        exact = clone_experiment(
-            lambda x, t: mixture_eps(mix, x, ab[t]),
-            shape,
-            S,
-            t_int,
-            cfg.clone_seeds,
-            seed=cfg.seed,
-            eta=1.0,
-            alphas_cumprod=ab,
+    # ----------------------------------------------------------------------------- bookkeeping
+    def save(self, unit: str | None, complete: bool = False) -> None:
+        if unit is not None:
+            self.done.append(unit)
+            units.advance(1)
+        meta = make_meta(
+            KIND,
+            self.config,
+            range(self.cfg.seed, self.cfg.seed + self.cfg.clone_seeds),
+            self.done,
+            complete=complete,
+            wall_time_s=self.wall,
         )
-        agree_ex = clone_agreement(mix, exact)
-        ts = sampling_timesteps(DDPMSchedule(), S)
-        ab_split = np.array([ab[ts[s]] if s < S else 1.0 - 1e-12 for s in t_int])
-        out["agree_theory"] = exact_clone_agreement(mix, ab_split)
-        out["tau_kappa"] = step_at_alpha_bar(DDPMSchedule(), speciation_alpha_bar(mix), S)
-        th = [
-            bootstrap_center(t_int, np.repeat(a[:, None], 2, 1), curve=lambda Y: Y[:, 0], n_boot=1)[0]
-            for a in out["agree_theory"]
+        save_result(self.path, meta, self.arrays)
+
+    @property
+    def bundle64(self) -> DiTBundle:
+        if self._bundle64 is None:
+            self._bundle64 = float64_copy(self.bundle)
+        return self._bundle64
+
+    @property
+    def lin(self):
+        if self._lin is None:
+            self._lin = linearized_copy(self.bundle.transformer)
+        return self._lin
+
+    def directions(self) -> BranchDirections:
+        a = self.arrays
+        return BranchDirections(
+            str(a["direction_source"]),
+            a["phi"],
+            a["midpoint"],
+            a["Lambda"],
+            tuple(str(n) for n in a["factor_names"]),
+        )
+
+    def symmetric(self) -> np.ndarray:
+        """Symmetric points (S, n, C, H, W), recomputed (deterministic, cheap) rather than stored."""
+        if self._sym is None:
+            cfg = self.cfg
+            seeds = range(cfg.seed + 10_000, cfg.seed + 10_000 + cfg.sym_points)  # not the clone seeds
+            states = trajectory_states(self.bundle, list(seeds), cfg.num_steps, self.label)
+            self._sym = symmetric_states(states, self.directions(), cfg.num_steps)
+        return self._sym
+
+    # ----------------------------------------------------------------------------- units
+    def unit_directions(self) -> None:
+        cfg = self.cfg
+        d = branch_directions(
+            self.bundle,
+            cfg.num_directions,
+            num_steps=cfg.num_steps,
+            clone_pairs=cfg.clone_pairs,
+            class_label=self.label,
+            seed=cfg.seed + 20_000,
+        )
+        G, F, T, M = len(cfg.g), d.num, len(cfg.t_ints()), cfg.clone_seeds
+        S, Sb, L, R = cfg.num_steps, len(cfg.measured_steps()), self.bundle.num_layers, cfg.random_modes
+        nan = np.nan
+        sched = DDPMSchedule()
+        with np.errstate(invalid="ignore"):
+            biroli = np.array(
+                [theory.biroli_speciation_step(sched, lam, S) if lam > 1.0 else np.inf for lam in d.Lambda]
+            )
+        a = {
+            "g": np.asarray(cfg.g, dtype=np.float64),
+            "rho": np.atleast_1d(theory.rho(np.asarray(cfg.g))),
+            "factor": np.arange(F),
+            "factor_names": np.asarray(d.names),
+            "direction_source": np.asarray(d.source),
+            "phi": d.phi,
+            "midpoint": d.midpoint,
+            "Lambda": d.Lambda,
+            "tau_pred_biroli": biroli,
+            "t_int": cfg.t_ints(),
+            "steps": np.arange(S),
+            "block_steps": cfg.measured_steps(),
+            "layers": np.arange(L),
+            "agree": np.full((G, F, T, M), nan),
+            "fit_meas": np.full((G, F, 4), nan),
+            "tau_meas": np.full((G, F), nan),
+            "tau_meas_ci": np.full((G, F, 2), nan),
+            "splits": np.zeros((G, F), bool),
+            "H_step": np.full((G, S, F), nan),
+            "H_step_se": np.full((G, S, F), nan),
+            "tau_pred_step": np.full((G, F), nan),
+            **{k: np.full((Sb, L, F), nan) for k in _BLOCK_PARTS},
+            **{
+                k: np.full((Sb, L, F), nan)
+                for k in ("mode_gain", "gamma", "gamma_b", "gamma_resid", "gamma_se")
+            },
+            **{k: np.full((Sb, L, F), nan) for k in ("dominance_ratio", "dominance_bound", "eps_dv")},
+            **{
+                f"{q}_{kind}": np.full((Sb, L, R), nan)
+                for q in ("dominance_ratio", "dominance_bound", "eps_dv")
+                for kind in ("random", "coherent")
+            },
+            **{k: np.full((G, Sb, L, F), nan) for k in ("m", "c", "m_se", "c_se", "eta", "kappa")},
+            "bimodal": np.zeros((G, Sb, L, F), bool),
+            "kappa_status": np.full((G, Sb, L, F), int(theory.KappaStatus.NOT_FINITE), dtype=np.int64),
+            "m_state": np.full((S, F), nan),
+            "m_state_se": np.full((S, F), nan),
+            "state_bimodal": np.zeros((S, F), bool),
+        }
+        if self.dataset == "mixture":
+            a.update(
+                {
+                    "tau_exact_kappa": np.full(F, nan),
+                    "H_exact": np.full((S, F), nan),
+                    "tau_pred_step_exact": np.full(F, nan),
+                    "agree_exact": np.full((F, T, M), nan),
+                    "tau_meas_exact": np.full(F, nan),
+                    "tau_meas_exact_ci": np.full((F, 2), nan),
+                    "fit_meas_exact": np.full((F, 4), nan),
+                    "agree_theory": np.full((F, T), nan),
+                    "closure_ratio_exact": np.full((S, F), nan),
+                }
+            )
+        self.arrays = a
+        self.save("directions")
+
+    def unit_exact(self) -> None:
+        """The known answer: the step-level estimator on the exact ε, exact κ_f = 1 steps, exact clones."""
+        cfg, a = self.cfg, self.arrays
+        mix, sched, S = DEFAULT_MIXTURE, DDPMSchedule(), cfg.num_steps
+        ts = sampling_timesteps(sched, S)
+        ab = sched.alphas_cumprod[ts]
+        rng = numpy_generator(cfg.seed, 30_000)
+        phi = a["phi"].reshape(-1, mix.channels, mix.size, mix.size)
+        for s in range(S):
+            x = theory.symmetric_points(mix, float(ab[s]), cfg.sym_points, rng)
+            H = theory.directional_curvature(
+                lambda z, s=s: mixture_eps(mix, z, float(ab[s])), x, phi, math.sqrt(1 - ab[s]), cfg.fd_step
+            )
+            a["H_exact"][s] = H.mean(axis=0)
+        a["tau_pred_step_exact"] = np.asarray(theory.curvature_sign_change(a["H_exact"], axis=0))
+        a["tau_exact_kappa"] = theory.exact_speciation_step(mix, sched, S)
+        agree, closed = exact_clone_agreements(cfg.t_ints(), S, cfg.clone_seeds, cfg.seed)
+        fit = fit_speciation(cfg.t_ints(), agree, cfg.n_boot, cfg.seed)
+        a["agree_exact"], a["agree_theory"] = agree, closed
+        a["fit_meas_exact"], a["tau_meas_exact"], a["tau_meas_exact_ci"] = (
+            fit["fit"],
+            fit["tau"],
+            fit["tau_ci"],
+        )
+        a["closure_ratio_exact"] = theory.eq56_closure_ratio(mix, sched, S, ddim_eta=0.0)[
+            :S
+        ]  # states entering each step
+        self.save("exact")
+
+    def unit_clones(self, i: int, g: float) -> None:
+        cfg, a = self.cfg, self.arrays
+        seeds = range(cfg.seed, cfg.seed + cfg.clone_seeds)
+        agree = dit_clone_agreement(
+            self.bundle, self.directions(), g, seeds, cfg.t_ints(), cfg.num_steps, self.label, cfg.batch_size
+        )
+        fit = fit_speciation(cfg.t_ints(), agree, cfg.n_boot, cfg.seed)
+        a["agree"][i] = agree
+        a["fit_meas"][i], a["tau_meas"][i], a["tau_meas_ci"][i], a["splits"][i] = (
+            fit["fit"],
+            fit["tau"],
+            fit["tau_ci"],
+            fit["splits"],
+        )
+        self.save(_gkey("clones", g))
+
+    def unit_step(self, i: int, g: float) -> None:
+        cfg, a = self.cfg, self.arrays
+        H = step_curvatures(self.bundle64, self.symmetric(), self.directions(), [g], self.label, cfg.fd_step)[
+            0
         ]
-        out["tau_theory"] = np.array([f.center for f in th])
-        out["agree_exact"], out["fit_exact"], out["tau_exact"], out["tau_exact_ci"] = _fit_curves(
-            t_int, agree_ex, cfg
-        )
-        out["factor"] = np.arange(mix.num_factors, dtype=np.float64)
-        out.update(step_gamma(bundle, cfg))
-    else:
-        from .testbed.factor_encoder import digits_cnn_labels
+        a["H_step"][i] = H.mean(axis=1)  # (S, F)
+        a["H_step_se"][i] = H.std(axis=1, ddof=1) / math.sqrt(H.shape[1])
+        a["tau_pred_step"][i] = predicted_steps(H[None])[0]
+        self.save(_gkey("step", g))
 
-        T, _, M = pairs.shape[:3]
-        lab = digits_cnn_labels(pairs.reshape(-1, *shape)).reshape(T, 2, M)
-        agree_dit = (lab[:, 0] == lab[:, 1]).astype(np.float64)[None]  # (1, T, M)
-        out["factor"] = np.zeros(1)
-    out["agree_dit"], out["fit_dit"], out["tau_dit"], out["tau_dit_ci"] = _fit_curves(t_int, agree_dit, cfg)
+    def _modes_at(self, s: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """H0 (L, N, D), pushed unit modes (L, F, N, D) and gains at step s, at the first symmetric point."""
+        if s not in self._modes:
+            b = self.bundle
+            shape = (b.latent_channels, b.sample_size, b.sample_size)
+            x = torch.as_tensor(self.symmetric()[s, 0], dtype=torch.float64)
+            phi = to_tensor(self.directions(), shape, torch.device("cpu"))
+            t = int(sampling_timesteps(DDPMSchedule(), self.cfg.num_steps)[s])
+            self._modes[s] = pushed_modes(self.lin, x, phi, t, self.label, range(b.num_layers))
+        return self._modes[s]
+
+    def unit_block_parts(self) -> None:
+        """Block Jacobian parts, γ fit inputs and routing dominance along the pushed modes (g-independent)."""
+        cfg, a = self.cfg, self.arrays
+        ts = sampling_timesteps(DDPMSchedule(), cfg.num_steps)
+        gen = torch.Generator().manual_seed(cfg.seed + 40_000)
+        for i, s in enumerate(tqdm(a["block_steps"], desc="block quantities", leave=False, disable=None)):
+            H0, r, gain = self._modes_at(int(s))
+            a["mode_gain"][i] = gain
+            for ell in range(self.bundle.num_layers):
+                t = int(ts[s])
+                q = block_quantities(self.lin, ell, t, self.label, H0[ell], r[ell])
+                for name in _BLOCK_PARTS:
+                    a[name][i, ell] = q[name]
+                dom = dominance(self.lin, ell, t, self.label, H0[ell], r[ell])  # Appendix B, eq. (105)
+                a["dominance_ratio"][i, ell], a["dominance_bound"][i, ell] = dom["ratio"], dom["bound"]
+                a["eps_dv"][i, ell] = dom["eps_dv"]
+                N, D = H0.shape[1:]
+                coherent = torch.randn((cfg.random_modes, 1, D), generator=gen, dtype=torch.float64)
+                for kind, modes in (
+                    ("random", torch.randn((cfg.random_modes, N, D), generator=gen, dtype=torch.float64)),
+                    # token-constant: one channel vector on every token, Appendix B's coherent premise
+                    ("coherent", coherent.expand(-1, N, -1).contiguous()),
+                ):
+                    modes = modes / modes.flatten(1).norm(dim=1)[:, None, None]
+                    dom = dominance(self.lin, ell, t, self.label, H0[ell], modes)
+                    a[f"dominance_ratio_{kind}"][i, ell] = dom["ratio"]
+                    a[f"dominance_bound_{kind}"][i, ell] = dom["bound"]
+                    a[f"eps_dv_{kind}"][i, ell] = dom["eps_dv"]
+        self.save("block/parts")
+
+    def _bases(self) -> dict[int, torch.Tensor]:
+        bases = {}
+        for s in self.arrays["block_steps"]:
+            _, r, _ = self._modes_at(int(s))
+            bases[int(s)] = r.flatten(2).to(self.bundle.device, torch.float64)  # (L, F, D)
+        return bases
+
+    def unit_block_g(self, i: int, g: float, bases: dict[int, torch.Tensor]) -> None:
+        """EM fit of (m, c) (eq. 34) at every block input at coupling g, then η_k(g) (eq. 46), κ (eq. 50)."""
+        cfg, a = self.cfg, self.arrays
+        seeds = range(cfg.seed + 50_000, cfg.seed + 50_000 + cfg.em_pairs)
+        p = block_input_projections(
+            self.bundle,
+            g,
+            seeds,
+            cfg.sigma,
+            cfg.num_steps,
+            self.label,
+            range(self.bundle.num_layers),
+            bases,
+            cfg.batch_size,
+        )  # (Sb, L, F, M)
+        fit = theory.fit_symmetric_mixture(p)
+        a["m"][i], a["c"][i], a["m_se"][i], a["c_se"][i] = fit.m, fit.c, fit.m_se, fit.c_se
+        a["bimodal"][i] = fit.bimodal
+        if not np.isfinite(a["gamma"]).any():  # γ once, with the (m, c) of the first coupling (g = 0 first)
+            self._gamma_fit(i)
+        a["eta"][i], a["kappa"][i], a["kappa_status"][i] = block_kappa(
+            {k: a[k] for k in _BLOCK_PARTS}, a["gamma"], a["m"][i], a["c"][i], a["bimodal"][i], g
+        )
+        self.save(_gkey("block", g))
+
+    def _gamma_fit(self, i: int) -> None:
+        """γ of eq. (36) per (step, block, mode) from the block's odd response, with (m, c) of coupling i."""
+        a = self.arrays
+        ts = sampling_timesteps(DDPMSchedule(), self.cfg.num_steps)
+        for j, s in enumerate(a["block_steps"]):
+            H0, r, _ = self._modes_at(int(s))
+            for ell in range(self.bundle.num_layers):
+                for f in range(r.shape[1]):
+                    m, c = a["m"][i, j, ell, f], a["c"][i, j, ell, f]
+                    D = block_odd_response(self.lin, ell, int(ts[s]), self.label, H0[ell], r[ell, f])
+                    fit = estimate_gamma(D, m, c)
+                    a["gamma"][j, ell, f], a["gamma_b"][j, ell, f] = fit.gamma, fit.b
+                    a["gamma_resid"][j, ell, f], a["gamma_se"][j, ell, f] = fit.resid, fit.gamma_se
+
+    def unit_closure(self) -> None:
+        """Eq. (56) against the full-step Jacobian J_s = c₁ + b_s σ_t H_f(s; 0) along each φ_f."""
+        cfg, a = self.cfg, self.arrays
+        seeds = list(range(cfg.seed + 60_000, cfg.seed + 60_000 + cfg.em_pairs))
+        states = trajectory_states(self.bundle, seeds, cfg.num_steps, self.label)  # (S, n, C, H, W)
+        y = states.reshape(*states.shape[:2], -1) @ a["phi"].T  # (S, n, F)
+        sched = DDPMSchedule()
+        ab = sched.alphas_cumprod[sampling_timesteps(sched, cfg.num_steps)]
+        y = y - np.sqrt(ab)[:, None, None] * a["midpoint"]  # centred on the branch midpoint at step s
+        fit = theory.fit_symmetric_mixture(np.moveaxis(y, 1, -1))  # over samples: (S, F)
+        a["m_state"], a["m_state_se"], a["state_bimodal"] = fit.m, fit.m_se, fit.bimodal
+        self.save("closure")
+
+    # ----------------------------------------------------------------------------- the whole run
+    def run(self, progress: bool) -> Path:
+        cfg = self.cfg
+        plan = ["directions"]
+        if self.dataset == "mixture":
+            plan.append("exact")
+        for g in cfg.g:
+            plan += [_gkey("clones", g), _gkey("step", g)]
+        plan += ["block/parts", *(_gkey("block", g) for g in cfg.g), "closure"]
+        units.plan(len(plan))
+        units.advance(len([u for u in plan if u in self.done]))
+        bar = tqdm(
+            total=len(plan),
+            initial=len([u for u in plan if u in self.done]),
+            desc="compare",
+            disable=None if progress else True,
+        )
+        bases = None
+        for unit in plan:
+            if unit in self.done:
+                continue
+            start = time.perf_counter()
+            kind, _, gs = unit.partition("/g=")
+            if unit == "directions":
+                self.unit_directions()
+            elif unit == "exact":
+                self.unit_exact()
+            elif unit == "block/parts":
+                self.unit_block_parts()
+            elif unit == "closure":
+                self.unit_closure()
+            else:
+                i = [f"{g:g}" for g in cfg.g].index(gs)
+                g = cfg.g[i]
+                if kind == "clones":
+                    self.unit_clones(i, g)
+                elif kind == "step":
+                    self.unit_step(i, g)
+                else:
+                    bases = self._bases() if bases is None else bases
+                    self.unit_block_g(i, g, bases)
+            self.wall += time.perf_counter() - start
+            log.info("compare: %s done in %.1f s", unit, time.perf_counter() - start)
+            bar.update(1)
+        bar.close()
+        self.arrays.update(summarize(self.arrays, cfg))
+        self.save(None, complete=True)
+        return self.path
+
+
+def block_kappa(
+    parts: dict[str, np.ndarray],
+    gamma: np.ndarray,
+    m: np.ndarray,
+    c: np.ndarray,
+    bimodal: np.ndarray,
+    g: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """η_k(g) (eq. 46 with π(g) of eq. 26 and the eq. 32 cross term), κ (eq. 50) and its status, per block.
+
+    m counts only where the EM fit finds the difference bimodal; elsewhere m = 0 and κ = 0 (eq. 48 has no
+    non-zero root). κ is NaN (undefined) where eq. (55) fails or γ ≤ 0 (:func:`theory.kappa_status`).
+    """
+    eta = np.asarray(theory.eta(g, parts["lambda_mlp"], parts["chi"], pi_of_g(parts, g))) + cross_of_g(
+        parts, g
+    )
+    m_used = np.where(bimodal, m, 0.0)
+    kappa = np.asarray(theory.speciation_parameter(gamma, m_used, c, eta))  # eq. (50)
+    return eta, kappa, np.asarray(theory.kappa_status(gamma, m_used, c, eta))
+
+
+def summarize(a: dict[str, np.ndarray], cfg: CompareConfig) -> dict[str, np.ndarray]:
+    """Per-block speciation steps (eq. 51), gaps (eq. 65) and fits in ρ(g), the eq. (56) closure, §2.7."""
+    out: dict[str, np.ndarray] = {}
+    steps = a["block_steps"].astype(np.float64)
+    out["tau_pred_block"] = np.asarray(theory.speciation_step(a["kappa"], steps, axis=1))  # (G, L, F)
+    out["kappa_defined"] = a["kappa_status"] <= int(theory.KappaStatus.ZERO_SEPARATION)
+    boot = [
+        gap_bootstrap(
+            a["t_int"], a["agree"][i], *compare_report.gap_pair(a["splits"][i]), cfg.n_boot, cfg.seed
+        )
+        for i in range(a["g"].size)
+    ]
+    out.update(compare_report.gaps(a, out, np.stack(boot)))
+    out["closure_ratio"] = compare_report.closure_ratio(a, cfg.num_steps)
+    out.update(compare_report.predictions(a, out))
     return out
 
 
-def step_gamma(bundle: DiTBundle, cfg: CompareConfig, n_steps: int = 5) -> dict[str, np.ndarray]:
-    """γ of one whole reverse step along each φ_f: the DiT's vs the exact γ_s (mixture only, eq. 36).
-
-    The odd response is probed at a typical point of the decision boundary (ξ ⊥ all φ_f, scaled to the
-    marginal variance v_t) with the exact (m_f, c) = (α_t A_f, v_t); the exact-score step gives γ_s exactly
-    (tests/test_gamma.py), the DiT's deviation measures how much of the score nonlinearity it has learned.
-    """
-    mix, S = DEFAULT_MIXTURE, cfg.num_steps
-    ab, ts = DDPMSchedule().alphas_cumprod, sampling_timesteps(DDPMSchedule(), S)
-    eps = dit_eps_fn(bundle, cfg.class_label)
-    phi = patterns(mix)
-    noise = np.random.default_rng(cfg.seed).standard_normal(mix.dim)
-    noise -= phi.T @ (phi @ noise)  # on every factor's decision boundary
-    steps = np.unique(np.linspace(S * 0.2, S * 0.8, n_steps).round().astype(int))
-    gamma_dit = np.full((steps.size, mix.num_factors), np.nan)
-    gamma_exact = np.full(steps.size, np.nan)
-    for i, s in enumerate(steps):
-        abt, abp = float(ab[ts[s]]), float(ab[ts[s + 1]])
-        v = abt * mix.s**2 + 1 - abt
-        x0 = (np.sqrt(v) * noise).reshape(mix.channels, mix.size, mix.size)
-        gamma_exact[i] = ddim_score_gain(abt, abp)
-        for f in range(mix.num_factors):
-            D = step_odd_response(lambda x, _ab, t=int(ts[s]): eps(x, t), mix, f, x0, abt, abp)
-            gamma_dit[i, f] = estimate_gamma(D, np.sqrt(abt) * mix.amplitudes[f], v)[0]
-    return {
-        "gamma_steps": steps.astype(np.float64),
-        "gamma_step_exact": gamma_exact,
-        "gamma_step_dit": gamma_dit,
-    }
-
-
-def internal_section(bundle: DiTBundle, cfg: CompareConfig) -> dict[str, np.ndarray]:
-    """Block quantities (section 2): JVP-measured χ, π, λ^MLP, cross; m, c; γ; energies."""
-    L = bundle.num_layers
-    layers = list(range(L))
-    S, K = cfg.num_steps, cfg.num_modes
-    basis, lam0, sq = replica_projections(
-        bundle,
-        cfg.g,
-        S,
-        range(cfg.seed, cfg.seed + cfg.pair_seeds),
-        cfg.sigma,
-        layers,
-        K,
-        cfg.class_label,
-    )
-    steps = np.unique(np.linspace(0, S - 1, cfg.measure_points).round().astype(int))
-    states = common_mode_states(bundle, S, cfg.seed, layers, steps, cfg.class_label)
-    timesteps = sampling_timesteps(DDPMSchedule(), S)
-    lin = linearized_copy(bundle.transformer)
-    names = ("chi", "pi", "pi_q", "pi_k", "lambda_mlp", "cross", "cross_R", "cross_q", "cross_k", "quad_full")
-    q = {n: np.full((len(steps), L, K), np.nan) for n in names}
-    for n in ("gamma_k", "dominance_ratio", "dominance_bound", "dominance_holds"):
-        q[n] = np.full((len(steps), L, K), np.nan)
-    # m_k, c_k (eq. 44) per g from the per-seed projections at the measured steps (the forward of step s)
-    sq_m = sq[:, steps]  # (G, S_m, L, K, M)
-    p = np.sqrt(sq_m)
-    m_g, c_g = mixture_moments(p, axis=-1)
-    for i, s in enumerate(steps):
-        for ell in layers:
-            H0 = states[(int(s), ell)]
-            r = torch.from_numpy(basis[ell]).view(K, *H0.shape)
-            ok = torch.isfinite(r).flatten(1).all(1)
-            if not bool(ok.any()):
-                continue
-            vals = block_quantities(lin, ell, int(timesteps[s]), cfg.class_label, H0, r[ok])
-            for n in names:
-                q[n][i, ell, ok.numpy()] = vals[n]
-            dom = dominance(lin, ell, int(timesteps[s]), cfg.class_label, H0, r[ok])  # Appendix B, eq. (105)
-            for n in ("ratio", "bound", "holds"):
-                q[f"dominance_{n}"][i, ell, ok.numpy()] = dom[n]
-            for k in np.flatnonzero(ok.numpy()):
-                D = block_odd_response(lin, ell, int(timesteps[s]), cfg.class_label, H0, r[k])
-                q["gamma_k"][i, ell, k] = estimate_gamma(D, m_g[0, i, ell, k], c_g[0, i, ell, k])[0]
-    with np.errstate(all="ignore"):
-        energy_seed = sq / lam0[None, None, :, :, None]  # eq. (75) per seed
-    gamma = np.nanmedian(np.where(np.isfinite(q["gamma_k"]), q["gamma_k"], np.nan), axis=-1)
-    return {
-        **q,
-        "gamma": gamma,
-        "m_g": m_g,
-        "c_g": c_g,
-        "m": m_g[0],
-        "c": c_g[0],
-        "steps": steps.astype(np.float64),
-        "layers": np.arange(L, dtype=np.float64),
-        "modes": np.arange(K, dtype=np.float64),
-        "eig0": lam0,
-        "energy": np.nanmean(energy_seed, axis=-1),
-    }
-
-
-def predicted_section(internal: dict[str, np.ndarray], cfg: CompareConfig) -> dict[str, np.ndarray]:
-    """η_k(g) (eq. 46 with π(g) of eq. 26), κ_{v,k} (eq. 50), s_spec (eq. 51); measured per-mode steps."""
-    g = np.asarray(cfg.g, dtype=np.float64)
-    eta, kappa = [], []
-    gamma = internal["gamma"][..., None]  # (S_m, L, 1)
-    for i, gi in enumerate(g):
-        e = theory.eta(gi, internal["lambda_mlp"], internal["chi"], pi_of_g(internal, gi))  # eq. (46)
-        e = np.asarray(e) + cross_of_g(internal, gi)  # eq. (32): the cross term, measured too
-        c = np.maximum(internal["c_g"][i], 1e-300)
-        ok = np.isfinite(e) & np.isfinite(gamma) & (gamma > 0)
-        kap = np.zeros_like(e)  # no measurable score gain → no branch signal (κ = 0)
-        kap[ok] = np.asarray(
-            theory.speciation_parameter(
-                np.broadcast_to(gamma, e.shape)[ok], internal["m_g"][i][ok], c[ok], e[ok]
-            )
-        )  # eq. (50)
-        eta.append(e)
-        kappa.append(kap)
-    kappa = np.stack(kappa)
-    s_pred = np.asarray(theory.speciation_step(kappa, internal["steps"], axis=1))  # eq. (51), (G, L, K)
-    # measured: first step at which a mode's normalized difference energy (eq. 75) reaches
-    # `energy_threshold` — the symmetric state has become unstable along r_k and the replicas separate
-    # (the growth κ > 1 predicts, eq. 49); inf = never
-    above = internal["energy"] >= cfg.energy_threshold  # (G, S, L, K)
-    first = np.where(above.any(axis=1), above.argmax(axis=1), -1).astype(np.float64)
-    s_meas = np.where(first >= 0, first, np.inf)
-    # retention: first step at which the energy has decayed to `decay_threshold` (inf = never); a mode
-    # whose replicas committed to different branches keeps its difference longer (eq. 49: u_k ≠ 0)
-    below = internal["energy"] <= cfg.decay_threshold
-    s_decay = np.where(below.any(axis=1), below.argmax(axis=1), np.inf).astype(np.float64)
-    return {
-        "g": g,
-        "rho": np.atleast_1d(theory.rho(g)),
-        "eta": np.stack(eta),
-        "kappa": kappa,
-        "s_spec_pred": s_pred,
-        "s_spec_meas": s_meas,
-        "s_decay_meas": s_decay,
-        # the measured total one-block gain η̃_k = 1 + r_kᵀ(J_block − I) r_k at g = 0 (eq. 39's
-        # repartition-invariant Jacobian); η̃ > 1 means the block expands the mode
-        "eta_total": 1.0 + internal["quad_full"],
-        "kappa_valid_frac": np.mean(np.isfinite(kappa) & (kappa > 0), axis=(1, 3)),
-    }
-
-
-def run_compare(bundle: DiTBundle, cfg: CompareConfig, out_dir: str | Path, model_name: str = "") -> Path:
-    """Run all four sections, write `compare.npz` and `compare.md` into out_dir; return the npz path."""
+def run_compare(
+    bundle: DiTBundle,
+    cfg: CompareConfig,
+    out_dir: str | Path,
+    model_name: str = "",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) the comparison; write ``compare.npz`` and ``compare.md`` into ``out_dir``."""
+    cfg.validate()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = "mixture" if bundle.encoder == "mixture-factors" else "digits"
-    if cfg.class_label is None:
-        cfg = replace(cfg, class_label=bundle.null_class if bundle.num_classes > 1 else 0)
-    start = time.time()
-    arrays = clone_section(bundle, dataset, cfg)
-    log.info("clone section %.1fs", time.time() - start)
-    internal = internal_section(bundle, cfg)
-    log.info("internal section %.1fs", time.time() - start)
-    arrays.update(internal)
-    arrays.update(predicted_section(internal, cfg))
-    taus = arrays["tau_dit"][np.isfinite(arrays["tau_dit"])]
-    tau = float(taus.mean()) if taus.size else float("nan")  # gap_fit falls back to S/2
-    arrays.update(spearman_per(arrays))
-    arrays.update(gap_fit(arrays, tau))
-    arrays.update(predictions(arrays, dataset))
-    wall = time.time() - start
-    config = {
-        **asdict(cfg),
-        "model": model_name or bundle.name,
-        "dataset": dataset,
-        "layers": bundle.num_layers,
-        "modes": cfg.num_modes,
-        "tau_for_gap": tau,
-        "device": str(bundle.device),
-        "wall_time_s": wall,
-    }
-    meta = make_meta(KIND, config, range(cfg.seed, cfg.seed + cfg.pair_seeds), ["all"], complete=True)
-    path = out_dir / "compare.npz"
-    save_result(path, meta, {k: np.asarray(v) for k, v in arrays.items()})
-    (out_dir / "compare.md").write_text(markdown_table(arrays, meta))
+    if cfg.class_label is not None and not 0 <= cfg.class_label <= bundle.null_class:
+        raise ValueError(f"class_label must lie in [0, {bundle.null_class}], got {cfg.class_label}")
+    path = _Run(bundle, cfg, out_dir / "compare.npz", model_name, overwrite).run(progress)
+    meta, arrays = load_result(path, kind=KIND, require_complete=True)
+    (out_dir / "compare.md").write_text(compare_report.markdown_table(arrays, meta))
     return path

@@ -21,6 +21,7 @@ samples it recovers it within the sampling error of the moments.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,16 +32,40 @@ from theory.schedules import ddim_step
 from .measure import LinearizedDiT
 
 
-def fit_score_gain(a: np.ndarray, D: np.ndarray, m: float, c: float) -> tuple[float, float, float]:
-    """Least-squares (γ, b, relative residual) of D(a) ≈ b a + γ (m/c) tanh(m a / c); NaNs if m/c ≈ 0."""
+@dataclass(frozen=True)
+class GammaFit:
+    """The fit of eq. (36) along one mode: γ with its standard error, the linear part b, and the misfit.
+
+    ``resid`` = ‖fit − D‖/‖D‖: how well eq. (36)'s form b a + γ (m/c) tanh(m a/c) describes the map at
+    all (a large value means γ is a number fitted to the wrong shape); ``gamma_se`` the least-squares
+    standard error of γ from the residual variance (NaN with fewer than 3 amplitudes). NaN everywhere
+    where m ≤ 0 or c ≤ 0: without a branch separation the tanh regressor vanishes and γ is not identified.
+    """
+
+    gamma: float
+    b: float
+    resid: float
+    gamma_se: float
+
+
+_NAN_FIT = GammaFit(np.nan, np.nan, np.nan, np.nan)
+
+
+def fit_score_gain(a: np.ndarray, D: np.ndarray, m: float, c: float) -> GammaFit:
+    """Least-squares fit of D(a) ≈ b a + γ (m/c) tanh(m a / c), eq. (36) projected on one mode."""
     a = np.asarray(a, dtype=np.float64)
     D = np.asarray(D, dtype=np.float64)
     if not (np.isfinite(m) and np.isfinite(c)) or m <= 0 or c <= 0:
-        return np.nan, np.nan, np.nan
+        return _NAN_FIT
     X = np.stack([a, (m / c) * np.tanh(m * a / c)], axis=1)  # (n, 2) regressors of eq. (36)
     coef, *_ = np.linalg.lstsq(X, D, rcond=None)
-    resid = np.linalg.norm(X @ coef - D) / max(np.linalg.norm(D), 1e-300)
-    return float(coef[1]), float(coef[0]), float(resid)
+    r = X @ coef - D
+    resid = float(np.linalg.norm(r) / max(np.linalg.norm(D), 1e-300))
+    se = np.nan
+    if a.size > 2:
+        cov = np.linalg.pinv(X.T @ X) * float(r @ r) / (a.size - 2)
+        se = float(np.sqrt(max(cov[1, 1], 0.0)))
+    return GammaFit(float(coef[1]), float(coef[0]), resid, se)
 
 
 def amplitude_grid(m: float, c: float, n: int = 16, span: float = 4.0) -> np.ndarray:
@@ -50,10 +75,10 @@ def amplitude_grid(m: float, c: float, n: int = 16, span: float = 4.0) -> np.nda
 
 def estimate_gamma(
     odd_response: Callable[[np.ndarray], np.ndarray], m: float, c: float, n: int = 16, span: float = 4.0
-) -> tuple[float, float, float]:
-    """γ from a map's odd response along one mode: odd_response(a (n,)) → D (n,). Returns (γ, b, resid)."""
+) -> GammaFit:
+    """γ from a map's odd response along one mode: odd_response(a (n,)) → D (n,)."""
     if not (np.isfinite(m) and np.isfinite(c)) or m <= 0 or c <= 0:
-        return np.nan, np.nan, np.nan
+        return _NAN_FIT
     a = amplitude_grid(m, c, n, span)
     return fit_score_gain(a, odd_response(a), m, c)
 
@@ -65,14 +90,14 @@ def step_odd_response(
     x0: np.ndarray,
     ab_t: float,
     ab_prev: float,
-    eta: float = 0.0,
+    ddim_eta: float = 0.0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Odd response along φ_f of one deterministic DDIM step of denoiser eps_fn(x, ᾱ_t) from x0 (C, H, W)."""
     phi = patterns(mix)[factor].reshape(x0.shape)
 
     def D(a: np.ndarray) -> np.ndarray:
         x = np.concatenate([x0[None] + a[:, None, None, None] * phi, x0[None] - a[:, None, None, None] * phi])
-        out = ddim_step(x, eps_fn(x, ab_t), ab_t, ab_prev, eta, None)  # (2n, C, H, W), noise-free part
+        out = ddim_step(x, eps_fn(x, ab_t), ab_t, ab_prev, ddim_eta, None)  # (2n, C, H, W), noise-free part
         n = a.size
         return np.sum((out[:n] - out[n:]) * phi, axis=(1, 2, 3)) / 2
 

@@ -42,11 +42,11 @@ from torch.func import jvp
 
 from theory import rho as rho_gate
 
-from .capture import DifferenceCapture, ModeProjector, RowCollector, gram_basis
-from .coupling import CoupledAttnProcessor, CouplingState, install_coupling
+from .capture import DifferenceCapture
+from .coupling import CoupledAttnProcessor, CouplingState
 from .heads import check_self_attention, merge_heads, output_projection, project_qkv
 from .models import DiTBundle
-from .sampler import initial_pairs, make_scheduler, predict_eps, sample_pairs
+from .sampler import sample_pairs
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +249,8 @@ def dominance(
 
     δS and δV are the JVP tangents of the attention logits and values of block `layer` along r_k (K, N, D);
     A0, V0 the primal attention map and values at H0; `theory.dominance_report` evaluates both sides per
-    head. Returns (K,) arrays: `ratio` and `bound` (medians over heads) and `holds` (fraction of heads
-    with ratio ≤ bound).
+    head. Returns (K,) arrays, medians over heads: `ratio`, `bound` and `eps_dv` = ‖P⊥δV‖/‖P0δV‖ (eq. 102),
+    the token incoherence of the mode that decides whether Appendix B's premise (ε_δV ≪ 1) holds.
     """
     from theory import dominance_report
 
@@ -272,125 +272,107 @@ def dominance(
     return {
         "ratio": np.median(ratio, axis=-1),
         "bound": np.median(bound, axis=-1),
-        "holds": np.mean(ratio <= bound, axis=-1),
+        "eps_dv": np.median(np.asarray(rep.eps_dV), axis=-1),
     }
 
 
-def mixture_moments(p: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """(m_k, c_k) of the symmetric two-Gaussian model of eq. (34) from projections p by the method of moments.
+def pushed_modes(
+    lin: LinearizedDiT, x: torch.Tensor, phi: torch.Tensor, t: int, label: int, layers: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Branch directions pushed into the residual stream: modes at each block's input, by one JVP.
 
-    m² = sqrt(max(0, (3 μ₂² − μ₄)/2)), c = μ₂ − m² (see the module docstring); m ≥ 0.
+    x (C, H, W) a symmetric point, φ (F, C, H, W) unit directions in sample space. Returns the symmetric
+    state H0 entering each block (L, N, D), the unit modes r_f^(ℓ) = J_ℓ φ_f / ‖J_ℓ φ_f‖ (L, F, N, D) with
+    J_ℓ the Jacobian of the map from the sample to block ℓ's input (patch embedding and the blocks before
+    ℓ), and the gains ‖J_ℓ φ_f‖ (L, F). These are the modes §2.5 asks for: aligned with the branch
+    separation, in the coordinates where the block Jacobian is taken (its input).
     """
-    p = np.asarray(p, dtype=np.float64)
-    mu2 = np.mean(p**2, axis=axis)
-    mu4 = np.mean(p**4, axis=axis)
-    m2 = np.sqrt(np.maximum(0.0, (3 * mu2**2 - mu4) / 2))
-    return np.sqrt(m2), np.maximum(mu2 - m2, 0.0)
+    model = lin.transformer
+    F = phi.shape[0]
+    X = x.to(torch.float64).expand(F, *x.shape).contiguous()
+    ts = torch.full((F,), int(t), dtype=torch.long)
+    ys = torch.full((F,), int(label), dtype=torch.long)
+    blocks = [model.transformer_blocks[ell] for ell in layers]
+
+    def block_inputs(z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        seen: list[torch.Tensor] = []
+        hooks = [b.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) for b in blocks]
+        try:
+            model(z, timestep=ts, class_labels=ys)
+        finally:
+            for h in hooks:
+                h.remove()
+        return tuple(seen)
+
+    primal, tangent = jvp(block_inputs, (X,), (phi.to(torch.float64),))
+    H0 = torch.stack([p[0] for p in primal])  # (L, N, D): the same symmetric state in every row
+    r = torch.stack(tangent)  # (L, F, N, D)
+    gain = r.flatten(2).norm(dim=-1)  # (L, F)
+    return H0, r / gain[..., None, None].clamp_min(1e-300), gain.numpy()
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Running replicas in the DiT: fixed mode basis, per-seed projections (Protocol II), common-mode states.
+class StepProjector:
+    """Signed projections p = r_kᵀ v of the replica difference (eq. 74) at chosen steps and layers.
+
+    ``bases[s]`` (L, K, D) for each measured step s (the basis may change with s); :meth:`into` gives the
+    capture consumer for a batch of pair rows and :meth:`on_step` advances with the sampler.
+    """
+
+    def __init__(self, bases: dict[int, torch.Tensor], M: int) -> None:
+        self.steps = sorted(bases)
+        self.bases = bases
+        L, K, _ = next(iter(bases.values())).shape
+        self.p = np.full((len(self.steps), L, K, M), np.nan)
+        self._step = 0
+
+    def into(self, rows: Sequence[int]):
+        rows = list(rows)
+        self._step = 0
+
+        def consume(j: int, v: torch.Tensor) -> None:
+            if self._step in self.bases:
+                i = self.steps.index(self._step)
+                self.p[i, j][:, rows] = (v @ self.bases[self._step][j].T.to(v)).T.cpu().numpy()
+
+        return consume
+
+    def on_step(self, step: int, timestep: int, latents: torch.Tensor) -> None:
+        self._step = step + 1
 
 
-def replica_projections(
+def block_input_projections(
     bundle: DiTBundle,
-    g_values: Sequence[float],
-    num_steps: int,
+    g: float,
     seeds: Sequence[int],
     sigma: float,
+    num_steps: int,
+    class_label: int,
     layers: Sequence[int],
-    K: int,
-    class_label: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Protocol II in one fixed basis: (r (L, K, N·D), λ⁽⁰⁾ (L, K), sq (G, S, L, K, M)).
+    bases: dict[int, torch.Tensor],
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Protocol II's pair differences at each block's *input*, projected on step-dependent modes.
 
-    The basis r_k^(ℓ) comes from the g = 0 step-0 differences V_{0,ℓ} (eq. 74, block outputs, dual Gram
-    eq. 43) and is shared by every g, so energies and (m_k, c_k) of different couplings are comparable.
-    sq[i, s, ℓ, k, m] = (r_kᵀ v_m)² after reverse step s at coupling g_values[i] (DDIM η = 0, eq. 67 init).
+    Pairs start from eq. (67) with ``sigma``, stay coupled at g, DDIM η = 0 (§3.2). Returns
+    p (S_b, L, K, M) at the steps of ``bases`` ({s: (L, K, D)}), where the block Jacobian is taken too.
     """
     seeds = list(seeds)
-    M, S = len(seeds), num_steps
-    rows = list(range(M))
-    shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
-    collector = RowCollector(len(layers), M)
-    with install_coupling(bundle.transformer) as handle:
-        zA, zB = initial_pairs(seeds, shape, sigma)
-        with DifferenceCapture(bundle.transformer, layers, False, collector.into(rows)):
-            t0 = int(make_scheduler(bundle, S).timesteps[0])
-            predict_eps(
-                bundle, handle, torch.cat([zA, zB]).to(bundle.device), t0, np.zeros(M), class_label, 1.0
-            )
-    lam0 = np.full((len(layers), K), np.nan)
-    bases = []
-    for j in range(len(layers)):
-        r, lam = gram_basis(collector.V[j], K)
-        bases.append(r)
-        lam0[j] = lam.cpu().numpy()
-    out = np.full((len(g_values), S, len(layers), K, M), np.nan)
-    for i, g in enumerate(g_values):
-        projector = ModeProjector(bases, S, M)
-        with DifferenceCapture(bundle.transformer, layers, False, projector.into(rows)):
+    proj = StepProjector(bases, len(seeds))
+    for lo in range(0, len(seeds), batch_size):
+        rows = list(range(lo, min(lo + batch_size, len(seeds))))
+        with DifferenceCapture(
+            bundle.transformer, layers, bundle.guidance_scale > 1.0, proj.into(rows), at="input"
+        ):
             sample_pairs(
                 bundle,
-                seeds,
+                [seeds[m] for m in rows],
                 g=float(g),
-                num_steps=S,
+                num_steps=num_steps,
                 ddim_eta=0.0,
                 sigma=sigma,
                 class_label=class_label,
-                guidance_scale=1.0,
+                guidance_scale=bundle.guidance_scale,
                 device=bundle.device,
-                callback=projector.on_step,
+                callback=proj.on_step,
             )
-        out[i] = projector.numpy()  # sq[s]: the forward of step s
-    return np.stack([r.cpu().numpy() for r in bases]), lam0, out
-
-
-@torch.no_grad()
-def common_mode_states(
-    bundle: DiTBundle,
-    num_steps: int,
-    seed: int,
-    layers: Sequence[int],
-    steps: Sequence[int],
-    class_label: int = 0,
-) -> dict[tuple[int, int], torch.Tensor]:
-    """Symmetric states H0 (N, D) entering block ℓ at reverse step s: one unperturbed trajectory (σ = 0).
-
-    With σ = 0 the two replicas of eq. (67) coincide, so this is exactly the replica-symmetric point
-    H^A = H^B = H0 around which eq. (20)–(32) linearize. Keys (s, ℓ) for s in `steps`, ℓ in `layers`.
-    """
-    states: dict[tuple[int, int], torch.Tensor] = {}
-    current = {"s": 0}
-    wanted = set(int(s) for s in steps)
-    blocks = bundle.transformer.transformer_blocks
-
-    def hook_for(ell: int):
-        def hook(_module, args):
-            if current["s"] in wanted:
-                states[(current["s"], ell)] = args[0][0].detach().double().cpu()  # replica A, (N, D)
-
-        return hook
-
-    handles = [blocks[ell].register_forward_pre_hook(hook_for(ell)) for ell in layers]
-
-    def on_step(s: int, _t: int, _z: torch.Tensor) -> None:
-        current["s"] = s + 1  # the next forward belongs to step s + 1
-
-    try:
-        sample_pairs(
-            bundle,
-            [seed],
-            g=0.0,
-            num_steps=num_steps,
-            ddim_eta=0.0,
-            sigma=0.0,
-            class_label=class_label,
-            guidance_scale=1.0,
-            device=bundle.device,
-            callback=on_step,
-        )
-    finally:
-        for h in handles:
-            h.remove()
-    return states
+    return proj.p

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +214,15 @@ def _place(module: torch.nn.Module, device: str | torch.device, dtype: torch.dty
         return module.to(device=device, dtype=dtype).eval().requires_grad_(False)
     finally:
         diffusers_logging.set_verbosity(prev)
+
+
+def float64_copy(bundle: DiTBundle) -> DiTBundle:
+    """A float64 copy of the bundle's transformer on the same device (for derivatives); no VAE."""
+    import copy
+
+    return replace(
+        bundle, transformer=_place(copy.deepcopy(bundle.transformer), bundle.device, torch.float64), vae=None
+    )
 
 
 def reinit_weights(model: torch.nn.Module, seed: int, std: float) -> None:

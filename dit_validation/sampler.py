@@ -225,6 +225,7 @@ def sample_branched(
     t_ints: Sequence[int],
     *,
     g: float,
+    branch_g: float = 0.0,
     shared_trunk_noise: bool = False,
     num_steps: int = 100,
     ddim_eta: float = 1.0,
@@ -240,13 +241,15 @@ def sample_branched(
     """Final pairs for every t_int in ``t_ints`` with prefix sharing; {t_int: (z_0^A, z_0^B)}.
 
     A coupled trunk (strength g, or g = 0 with shared noise when ``shared_trunk_noise``) is advanced
-    once per seed; at step s = t_int its state is cloned into a decoupled branch (g = 0,
-    independent noise). Trunk and branch rows share forwards through a per-pair g, micro-batched
-    to ``batch_size`` pairs. Each branch equals ``sample_pairs(g=g, t_int=t_int)`` for the same
-    streams (noise is keyed by (seed, replica, step), never by row position).
+    once per seed; at step s = t_int its state is cloned into a branch with independent noise, coupled
+    at ``branch_g`` (0: decoupled, Protocol I; > 0: the clone experiment at coupling g of the comparison).
+    Trunk and branch rows share forwards through a per-pair g, micro-batched to ``batch_size`` pairs. With
+    ``branch_g = 0`` each branch equals ``sample_pairs(g=g, t_int=t_int)`` for the same streams (noise is
+    keyed by (seed, replica, step), never by row position).
     """
     _check_common(num_steps, ddim_eta, sigma)
     check_g(g)
+    check_g(branch_g, "branch_g")
     check_positive_int("batch_size", batch_size)
     grid = sorted(set(int(t) for t in t_ints))
     if not grid:
@@ -268,7 +271,7 @@ def sample_branched(
                 branches[s] = (trunk[0].clone(), trunk[1].clone())
             keys: list[int | None] = ([None] if s < trunk_end else []) + sorted(branches)
             states = [trunk if k is None else branches[k] for k in keys]
-            row_g = np.concatenate([np.full(M, g if k is None else 0.0) for k in keys])
+            row_g = np.concatenate([np.full(M, g if k is None else branch_g) for k in keys])
             A = torch.cat([st[0] for st in states])  # (R, C, H, W), R = M * len(keys)
             B = torch.cat([st[1] for st in states])
             if ddim_eta > 0:

@@ -82,23 +82,23 @@ def bifurcation_arrays(kappa: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def kappa_from_compare(compare: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Lay out the κ maps that ``compare`` predicted and add the gap between its extreme modes.
+    """Lay out the per-block κ maps that ``compare`` evaluated, for the theory file's heat maps.
 
-    ``compare`` already evaluated κ_{v,k}(s, ℓ; g) (eq. 50) and the first crossings s_spec (eq. 51)
-    from the block quantities it measured (``dit_validation.compare.predicted_section``); this only
-    renames them for the theory file and forms ``gap_steps`` (G, L) = s_spec(trailing) − s_spec(leading)
-    (eq. 65), leading = first of ``modes`` (largest initial eigenvalue, eq. 42), trailing = last.
+    ``compare`` evaluated κ_{v,k}(s, ℓ; g) (eq. 50, NaN where undefined) along its branch directions at its
+    measured steps, and the first crossings (eq. 51, ``tau_pred_block``); this renames them (modes = the
+    branch directions, global → local) and forms ``gap_steps`` (G, L) = s_spec(last) − s_spec(first)
+    (eq. 65, NaN where either is undefined or neither speciates).
     """
-    s_spec = np.asarray(compare["s_spec_pred"], dtype=np.float64)  # (G, L, K)
+    s_spec = np.asarray(compare["tau_pred_block"], dtype=np.float64)  # (G, L, F)
     gap = np.asarray(synchronization_gap(s_spec[..., -1], s_spec[..., 0]), dtype=np.float64)  # eq. (65)
     return {
         "kappa_g": np.asarray(compare["g"], dtype=np.float64),
         "kappa_vk": np.asarray(compare["kappa"], dtype=np.float64),
         "s_spec": s_spec,
         "gap_steps": gap,
-        "steps": np.asarray(compare["steps"], dtype=np.float64),
+        "steps": np.asarray(compare["block_steps"], dtype=np.float64),
         "layers": np.asarray(compare["layers"]),
-        "modes": np.asarray(compare["modes"]),
+        "modes": np.asarray(compare["factor"]),
     }
 
 

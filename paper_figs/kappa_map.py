@@ -3,10 +3,11 @@
 Reads a ``theory`` result file written with a compare file available (``dit_validation.theory_run``):
 ``kappa_vk`` (G, S_m, L, K), ``steps`` (S_m,), ``layers`` (L,), ``kappa_g`` (G,) (falls back to
 ``g``), ``s_spec`` (G, L, K) (first κ = 1 crossing along s, eq. 51) and ``gap_steps`` (G, L) (eq. 65).
-One figure per g with two heat maps, leading mode (first of ``modes``) and trailing mode (last); the
-κ = 1 contour is the speciation front, the stars are s_spec per layer. Cells with κ = +∞ violate the
-positivity condition (55) — the mean-field picture breaks down there — and take the "over" colour;
-κ = 0 (compare's value where the score gain γ was not measurable) is grey.
+One figure per g with two heat maps, the leading branch direction (first of ``modes``) and the trailing
+one (last); the κ = 1 contour is the speciation front, the stars are s_spec per layer. κ is *undefined*
+(NaN) where the validity condition (55) fails or the score gain γ is not positive — the mean-field
+picture says nothing there — and those cells are grey; κ = 0 (no detectable branch separation, m = 0)
+takes the colour map's "under" colour.
 """
 
 from __future__ import annotations
@@ -27,18 +28,16 @@ __all__ = ["render"]
 def _heat(ax: Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_spec: np.ndarray, title: str):
     """log10 κ over (s, ℓ) with the κ = 1 contour and the per-layer speciation steps.
 
-    κ = +∞ (eq. 55 violated: the mode is amplified faster than the score restores it, counted as
-    speciated) is drawn in the colour map's "over" colour; κ ≤ 0 or NaN (no measurable score gain)
-    is grey.
+    κ undefined (NaN: eq. 55 fails or γ ≤ 0) is grey; κ = 0 (m = 0) the "under" colour.
     """
     kappa = np.asarray(kappa, dtype=np.float64).T  # (L, S_m)
     valid = np.isfinite(kappa) & (kappa > 0)
-    unbounded = np.isposinf(kappa)
+    zero = kappa == 0.0
     logk = np.full(kappa.shape, np.nan)
     logk[valid] = np.log10(kappa[valid])
     span = max(float(np.max(np.abs(logk[valid]))) if valid.any() else 1.0, 1e-3)
-    logk[unbounded] = 2.0 * span  # beyond vmax: drawn with the "over" colour
-    cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="0.8", over="#3b0008")
+    logk[zero] = -2.0 * span  # below vmin: drawn with the "under" colour
+    cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="0.8", under="#d9ecff")
     mesh = ax.pcolormesh(
         steps,
         layers,
@@ -47,11 +46,11 @@ def _heat(ax: Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_
         norm=TwoSlopeNorm(0.0, -span, span),
         shading="nearest",
     )
-    if not (valid.any() or unbounded.any()):  # say why the panel is empty instead of a silent grey box
+    if not valid.any():  # say why the panel has no κ scale instead of a silent grey box
         ax.text(
             0.5,
             0.5,
-            "no κ > 0 here:\nγ not measurable",
+            "no κ > 0 here:\nundefined (eq. 55 / γ) or m = 0",
             ha="center",
             va="center",
             transform=ax.transAxes,
@@ -66,8 +65,8 @@ def _heat(ax: Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_
     finite = np.isfinite(s_spec)
     ax.plot(s_spec[finite], layers[finite], "k*", ms=6, label=r"$s_{spec}$: κ = 1, eq. (51)")
     ax.plot([], [], "k-", lw=1.0, label="κ = 1 contour")
-    ax.fill_between([], [], color="#3b0008", label="κ = ∞: eq. (55) violated")
-    ax.fill_between([], [], color="0.8", label="κ = 0: γ not measurable")
+    ax.fill_between([], [], color="0.8", label="κ undefined: eq. (55) fails or γ ≤ 0")
+    ax.fill_between([], [], color="#d9ecff", label="κ = 0: no branch separation (m = 0)")
     ax.set_xlabel("sampling step s (0 = pure noise)")
     ax.set_ylabel(r"layer $\ell$")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
@@ -92,12 +91,12 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     for i, g in enumerate(np.asarray(g_axis, dtype=np.float64)):
         fig, axes = _style.subplots(2, ncols=2, panel=(4.4, 3.4))
         mesh = None
-        for ax, k, name in ((axes[0], 0, "leading mode"), (axes[1], -1, "trailing mode")):
+        for ax, k, name in ((axes[0], 0, "leading direction"), (axes[1], -1, "trailing direction")):
             mesh = _heat(
-                ax, steps, layers, kappa[i, :, :, k], s_spec[i, :, k], f"{name} k = {k % kappa.shape[-1]}"
+                ax, steps, layers, kappa[i, :, :, k], s_spec[i, :, k], f"{name} f = {k % kappa.shape[-1]}"
             )
         fig.colorbar(
-            mesh, ax=list(axes), extend="max", label=r"$\log_{10}\kappa_{v,k}(s, \ell; g)$, eq. (50)"
+            mesh, ax=list(axes), extend="min", label=r"$\log_{10}\kappa_{v,k}(s, \ell; g)$, eq. (50)"
         )
         gap = np.asarray(a["gap_steps"][i], dtype=np.float64)
         gap_txt = f"{gap[-1]:.1f}" if np.isfinite(gap[-1]) else "n/a"

@@ -1,83 +1,344 @@
-"""Predicted vs measured (dit_validation.compare, compare_report): summaries and an end-to-end micro run."""
+"""Predicted vs measured (dit_validation.compare and its parts) against independent references.
 
+* the exact-score column of a comparison reproduces the exact κ_f = 1 steps (the acceptance line);
+* the DiT curvature H_f(s; g) against float64 central differences of the plain model, and its order;
+* the pushed modes against finite differences of the block inputs;
+* projections at block inputs against storing every hidden state;
+* the gap, closure and §2.7 summaries against plain loops on synthetic arrays;
+* a micro comparison end to end: schema, resume after a kill with identical arrays, refusal of another model.
+"""
+
+from __future__ import annotations
+
+import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-from dit_validation.compare import QUICK, run_compare
-from dit_validation.compare_report import _linfit, gap_fit, predictions, spearman_per
-from dit_validation.models import SHIPPED_DIR, load_checkpoint
-from dit_validation.results import load_result
-
-
-def test_linfit_and_spearman_references():
-    x = np.array([1.0, 0.5, 0.2, 0.0])
-    np.testing.assert_allclose(_linfit(x, 3 * x + 1), [3, 1, 1], atol=1e-12)
-    assert np.all(np.isnan(_linfit(x[:2], x[:2])))
-    pred = np.array([[[1.0, 2.0, 3.0, np.inf]]])
-    meas = np.array([[[10.0, 20.0, 30.0, 40.0]]])
-    np.testing.assert_allclose(spearman_per({"s_spec_pred": pred, "s_spec_meas": meas})["spearman"], 1.0)
-    flat = spearman_per({"s_spec_pred": np.ones((1, 1, 4)), "s_spec_meas": meas})["spearman"]
-    assert np.isnan(flat).all()
-
-
-def test_gap_fit_and_predictions_on_synthetic_collapse():
-    """A gap that is exactly 0.2·ρ(g) in the last block: slope 0.2, R² 1, collapse and natural gap hold."""
-    g = np.array([0.0, 0.3, 0.7, 1.0])
-    rho = (1 - g) / (1 + g)
-    G, S, L, K = 4, 6, 3, 4
-    energy = np.ones((G, S, L, K))
-    energy[:, :, -1, -1] = (1 + 0.2 * rho)[:, None]  # trailing band of the last block
-    a = {"energy": energy, "rho": rho, "g": g, "s_spec_pred": np.zeros((G, L, K)), "tau_dit": np.array([3.0])}
-    a.update(gap_fit(a, tau=2.5))
-    np.testing.assert_allclose(a["gap_meas"][:, -1], 0.2 * rho, atol=1e-12)
-    np.testing.assert_allclose(a["gap_fit_meas"][-1], [0.2, 0, 1], atol=1e-12)
-    a.update(predictions(a, "digits"))
-    holds = dict(zip(a["prediction_names"], a["prediction_holds"], strict=True))
-    assert holds["natural_gap"] and holds["collapse"] and holds["depth_localization"]
-    assert not holds["hierarchy"]  # predicted Δs_v = 0: no hierarchy, reported as failing
+import theory
+from dit_validation import compare_report
+from dit_validation.branches import branch_directions
+from dit_validation.compare import QUICK, CompareConfig, _Run, run_compare
+from dit_validation.coupling import install_coupling
+from dit_validation.measure import StepProjector, block_input_projections, linearized_copy, pushed_modes
+from dit_validation.models import resolve_model
+from dit_validation.results import ConfigMismatchError, load_result
+from dit_validation.step_predictor import difference_curvature
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    bundle = load_checkpoint(SHIPPED_DIR / "mixture")
-    cfg = replace(
-        QUICK,
-        g=(0.0, 1.0),
-        num_steps=10,
-        clone_seeds=4,
-        t_int_stride=2,
-        pair_seeds=4,
-        num_modes=2,
-        measure_points=2,
-        n_boot=5,
+def mixture():
+    return resolve_model("mixture")
+
+
+def test_exact_score_column_reproduces_kappa_one(mixture, tmp_path):
+    """The comparison's exact column: the step-level estimator run on the exact ε at S = 50 lands within
+    0.1 step of the exact κ_f = 1 step (brentq on the exact schedule) for every factor. Fails if the
+    estimator's sign change, the symmetric points or the schedule map drift."""
+    cfg = replace(QUICK, clone_seeds=4, sym_points=2, n_boot=5)
+    run = _Run(mixture, cfg, tmp_path / "compare.npz", "mixture", overwrite=False)
+    run.unit_directions()
+    run.unit_exact()
+    a = run.arrays
+    assert np.all(np.isfinite(a["tau_exact_kappa"]))
+    np.testing.assert_array_less(np.abs(a["tau_pred_step_exact"] - a["tau_exact_kappa"]), 0.1)
+    # and the exact curvature estimate is the closed form (1 − κ)/c
+    sched = theory.DDPMSchedule()
+    ab = sched.alphas_cumprod[theory.sampling_timesteps(sched, cfg.num_steps)]
+    np.testing.assert_allclose(
+        a["H_exact"], theory.exact_curvature(theory.multiscale.DEFAULT_MIXTURE, ab), rtol=1e-5
     )
-    out = tmp_path_factory.mktemp("cmp")
-    return run_compare(bundle, cfg, out), out, bundle
 
 
-def test_compare_micro_run_writes_contract(micro_run):
-    path, out, bundle = micro_run
-    meta, a = load_result(path)
-    assert meta["kind"] == "compare" and meta["config"]["dataset"] == "mixture"
-    G, L, K, F = 2, bundle.num_layers, 2, 4
-    S_m = a["steps"].size
-    for key in ("chi", "pi", "pi_q", "pi_k", "lambda_mlp", "cross", "quad_full", "m", "c"):
-        assert a[key].shape == (S_m, L, K), key
-    assert a["gamma"].shape == (S_m, L)
-    for key in ("eta", "kappa"):
-        assert a[key].shape == (G, S_m, L, K)
-    assert a["energy"].shape == (G, 10, L, K) and a["s_spec_pred"].shape == (G, L, K)
-    assert a["s_spec_meas"].shape == (G, L, K) and a["spearman"].shape == (G, L)
-    assert a["gap_fit_meas"].shape == (L, 3) and a["prediction_holds"].shape == (4,)
-    for key in ("tau_kappa", "tau_theory", "tau_exact", "tau_dit"):
-        assert a[key].shape == (F,)
-    assert a["agree_dit"].shape == (F, 6) and a["tau_dit_ci"].shape == (F, 2)
-    # eq. (32) at g = 0 holds inside the run: the measured parts sum to the full block quadratic form
-    total = a["chi"] + a["pi"] + a["lambda_mlp"] + a["cross"]
-    np.testing.assert_allclose(total, a["quad_full"], rtol=1e-9, atol=1e-12)
-    # theory's κ_f = 1 step and the closed-form clone midpoint order the factors global → local
-    assert np.all(np.diff(a["tau_kappa"]) > 0)
-    text = (out / "compare.md").read_text()
-    assert "Predictions of §2.7" in text and "hierarchy" in text
+def test_difference_curvature_equals_plain_model_central_difference(tiny64):
+    """At g = 0 the coupled difference channel is the plain model: H = σ⁻¹ φᵀ(ε(x+hφ) − ε(x−hφ))/(2h),
+    computed here without the coupling processor or the replica layout."""
+    b = tiny64
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 1, 8, 8, generator=gen, dtype=torch.float64)
+    phi = torch.randn(2, 1, 8, 8, generator=gen, dtype=torch.float64)
+    phi = phi / phi.flatten(1).norm(dim=1)[:, None, None, None]
+    t, sigma, h = 500, 0.7, 1e-3
+    with install_coupling(b.transformer) as handle:
+        H = difference_curvature(b, handle, x, phi, t, sigma, 0.0, 1, h)
+
+    def eps(z):
+        with torch.no_grad():
+            ts = torch.full((z.shape[0],), t)
+            return b.transformer(
+                z, timestep=ts, class_labels=torch.ones(z.shape[0], dtype=torch.long)
+            ).sample[:, :1]
+
+    ref = np.empty((3, 2))
+    for f in range(2):
+        d = (eps(x + 1e-4 * phi[f]) - eps(x - 1e-4 * phi[f])) / 2e-4
+        ref[:, f] = (d * phi[f]).flatten(1).sum(1).numpy() / sigma
+    np.testing.assert_allclose(H, ref, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("g", [0.3, 1.0])
+def test_coupled_curvature_is_a_second_order_difference(tiny64, g):
+    """The one-sided evaluation is a central difference (the replica difference is odd in h by exchange
+    symmetry): halving h changes H by O(h²), i.e. about 4× less each time."""
+    b = tiny64
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 1, 8, 8, generator=gen, dtype=torch.float64)
+    phi = torch.randn(1, 1, 8, 8, generator=gen, dtype=torch.float64)
+    phi = phi / phi.norm()
+    with install_coupling(b.transformer) as handle:
+        H = [difference_curvature(b, handle, x, phi, 300, 0.5, g, 0, h) for h in (0.4, 0.2, 0.1)]
+    d1, d2 = np.abs(H[0] - H[1]), np.abs(H[1] - H[2])
+    np.testing.assert_allclose(d1 / d2, 4.0, rtol=0.15)
+
+
+def test_pushed_modes_are_block_input_derivatives(tiny64):
+    """r_f^(ℓ) ∝ ∂H_ℓ/∂x φ_f by one JVP = float64 central differences of the captured block inputs."""
+    lin = linearized_copy(tiny64.transformer)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 8, 8, generator=gen, dtype=torch.float64)
+    phi = torch.randn(2, 1, 8, 8, generator=gen, dtype=torch.float64)
+    phi = phi / phi.flatten(1).norm(dim=1)[:, None, None, None]
+    H0, r, gain = pushed_modes(lin, x, phi, 400, 1, [0, 1])
+
+    def inputs(z):
+        seen = []
+        hooks = [
+            blk.register_forward_pre_hook(lambda _m, a: seen.append(a[0]))
+            for blk in lin.transformer.transformer_blocks
+        ]
+        with torch.no_grad():
+            lin.transformer(
+                z,
+                timestep=torch.full((z.shape[0],), 400),
+                class_labels=torch.ones(z.shape[0], dtype=torch.long),
+            )
+        for h in hooks:
+            h.remove()
+        return torch.stack(seen)  # (L, B, N, D)
+
+    h = 1e-5
+    fd = (inputs(x + h * phi) - inputs(x - h * phi)) / (2 * h)  # (L, F, N, D)
+    torch.testing.assert_close(H0, inputs(x[None])[:, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gain, fd.flatten(2).norm(dim=-1).numpy(), rtol=1e-6)
+    torch.testing.assert_close(r, fd / fd.flatten(2).norm(dim=-1)[..., None, None], rtol=1e-6, atol=1e-8)
+
+
+def test_block_input_projections_equal_stored_hidden_states(tiny64):
+    """Signed projections of eq. (74) at block inputs at the measured steps = storing every block input."""
+    b = tiny64
+    D = 16 * 16  # tiny: 16 tokens x hidden 16
+    gen = torch.Generator().manual_seed(3)
+    bases = {s: torch.randn(2, 2, D, generator=gen, dtype=torch.float64) for s in (0, 2)}
+    p = block_input_projections(b, 0.4, range(5), 0.5, 4, 1, [0, 1], bases, batch_size=2)
+    store = {ell: [] for ell in (0, 1)}
+    hooks = [
+        b.transformer.transformer_blocks[ell].register_forward_pre_hook(
+            lambda _m, a, ell=ell: store[ell].append(a[0].clone())
+        )
+        for ell in (0, 1)
+    ]
+    from dit_validation.sampler import sample_pairs
+
+    try:
+        sample_pairs(
+            b,
+            list(range(5)),
+            g=0.4,
+            num_steps=4,
+            ddim_eta=0.0,
+            sigma=0.5,
+            class_label=1,
+            guidance_scale=b.guidance_scale,
+        )
+    finally:
+        for h in hooks:
+            h.remove()
+    for i, s in enumerate((0, 2)):
+        for ell in (0, 1):
+            H = store[ell][s]
+            v = ((H[:5] - H[5:]) / math.sqrt(2)).flatten(1)
+            np.testing.assert_allclose(p[i, ell], (bases[s][ell] @ v.T).numpy(), rtol=1e-10, atol=1e-12)
+    assert StepProjector(bases, 5).p.shape == (2, 2, 2, 5)
+
+
+def test_branch_directions():
+    """Mixture: the factor patterns and Λ = A² + s²; digits: orthonormal directions that separate classes."""
+    mix = theory.multiscale.DEFAULT_MIXTURE
+    d = branch_directions(resolve_model("mixture"))
+    np.testing.assert_array_equal(d.phi, theory.multiscale.patterns(mix))
+    np.testing.assert_allclose(d.Lambda, np.square(mix.amplitudes) + mix.s**2)
+    dg = branch_directions(resolve_model("digits"))
+    np.testing.assert_allclose(dg.phi @ dg.phi.T, np.eye(dg.num), atol=1e-12)
+    from dit_validation.testbed.data import digits_split
+
+    held = digits_split()[1]
+    sides = dg.sides(held.x.double().numpy())  # (n, F)
+    labels = held.labels.numpy()
+    # along the first direction the classes are far from evenly mixed: some class sits on one side
+    frac = np.array([np.mean(sides[labels == c, 0] > 0) for c in range(10)])
+    assert frac.min() < 0.2 and frac.max() > 0.8
+    pts = d.symmetric(np.random.default_rng(0).standard_normal((3, mix.dim)), 0.5)
+    np.testing.assert_allclose(pts @ d.phi.T, 0.0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- summaries on synthetic arrays
+
+
+def _synthetic(G=4, F=3, S=20, seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.linspace(0.0, 0.9, G)
+    return {
+        "g": g,
+        "rho": np.atleast_1d(theory.rho(g)),
+        "splits": np.ones((G, F), bool),
+        "tau_meas": np.array([[5.0, 8.0, 11.0]] * G) + rng.normal(0, 0.1, (G, F)),
+        "tau_pred_step": np.array([[5.0, 9.0, np.inf]] * G),
+        "tau_pred_biroli": np.array([4.0, 7.0, 10.0]),
+        "H_step": np.ones((G, S, F)),
+        "m_state": np.ones((S, F)),
+        "state_bimodal": np.zeros((S, F), bool),
+    }
+
+
+def test_gaps_and_predictions_against_plain_loops():
+    a = _synthetic()
+    G = a["g"].size
+    block = {"tau_pred_block": np.full((G, 2, 3), np.nan)}
+    boot = a["tau_meas"][:, 2:3] - a["tau_meas"][:, 0:1] + np.random.default_rng(1).normal(0, 0.5, (G, 200))
+    out = compare_report.gaps(a, block, boot)
+    np.testing.assert_allclose(out["gap_meas"], a["tau_meas"][:, 2] - a["tau_meas"][:, 0])
+    assert np.all(out["gap_pred_step"] == np.inf)  # the last direction never crosses
+    np.testing.assert_allclose(out["gap_pred_biroli"], 6.0)
+    ci = np.percentile(boot, [2.5, 97.5], axis=1).T
+    np.testing.assert_allclose(out["gap_meas_ci"], ci)
+    x, y = a["rho"], out["gap_meas"]
+    slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
+    assert out["gap_fit_meas"][0] == pytest.approx(slope)
+    out.update(block)
+    pred = compare_report.predictions(a, out)
+    holds = dict(zip(pred["prediction_names"], pred["prediction_holds"], strict=True))
+    assert holds["hierarchy"] and holds["natural_gap"]  # 5 < 8 < 11 at g = 0, gap ≈ 6 ± 1
+    splits = np.array([False, True, False, True])
+    assert compare_report.gap_pair(splits) == (1, 3)
+    assert compare_report.gap_pair(np.array([False, True, False])) == (0, 2)
+
+
+def test_closure_ratio_against_a_loop():
+    """Eq. (56): propagate m from the first bimodal step with J_s = c₁ + b_s σ_t H; divide by measured m."""
+    S, F = 12, 2
+    a = {"g": np.array([0.0])}
+    rng = np.random.default_rng(5)
+    a["H_step"] = rng.normal(0, 1, (1, S, F))
+    a["m_state"] = rng.uniform(0.5, 2, (S, F))
+    a["state_bimodal"] = np.zeros((S, F), bool)
+    a["state_bimodal"][4:, 0] = True
+    got = compare_report.closure_ratio(a, S)
+    sched = theory.DDPMSchedule()
+    ab = sched.alphas_cumprod[theory.sampling_timesteps(sched, S)]
+    want = np.full((S, F), np.nan)
+    m = a["m_state"][4, 0]
+    for s in range(4, S):
+        want[s, 0] = m / a["m_state"][s, 0]
+        ab_prev = ab[s + 1] if s + 1 < S else 1.0
+        c1 = math.sqrt(ab_prev / ab[s])
+        sig = math.sqrt(1 - ab[s])
+        m *= c1 + (math.sqrt(1 - ab_prev) - c1 * sig) * sig * a["H_step"][0, s, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- a micro comparison end to end
+
+MICRO = CompareConfig(
+    g=(0.0, 0.5),
+    num_steps=6,
+    num_directions=2,
+    clone_seeds=4,
+    t_int_stride=2,
+    sym_points=2,
+    em_pairs=8,
+    block_steps=2,
+    random_modes=2,
+    clone_pairs=4,
+    n_boot=10,
+)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_micro_compare_resumes_and_refuses_another_model(tiny32, tmp_path, monkeypatch):
+    full = load_result(
+        run_compare(tiny32, MICRO, tmp_path / "full", model_name="random:tiny", progress=False)
+    )
+    assert full.complete and full.arrays["tau_meas"].shape == (2, 2)
+    assert str(full.arrays["direction_source"]) == "clone-endpoints"
+    # kill after the third unit, resume: identical arrays
+    calls = {"n": 0}
+    original = _Run.save
+
+    def save_then_die(self, unit, complete=False):
+        original(self, unit, complete)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Killed
+
+    monkeypatch.setattr(_Run, "save", save_then_die)
+    with pytest.raises(Killed):
+        run_compare(tiny32, MICRO, tmp_path / "resumed", model_name="random:tiny", progress=False)
+    monkeypatch.setattr(_Run, "save", original)
+    partial = load_result(tmp_path / "resumed" / "compare.npz")
+    assert not partial.complete and len(partial.meta["done"]) == 3
+    resumed = load_result(
+        run_compare(tiny32, MICRO, tmp_path / "resumed", model_name="random:tiny", progress=False)
+    )
+    for key, value in full.arrays.items():
+        np.testing.assert_array_equal(resumed.arrays[key], value, err_msg=key)
+    # another model (or grid) into the same directory is refused, naming what differs
+    with pytest.raises(ConfigMismatchError, match="differs in: .*model"):
+        run_compare(tiny32, MICRO, tmp_path / "full", model_name="mixture", progress=False)
+    assert (tmp_path / "full" / "compare.md").read_text().startswith("# Predicted vs measured — random:tiny")
+
+
+def test_block_kappa_matches_eq50_by_a_plain_loop():
+    """η (eq. 46 + the eq. 32 cross term, π(g) of eq. 26) and κ (eq. 50) against a per-element loop, with
+    the conventions: m = 0 where the EM finds no bimodality (κ = 0), NaN where eq. (55) fails or γ ≤ 0."""
+    from dit_validation.compare import block_kappa
+
+    rng = np.random.default_rng(3)
+    shape = (5, 3, 4)
+    parts = {
+        k: 0.3 * rng.standard_normal(shape)
+        for k in ("lambda_mlp", "chi", "pi_q", "pi_k", "cross_R", "cross_q", "cross_k")
+    }
+    gamma = rng.uniform(-0.2, 2.0, shape)
+    m, c = rng.uniform(0.0, 2.0, shape), rng.uniform(0.2, 2.0, shape)
+    bimodal = rng.random(shape) < 0.7
+    for g in (0.0, 0.4, 1.0):
+        eta, kappa, status = block_kappa(parts, gamma, m, c, bimodal, g)
+        rho, xi = (1 - g) / (1 + g), 1 / (1 + g)
+        for idx in np.ndindex(shape):
+            q = {k: v[idx] for k, v in parts.items()}
+            pi_g = (1 + g) * q["pi_q"] + (1 - g) * q["pi_k"]
+            e = (
+                1
+                + q["lambda_mlp"]
+                + rho * q["chi"]
+                + xi * pi_g
+                + rho * (q["cross_R"] + q["cross_k"])
+                + q["cross_q"]
+            )
+            assert eta[idx] == pytest.approx(e, rel=1e-12, abs=1e-14)
+            mm = m[idx] if bimodal[idx] else 0.0
+            bracket = (1 - e) * c[idx] + gamma[idx]
+            if gamma[idx] <= 0:
+                assert np.isnan(kappa[idx]) and status[idx] == int(theory.KappaStatus.GAMMA_NOT_POSITIVE)
+            elif mm == 0:
+                assert kappa[idx] == 0.0
+            elif bracket <= 0:
+                assert np.isnan(kappa[idx]) and status[idx] == int(theory.KappaStatus.VIOLATES_55)
+            else:
+                assert kappa[idx] == pytest.approx(gamma[idx] * mm**2 / (c[idx] * bracket), rel=1e-12)

@@ -158,43 +158,47 @@ def kappa_map_arrays(rng: np.random.Generator, g: np.ndarray) -> dict:
 
 
 def compare_arrays(rng: np.random.Generator, g: np.ndarray) -> dict:
-    n_f, n_t, n_l, n_k = 3, 10, 4, 3
-    t_int = np.linspace(0, 45, n_t)
+    n_f, n_t, n_l, n_s = 3, 10, 4, 20
+    t_int = np.arange(0, 50, 5)
     tau = np.array([10.0, 20.0, 30.0])
     fit = np.stack([[0.5, 1.0, c, 3.0] for c in tau])
-    agree = np.stack([_sig(t_int, *p) for p in fit])
+    agree = np.stack([_sig(t_int, *p) for p in fit])  # (F, T)
     rho = (1 - g) / (1 + g)
-    pred = 5.0 + rng.random((g.size, n_l, n_k)) * 20
-    gap = np.outer(rho, np.linspace(1, 8, n_l))
+    steps = np.arange(n_s)
+    H = np.stack([1.0 - steps / 10.0 * (f + 1) / 3 for f in range(n_f)], axis=-1)  # (S, F), zero at 30/(f+1)
+    splits = np.ones((g.size, n_f), bool)
+    splits[-1, 1:] = False  # strong coupling: the local directions never split
+    tau_meas = np.where(splits, tau + 2.0, np.nan)
+    gap = np.where(splits[:, -1], 20.0 * rho, np.nan)
     return {
         "g": g,
         "rho": rho,
-        "layers": np.arange(n_l),
-        "steps": np.arange(0, 50, 5.0),
-        "modes": np.arange(n_k),
         "factor": np.arange(n_f),
+        "factor_names": np.array(["half", "quadrant", "checker"]),
+        "direction_source": np.array("factors"),
         "t_int": t_int,
-        "tau_kappa": tau - 1,
+        "steps": steps,
+        "layers": np.arange(n_l),
+        "agree": np.broadcast_to(agree[None, :, :, None], (g.size, n_f, n_t, 4)).copy(),
+        "fit_meas": np.broadcast_to(fit, (g.size, n_f, 4)).copy(),
+        "tau_meas": tau_meas,
+        "tau_meas_ci": np.stack([tau_meas - 2, tau_meas + 2], -1),
+        "splits": splits,
+        "H_step": np.broadcast_to(H, (g.size, n_s, n_f)).copy(),
+        "tau_pred_step": np.array([[10.0, 15.0, np.inf]] * g.size),
+        "tau_pred_biroli": tau - 1,
+        "tau_pred_block": np.full((g.size, n_l, n_f), np.nan),
+        "tau_exact_kappa": tau - 0.5,
+        "H_exact": H,
+        "agree_exact": np.broadcast_to(agree[:, :, None], (n_f, n_t, 4)).copy(),
         "agree_theory": agree,
-        "tau_theory": tau,
-        "agree_exact": agree + 0.01,
-        "agree_dit": agree - 0.02,
-        "fit_exact": fit,
-        "fit_dit": fit,
-        "tau_exact": tau + 0.5,
-        "tau_dit": tau + 2.0,
-        "tau_exact_ci": np.stack([tau - 1, tau + 2], 1),
-        "tau_dit_ci": np.stack([tau, tau + 4], 1),
-        "s_spec_pred": pred,
-        "s_spec_meas": pred + rng.standard_normal(pred.shape),
-        "spearman": np.full((g.size, n_l), 0.8),
-        "gap_pred": gap,
-        "gap_meas": gap + 0.5,
-        "gap_fit_pred": np.tile([np.linspace(1, 8, n_l)[-1], 0.0, 1.0], (n_l, 1)),
-        "gap_fit_meas": np.tile([np.linspace(1, 8, n_l)[-1], 0.5, 0.97], (n_l, 1)),
-        "prediction_names": np.array(["hierarchy", "depth_localization", "natural_gap", "collapse"]),
-        "prediction_holds": np.array([True, True, False, True]),
-        "prediction_margin": np.array([3.0, 1.5, -0.2, 2.0]),
+        "gap_meas": gap,
+        "gap_meas_ci": np.stack([gap - 3, gap + 3], -1),
+        "gap_pred_step": np.full(g.size, np.inf),
+        "gap_lead": np.zeros(g.size, int),
+        "gap_trail": np.full(g.size, n_f - 1),
+        "gap_fit_meas": np.array([20.0, 0.0, 1.0]),
+        "gap_slope_ci": np.array([15.0, 25.0]),
     }
 
 
@@ -321,15 +325,7 @@ def test_predicted_vs_measured_renders_all_parts(result_files: dict[str, Path], 
     paths = predicted_vs_measured.render(result_files["compare"], tmp_path)
     assert_valid_outputs(paths)
     stems = {p.stem for p in paths}
-    assert stems == {
-        "fig_factor_tau",
-        "fig_factor_agreement",
-        "fig_gap_vs_rho",
-        "fig_mode_ordering",
-        "predictions",
-    }
-    md = (tmp_path / "predictions.md").read_text()
-    assert "| natural_gap | no | -0.2 |" in md and "| collapse | yes | 2 |" in md
+    assert stems == {"fig_factor_tau", "fig_curvature", "fig_factor_agreement", "fig_gap_vs_rho"}
 
 
 @settings(max_examples=40, deadline=None)

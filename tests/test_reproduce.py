@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from dit_validation import reproduce
 from dit_validation.boundary import ReportedError
-from dit_validation.compare import CompareConfig, predicted_section
+from dit_validation.compare import CompareConfig
 from dit_validation.protocol1 import Protocol1Config
 from dit_validation.protocol2 import Protocol2Config
 from dit_validation.results import ResultFileError, load_result, make_meta, save_result
-from dit_validation.theory_run import TheoryRunConfig, kappa_from_compare, run_theory, theory_arrays
+from dit_validation.theory_run import TheoryRunConfig, run_theory, theory_arrays
 
 # ---------------------------------------------------------------- theory_run: reference tests
 
@@ -62,104 +62,6 @@ def test_theory_config_rejects_bad_values() -> None:
         TheoryRunConfig(n_kappa=2)
 
 
-def _synthetic_internal(rng: np.random.Generator, n_g: int, n_s: int = 9, n_l: int = 3, n_k: int = 4) -> dict:
-    """Block quantities in the layout of ``compare.internal_section`` (measured parts of eq. 32/47)."""
-    parts = ("lambda_mlp", "chi", "pi_q", "pi_k", "cross_R", "cross_q", "cross_k", "quad_full")
-    out = {k: 0.1 * rng.standard_normal((n_s, n_l, n_k)) for k in parts}
-    out.update(
-        steps=np.linspace(0.0, 40.0, n_s),
-        m_g=np.broadcast_to(np.linspace(0.1, 2.0, n_s)[None, :, None, None], (n_g, n_s, n_l, n_k))
-        * rng.uniform(0.5, 1.5, (n_g, 1, n_l, n_k)),
-        c_g=rng.uniform(0.5, 2.0, (n_g, n_s, n_l, n_k)),
-        gamma=rng.uniform(0.5, 3.0, (n_s, n_l)),
-        energy=rng.uniform(0.0, 3.0, (n_g, n_s, n_l, n_k)),
-    )
-    return out
-
-
-def _synthetic_compare(rng: np.random.Generator, g: tuple[float, ...] = (0.0, 0.5, 1.0)) -> dict:
-    """A compare-shaped array dict: compare's own prediction step on synthetic block quantities."""
-    internal = _synthetic_internal(rng, len(g))
-    n_s, n_l, n_k = internal["chi"].shape
-    pred = predicted_section(internal, CompareConfig(g=g))
-    return {
-        **pred,
-        "steps": internal["steps"],
-        "layers": np.arange(n_l, dtype=np.float64),
-        "modes": np.arange(n_k, dtype=np.float64),
-        "gamma": internal["gamma"],
-    }
-
-
-def _first_crossing(k: np.ndarray, steps: np.ndarray) -> float:
-    """Reference for eq. (51): first upward crossing of κ = 1, linearly interpolated (a plain loop).
-
-    theory's convention: an undefined κ (NaN, e.g. eq. 55 violated) before the first crossing makes the
-    step undefined (NaN); it is never counted as speciated.
-    """
-    for j in range(k.size):
-        if np.isnan(k[j]):
-            return float("nan")
-        if k[j] >= 1.0:
-            if j == 0:
-                return float(steps[0])
-            return float(steps[j - 1] + (1.0 - k[j - 1]) / (k[j] - k[j - 1]) * (steps[j] - steps[j - 1]))
-    return float("inf")
-
-
-def test_predicted_kappa_matches_eq50_and_first_crossing() -> None:
-    """compare's κ (eq. 46 + 32 into eq. 50) and s_spec (eq. 51) against a plain per-element loop, and the
-    theory file's gap (eq. 65) read from them."""
-    g = (0.0, 0.4, 1.0)
-    rng = np.random.default_rng(3)
-    internal = _synthetic_internal(rng, len(g))
-    internal["gamma"][0, 0] = np.nan  # an unmeasurable block: κ = 0 there (compare's convention)
-    pred = predicted_section(internal, CompareConfig(g=g))
-    s_n, l_n, k_n = internal["chi"].shape
-    for i, gi in enumerate(g):
-        rho_g, xi_g = (1 - gi) / (1 + gi), 1 / (1 + gi)
-        for s in range(s_n):
-            for ell in range(l_n):
-                for k in range(k_n):
-                    q = {
-                        key: internal[key][s, ell, k]
-                        for key in ("lambda_mlp", "chi", "pi_q", "pi_k", "cross_R", "cross_q", "cross_k")
-                    }
-                    pi_g = (1 + gi) * q["pi_q"] + (1 - gi) * q["pi_k"]  # eq. (26) through its q/k parts
-                    e = (
-                        1
-                        + q["lambda_mlp"]
-                        + rho_g * q["chi"]
-                        + xi_g * pi_g  # eq. (46)
-                        + rho_g * (q["cross_R"] + q["cross_k"])
-                        + q["cross_q"]
-                    )  # eq. (32) cross term
-                    gam = internal["gamma"][s, ell]
-                    m, c = internal["m_g"][i, s, ell, k], internal["c_g"][i, s, ell, k]
-                    den = c * ((1.0 - e) * c + gam)  # eq. (50)
-                    want = 0.0 if not np.isfinite(gam) else (gam * m * m / den if den > 0 else np.nan)
-                    got = pred["kappa"][i, s, ell, k]
-                    assert got == pytest.approx(want, rel=1e-12) if np.isfinite(want) else np.isnan(got)
-    for i in range(len(g)):
-        for ell in range(l_n):
-            for k in range(k_n):
-                ref = _first_crossing(pred["kappa"][i, :, ell, k], internal["steps"])
-                got = pred["s_spec_pred"][i, ell, k]
-                assert (
-                    got == pytest.approx(ref, rel=1e-12)
-                    or (np.isinf(ref) and np.isinf(got))
-                    or (np.isnan(ref) and np.isnan(got))
-                )
-    out = kappa_from_compare(
-        {**pred, "steps": internal["steps"], "layers": np.arange(l_n), "modes": np.arange(k_n)}
-    )
-    trail, lead = out["s_spec"][..., -1], out["s_spec"][..., 0]
-    finite = np.isfinite(trail) & np.isfinite(lead)
-    np.testing.assert_allclose(out["gap_steps"][finite], (trail - lead)[finite], rtol=1e-12)  # eq. (65)
-    np.testing.assert_array_equal(out["kappa_g"], np.asarray(g))
-    np.testing.assert_array_equal(out["kappa_vk"], pred["kappa"])
-
-
 @settings(max_examples=25, deadline=None)
 @given(kappa_max=st.floats(1.01, 50.0), n=st.integers(3, 60))
 def test_pitchfork_bounds_property(kappa_max: float, n: int) -> None:
@@ -172,10 +74,21 @@ def test_pitchfork_bounds_property(kappa_max: float, n: int) -> None:
 
 
 def _write_compare(path: Path, fill, model: str = "x") -> Path:
-    """A schema-valid compare file around compare's own prediction step on synthetic block quantities."""
-    arrays = _synthetic_compare(np.random.default_rng(0))
-    sizes = {"g": 3, "step_m": 9, "layer": 3, "mode": 4, "factor": 2, "t_int": 3, "step": 5, "param": 4}
-    sizes.update(ci=2, gamma_step=2, fit3=3, prediction=4)
+    """A schema-valid compare file: synthetic κ maps and per-block steps, placeholders elsewhere."""
+    rng = np.random.default_rng(0)
+    G, Sb, L, F = 3, 9, 3, 4
+    arrays = {
+        "g": np.array([0.0, 0.5, 1.0]),
+        "kappa": np.exp(rng.normal(0, 1, (G, Sb, L, F))),
+        "tau_pred_block": rng.uniform(0, 40, (G, L, F)),
+        "block_steps": np.arange(0, 45, 5),
+        "layers": np.arange(L),
+        "factor": np.arange(F),
+        "factor_names": np.array(["a", "b", "c", "d"]),
+        "direction_source": np.array("factors"),
+    }
+    sizes = {"g": G, "step_b": Sb, "layer": L, "factor": F, "t_int": 3, "step": 5, "seed": 2, "param": 4}
+    sizes.update(ci=2, fit3=3, prediction=3, dim=6, rmode=2)
     full = fill("compare", sizes, optional=False, **arrays)
     save_result(path, make_meta("compare", {"model": model}, [], complete=True), full)
     return path
@@ -187,6 +100,10 @@ def test_run_theory_writes_contract_file(tmp_path: Path, make_arrays) -> None:
     meta, a = load_result(path)
     assert meta["kind"] == "theory" and meta["complete"] and meta["config"]["compare"] == str(cmp_path)
     assert a["kappa_vk"].shape == (3, 9, 3, 4) and a["u_branches"].shape == (3, 11)
+    _, c = load_result(cmp_path)
+    np.testing.assert_array_equal(a["kappa_vk"], c["kappa"])
+    s_spec = c["tau_pred_block"]
+    np.testing.assert_allclose(a["gap_steps"], s_spec[..., -1] - s_spec[..., 0], rtol=1e-12)  # eq. (65)
     # a file of another kind is refused, naming it
     with pytest.raises(ResultFileError, match="theory.npz.*holds a theory result, expected a compare"):
         run_theory(TheoryRunConfig(n_kappa=11), tmp_path / "t2.npz", path)

@@ -213,7 +213,7 @@ def clone_experiment(
     t_int: Sequence[int],
     num_seeds: int,
     seed: int = 0,
-    eta: float = 1.0,
+    ddim_eta: float = 1.0,
     alphas_cumprod: np.ndarray | None = None,
 ) -> np.ndarray:
     """g = 0 shared-noise clone experiment: final pairs (T, 2, M, *shape) float64.
@@ -221,8 +221,8 @@ def clone_experiment(
     For each of M seeds one trajectory is sampled from x_T ~ N(0, I) with shared noise; at step t_int (the
     state x_{t_s} before reverse step s = t_int) it is cloned into replicas A and B that finish the
     remaining steps with independent noise (stream 1 and 2). t_int = 0 splits at pure noise, t_int = S
-    returns identical copies. eps_fn(x (B, *shape) float64, t int) → ε̂ (B, *shape). ``eta`` is the DDIM
-    noise parameter (``ddim_eta`` of :func:`theory.schedules.ddim_step`), not the block gain η_k of eq. (46);
+    returns identical copies. eps_fn(x (B, *shape) float64, t int) → ε̂ (B, *shape). ``ddim_eta`` is the DDIM
+    noise parameter (of :func:`theory.schedules.ddim_step`), not the block gain η_k of eq. (46);
     ``alphas_cumprod`` defaults to DiT's ``DDPMSchedule().alphas_cumprod``; trailing timesteps
     (:func:`theory.schedules.sampling_timesteps`), the last step lands on ᾱ = 1.
     """
@@ -245,14 +245,14 @@ def clone_experiment(
     states = [x]
     for s in range(num_steps):  # shared trajectory
         z = np.stack([_noise(seed, m, s + 1, 0, shape) for m in range(M)])
-        x = ddim_step(x, eps_fn(x, int(ts[s])), float(ab[ts[s]]), ab_prev(s), eta, z)
+        x = ddim_step(x, eps_fn(x, int(ts[s])), float(ab[ts[s]]), ab_prev(s), ddim_eta, z)
         states.append(x)
     out = np.empty((len(t_int), 2, M, *shape))
     for i, s0 in enumerate(t_int):
         pair = np.concatenate([states[s0], states[s0]])  # (2M, *shape) replicas A then B
         for s in range(s0, num_steps):
             z = np.stack([_noise(seed, m, s + 1, r, shape) for r in (1, 2) for m in range(M)])
-            pair = ddim_step(pair, eps_fn(pair, int(ts[s])), float(ab[ts[s]]), ab_prev(s), eta, z)
+            pair = ddim_step(pair, eps_fn(pair, int(ts[s])), float(ab[ts[s]]), ab_prev(s), ddim_eta, z)
         out[i] = pair.reshape(2, M, *shape)
     return out
 
