@@ -16,6 +16,10 @@ __all__ = [
     "band_masks",
     "band_energies",
     "linfit",
+    "DEPTH_LAST_FRACTION",
+    "deep_quarter",
+    "depth_fraction",
+    "uniform_share",
 ]
 
 #: §4.2: the internal gap of DiT-XL/2 lives in its final ≈ 5 of 28 blocks.
@@ -97,3 +101,30 @@ def linfit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     resid = y[ok] - (slope * x[ok] + icpt)
     tot = np.sum((y[ok] - y[ok].mean()) ** 2)
     return np.array([slope, icpt, 1 - np.sum(resid**2) / tot if tot > 0 else np.nan])
+
+
+#: The depth-localization statistic's deep part: the last quarter of the blocks (§2.7 prediction 2).
+DEPTH_LAST_FRACTION = 0.25
+
+
+def deep_quarter(num_layers: int) -> int:
+    """Blocks in the last quarter (at least 1)."""
+    return max(1, int(round(DEPTH_LAST_FRACTION * num_layers)))
+
+
+def depth_fraction(profile: np.ndarray) -> float:
+    """Share of a non-negative per-layer profile (L,) carried by the last quarter of the blocks.
+
+    The depth-localization statistic: ``uniform_share(L)`` for a profile spread evenly over depth, 1 when
+    it all sits in the last quarter. NaN when the profile has a NaN or sums to 0 (nothing to localize).
+    """
+    x = np.asarray(profile, dtype=np.float64)
+    total = float(np.sum(x))
+    if not np.all(np.isfinite(x)) or total <= 0:
+        return float("nan")
+    return float(np.sum(x[-deep_quarter(x.size) :]) / total)
+
+
+def uniform_share(num_layers: int) -> float:
+    """The depth fraction of a profile spread evenly over ``num_layers`` blocks."""
+    return deep_quarter(num_layers) / num_layers

@@ -257,7 +257,28 @@ COMPARE = ResultSchema(
     },
 )
 
-SCHEMAS: dict[str, ResultSchema] = {s.kind: s for s in (PROTOCOL1, PROTOCOL2, THEORY, COMPARE)}
+DEPTH = ResultSchema(
+    kind="depth",
+    doc="depth localization (§2.7 prediction 2) three ways per g: internal gap, per-block prediction, probes",
+    coords={"g": "g", "layer": "layers", "factor": "factor"},
+    arrays={
+        "g": _a("g", presence="always"),
+        "layers": _a("layer", "i", "always"),
+        "factor": _a("factor", "i", "always"),
+        "uniform_share": _a("", presence="always", doc="depth fraction of a profile spread evenly"),
+        "gint_profile": _a("g layer", presence="always", doc="|G_int − 1| per layer at τ_spec(g), eq. (80)"),
+        "gint_depth": _a("g", presence="always", doc="share of the last quarter of the blocks"),
+        "gint_depth_ci": _a("g ci", presence="always", doc="95% seed bootstrap"),
+        "block_profile": _a("g layer", presence="always", doc="|Δs_v(ℓ)| of the per-block eq. (50)"),
+        "block_depth": _a("g", presence="always"),
+        "probe_steps": _a("g factor", presence="always", doc="step of the probes: measured τ_f(g)"),
+        "probe_accuracy": _a("g layer factor", presence="always", doc="held-out accuracy of the final side"),
+        "probe_depth": _a("g", presence="always", doc="share of the accuracy gain in the last quarter"),
+        "probe_depth_ci": _a("g ci", presence="always", doc="95% sample bootstrap"),
+    },
+)
+
+SCHEMAS: dict[str, ResultSchema] = {s.kind: s for s in (PROTOCOL1, PROTOCOL2, THEORY, COMPARE, DEPTH)}
 
 
 def _where(path: Any) -> str:

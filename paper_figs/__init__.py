@@ -21,7 +21,8 @@ FIGURES: dict[str, str] = {
     "bifurcation": "theory",  # u*(kappa), eq. (49)
     "gates": "theory",  # rho(g), xi(g), eq. (27)
     "kappa_map": "theory",  # predicted kappa_{v,k}(s, l; g), eq. (50)
-    "predicted_vs_measured": "compare",  # theory vs exact-score sampler vs DiT
+    "predicted_vs_measured": "compare",  # predicted (3 ways) vs measured speciation, gap vs rho(g)
+    "depth": "depth",  # depth localization three ways (Figs. 1, 9, 10 with the prediction overlaid)
 }
 
 __all__ = ["FIGURES"]

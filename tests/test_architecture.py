@@ -38,7 +38,18 @@ LAYER_1 = {
     "theory_run",
 }
 LAYER_3 = {"models", "layout", "heads", "coupling", "sampler", "capture", "encoders", "testbed"}
-LAYER_4 = {"metrics", "protocol1", "protocol2", "measure", "gamma", "compare"}
+LAYER_4 = {
+    "metrics",
+    "protocol1",
+    "protocol2",
+    "measure",
+    "gamma",
+    "branches",
+    "step_predictor",
+    "clones",
+    "depth",
+    "compare",
+}
 LAYER_5 = {"reproduce", "cli", "__init__"}  # the package's lazy __init__ re-exports from every layer
 
 

@@ -1,0 +1,264 @@
+"""Depth localization (§2.7 prediction 2, the paper's "last ≈ 5 of 28 blocks"), measured three ways per g.
+
+1. **Internal gap** — Protocol II's |G_int(ℓ) − 1| per layer at s = τ_spec(g) (eq. 80; Figs. 1, 9, 10),
+   with a seed bootstrap.
+2. **Predicted commitment** — the per-block eq. (50) of the comparison: the predicted gap
+   |Δs_v(ℓ)| = |s_spec(trailing) − s_spec(leading)| per block (eq. 51, 65) where defined.
+3. **Readability** — where in depth the branch decision along each direction φ_f becomes linearly
+   readable from the hidden state: replica pairs coupled at g run to the end; at step s = τ_f(g) (the
+   comparison's measured speciation step) a logistic probe per layer predicts the side of φ_f on which the
+   replica ends, from that layer's output; its held-out accuracy is the readability of the decision.
+
+One statistic for all three (:func:`dit_validation.analysis.depth_fraction`): the share of a per-layer
+profile carried by the last quarter of the blocks (for the readability: of the accuracy gained from layer
+to layer), against the uniform share n_last/L. The profiles go into one ``depth`` result file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from theory.validation import check_positive_int
+
+from .analysis import band_energies, depth_fraction, uniform_share
+from .branches import BranchDirections
+from .models import DiTBundle
+from .results import load_result, make_meta, save_result
+from .sampler import sample_pairs
+
+__all__ = [
+    "DepthConfig",
+    "run_depth",
+    "gint_profile",
+    "gint_depth_bootstrap",
+    "block_profile",
+    "probe_readability",
+    "readability_depth",
+]
+
+
+def gint_profile(p2: dict[str, np.ndarray], i: int) -> np.ndarray:
+    """|G_int(ℓ) − 1| at s = τ_spec(g_i) (eq. 80) from a Protocol II file's arrays, (L,)."""
+    return np.abs(np.asarray(p2["G_int"][i], dtype=np.float64) - 1.0)
+
+
+def gint_depth_bootstrap(
+    p2: dict[str, np.ndarray], i: int, lead_frac: float, trail_frac: float, n_boot: int, seed: int
+) -> np.ndarray:
+    """Bootstrap replicates (n_boot,) of the depth fraction of |G_int − 1|, resampling Protocol II's seeds."""
+    es = np.asarray(p2["energy_seed"][i], dtype=np.float64)  # (S, L, K, M)
+    tau = float(p2["tau_spec"][i])
+    rng = np.random.default_rng(seed)
+    M = es.shape[-1]
+    out = np.full(n_boot, np.nan)
+    if not np.isfinite(tau):
+        return out
+    for b in range(n_boot):
+        idx = rng.integers(0, M, M)
+        e = es[..., idx]
+        bands = band_energies(e.mean(-1), e, p2["eig0"][i], tau, lead_frac, trail_frac)
+        out[b] = depth_fraction(np.abs(bands["G_int"] - 1.0))
+    return out
+
+
+def block_profile(compare: dict[str, np.ndarray], i: int) -> np.ndarray:
+    """|Δs_v(ℓ)| of the per-block eq. (50) (eq. 51, 65) between the gap's directions, (L,); NaN undefined."""
+    s = np.asarray(compare["tau_pred_block"][i], dtype=np.float64)  # (L, F)
+    lead, trail = int(compare["gap_lead"][i]), int(compare["gap_trail"][i])
+    with np.errstate(invalid="ignore"):
+        return np.abs(s[:, trail] - s[:, lead])
+
+
+@torch.no_grad()
+def probe_readability(
+    bundle: DiTBundle,
+    directions: BranchDirections,
+    g: float,
+    steps: Sequence[float],
+    num_pairs: int,
+    num_steps: int,
+    class_label: int,
+    sigma: float = 0.5,
+    seed: int = 0,
+    folds: int = 4,
+) -> np.ndarray:
+    """Cross-validated correctness (L, F, n) of a logistic probe per layer of replica A's final side of φ_f.
+
+    Pairs start from eq. (67) (``sigma``), are coupled at g and sampled with DDIM η = 1; the block outputs
+    of replica A at step round(steps[f]) are the features, the label is the sign of φ_fᵀx − midpoint_f of
+    replica A's final sample. ``folds``-fold cross-validated logistic regression (L2, standardized features).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    want = sorted({int(np.clip(round(s), 0, num_steps - 1)) for s in steps if np.isfinite(s)})
+    L, F = bundle.num_layers, directions.num
+    P = num_pairs
+    feats: dict[int, list[list[np.ndarray]]] = {s: [[] for _ in range(L)] for s in want}
+    state = {"s": 0}
+    blocks = bundle.transformer.transformer_blocks
+
+    def hook(ell: int):
+        def grab(_m, _a, out: torch.Tensor) -> None:
+            if state["s"] in feats:
+                feats[state["s"]][ell].append(out[:P].flatten(1).double().cpu().numpy())  # replica A rows
+
+        return grab
+
+    def on_step(s: int, _t: int, _z: torch.Tensor) -> None:
+        state["s"] = s + 1
+
+    handles = [blk.register_forward_hook(hook(ell)) for ell, blk in enumerate(blocks)]
+    try:
+        zA, _ = sample_pairs(
+            bundle,
+            list(range(seed, seed + P)),
+            g=float(g),
+            num_steps=num_steps,
+            ddim_eta=1.0,
+            sigma=sigma,
+            class_label=class_label,
+            guidance_scale=1.0,
+            device=bundle.device,
+            callback=on_step,
+        )
+    finally:
+        for h in handles:
+            h.remove()
+    labels = directions.sides(zA.double().cpu().numpy()) > 0  # (P, F)
+    correct = np.full((L, F, P), np.nan)
+    for f in range(F):
+        if not np.isfinite(steps[f]) or labels[:, f].all() or not labels[:, f].any():
+            continue
+        s = int(np.clip(round(steps[f]), 0, num_steps - 1))
+        y = labels[:, f].astype(int)
+        k = min(folds, int(np.bincount(y).min()))
+        if k < 2:
+            continue
+        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        for ell in range(L):
+            X = np.concatenate(feats[s][ell])  # (P, N·D)
+            for train, test in cv.split(X, y):
+                probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+                probe.fit(X[train], y[train])
+                correct[ell, f, test] = probe.predict(X[test]) == y[test]
+    return correct
+
+
+def readability_depth(
+    correct: np.ndarray, n_boot: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accuracy (L, F), the depth fraction of accuracy gains (eq.-free; mean over directions) and its CI.
+
+    The gain profile is the positive part of the layer-to-layer increase of accuracy above chance (the
+    first layer's gain is its accuracy above ½); samples are resampled for the bootstrap.
+    """
+    acc = np.nanmean(correct, axis=-1)  # (L, F)
+
+    def fraction(a: np.ndarray) -> float:
+        gain = np.diff(np.concatenate([np.full((1, a.shape[1]), 0.5), a]), axis=0).clip(min=0)  # (L, F)
+        return float(np.nanmean([depth_fraction(gain[:, f]) for f in range(a.shape[1])]))
+
+    ok = np.isfinite(acc).all(axis=0)
+    if not ok.any():
+        return acc, np.asarray(np.nan), np.full(2, np.nan)
+    rng = np.random.default_rng(seed)
+    n = correct.shape[-1]
+    boot = [fraction(np.nanmean(correct[:, ok][..., rng.integers(0, n, n)], axis=-1)) for _ in range(n_boot)]
+    boot = np.asarray(boot)[np.isfinite(boot)]
+    ci = np.percentile(boot, [2.5, 97.5]) if boot.size >= 10 else np.full(2, np.nan)
+    return acc, np.asarray(fraction(acc[:, ok])), ci
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """Settings of the depth-localization stage."""
+
+    probe_pairs: int = 128  # replica pairs per g for the readability probes
+    n_boot: int = 200
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_positive_int("probe_pairs", self.probe_pairs, minimum=8)
+        check_positive_int("n_boot", self.n_boot)
+
+
+def run_depth(
+    bundle: DiTBundle,
+    cfg: DepthConfig,
+    protocol2_path: str | Path,
+    compare_path: str | Path,
+    out_path: str | Path,
+) -> Path:
+    """The three depth profiles and their depth fractions per g of the Protocol II file; writes ``depth``."""
+    cfg.validate()
+    m2, p2 = load_result(protocol2_path, kind="protocol2", require_complete=True)
+    mc, cmp = load_result(compare_path, kind="compare", require_complete=True)
+    g = np.asarray(p2["g"], dtype=np.float64)
+    L = int(np.asarray(p2["layers"]).size)
+    F = int(cmp["factor"].size)
+    directions = BranchDirections(
+        str(cmp["direction_source"]),
+        cmp["phi"],
+        cmp["midpoint"],
+        cmp["Lambda"],
+        tuple(map(str, cmp["factor_names"])),
+    )
+    out = {
+        "g": g,
+        "layers": np.asarray(p2["layers"]),
+        "factor": np.asarray(cmp["factor"]),
+        "uniform_share": np.asarray(uniform_share(L)),
+        "gint_profile": np.full((g.size, L), np.nan),
+        "gint_depth": np.full(g.size, np.nan),
+        "gint_depth_ci": np.full((g.size, 2), np.nan),
+        "block_profile": np.full((g.size, L), np.nan),
+        "block_depth": np.full(g.size, np.nan),
+        "probe_steps": np.full((g.size, F), np.nan),
+        "probe_accuracy": np.full((g.size, L, F), np.nan),
+        "probe_depth": np.full(g.size, np.nan),
+        "probe_depth_ci": np.full((g.size, 2), np.nan),
+    }
+    c2 = m2["config"]
+    for i, gi in enumerate(g):
+        out["gint_profile"][i] = gint_profile(p2, i)
+        out["gint_depth"][i] = depth_fraction(out["gint_profile"][i])
+        boot = gint_depth_bootstrap(p2, i, c2["lead_frac"], c2["trail_frac"], cfg.n_boot, cfg.seed)
+        boot = boot[np.isfinite(boot)]
+        if boot.size >= 10:
+            out["gint_depth_ci"][i] = np.percentile(boot, [2.5, 97.5])
+        j = np.flatnonzero(np.isclose(cmp["g"], gi))
+        if j.size == 0:
+            continue
+        j = int(j[0])
+        out["block_profile"][i] = block_profile(cmp, j)
+        out["block_depth"][i] = depth_fraction(out["block_profile"][i])
+        steps = np.where(cmp["splits"][j], cmp["tau_meas"][j], np.nan)
+        out["probe_steps"][i] = steps
+        correct = probe_readability(
+            bundle,
+            directions,
+            gi,
+            steps,
+            cfg.probe_pairs,
+            int(mc["config"]["num_steps"]),
+            int(mc["config"]["class_label_used"]),
+            seed=cfg.seed,
+        )
+        acc, frac, ci = readability_depth(correct, cfg.n_boot, cfg.seed)
+        out["probe_accuracy"][i], out["probe_depth"][i], out["probe_depth_ci"][i] = acc, frac, ci
+    meta = make_meta(
+        "depth",
+        {**asdict(cfg), "model": bundle.name, "protocol2": str(protocol2_path), "compare": str(compare_path)},
+        [],
+        ["depth"],
+        complete=True,
+    )
+    return save_result(out_path, meta, out)
