@@ -45,7 +45,7 @@ from theory import rho as rho_gate
 from .capture import DifferenceCapture
 from .coupling import CoupledAttnProcessor, CouplingState
 from .heads import check_self_attention, merge_heads, output_projection, project_qkv
-from .models import DiTBundle
+from .models import DiTBundle, place_module
 from .sampler import sample_pairs
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class LinearizedDiT:
 
 def linearized_copy(transformer: torch.nn.Module) -> LinearizedDiT:
     """Float64 CPU deep copy of `transformer` with linearization processors (the original is untouched)."""
-    model = copy.deepcopy(transformer).to(device="cpu", dtype=torch.float64).eval().requires_grad_(False)
+    model = place_module(copy.deepcopy(transformer), "cpu", torch.float64)
     procs = []
     for block in model.transformer_blocks:
         proc = LinearizationProcessor()

@@ -187,9 +187,9 @@ def load_pretrained_dit(
         logger.info("no scheduler config next to %s; using DiT's training schedule", path_or_id)
         sched = dict(DIT_SCHEDULER_CONFIG)
     sched["clip_sample"] = False  # DiT latents are unbounded; DiT's own config says so too
-    transformer = _place(transformer, device, dtype)
+    transformer = place_module(transformer, device, dtype)
     if vae is not None:
-        vae = _place(vae, device, dtype)
+        vae = place_module(vae, device, dtype)
     n_cls = int(transformer.config.num_embeds_ada_norm)
     return DiTBundle(
         name=str(path_or_id),
@@ -206,7 +206,7 @@ def load_pretrained_dit(
     )
 
 
-def _place(module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def place_module(module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """The one place a model is put on its device and dtype (in eval mode, no gradients)."""
     prev = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # silence a float32-module notice that does not apply to DiT
@@ -221,7 +221,9 @@ def float64_copy(bundle: DiTBundle) -> DiTBundle:
     import copy
 
     return replace(
-        bundle, transformer=_place(copy.deepcopy(bundle.transformer), bundle.device, torch.float64), vae=None
+        bundle,
+        transformer=place_module(copy.deepcopy(bundle.transformer), bundle.device, torch.float64),
+        vae=None,
     )
 
 
@@ -252,7 +254,7 @@ def build_random_dit(
     std = cfg.pop("init_std")
     transformer = DiTTransformer2DModel(**cfg)
     reinit_weights(transformer, seed, std)
-    transformer = _place(transformer, device, dtype)
+    transformer = place_module(transformer, device, dtype)
     n_cls = int(cfg["num_embeds_ada_norm"])
     return DiTBundle(
         name=f"random:{preset}",
@@ -285,7 +287,7 @@ def load_checkpoint(
         transformer = DiTTransformer2DModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load transformer weights from {str(path)!r}: {exc}") from exc
-    transformer = _place(transformer, device, dtype)
+    transformer = place_module(transformer, device, dtype)
     sched = dict(DIT_SCHEDULER_CONFIG)
     sched.update({k: v for k, v in meta.get("scheduler", {}).items() if not k.startswith("_")})
     n_cls = int(meta.get("num_classes", transformer.config.num_embeds_ada_norm))

@@ -343,3 +343,29 @@ def validate_result(meta: Mapping[str, Any], arrays: Mapping[str, Any], path: An
                     f"but {other!r} has {sizes[dim][0]}"
                 )
             sizes.setdefault(dim, (n, name))
+
+
+def schema_markdown() -> str:
+    """The result-file contract as Markdown (docs/DESIGN.md embeds it verbatim; a test keeps them equal)."""
+    lines: list[str] = []
+    for schema in SCHEMAS.values():
+        lines += [
+            f"### {schema.kind}",
+            "",
+            schema.doc + ".",
+            "",
+            "| array | dimensions | dtype | present | meaning |",
+        ]
+        lines.append("| --- | --- | --- | --- | --- |")
+        for name, spec in schema.arrays.items():
+            dims = "(" + ", ".join(spec.dims) + ")" if spec.dims else "()"
+            lines.append(f"| `{name}` | {dims} | {spec.dtype} | {spec.presence} | {spec.doc} |")
+        if schema.coords:
+            coords = ", ".join(f"{dim} → `{arr}`" for dim, arr in schema.coords.items())
+            lines += ["", f"Coordinates (for `Result.to_xarray()`): {coords}."]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_markdown(), end="")

@@ -1,6 +1,6 @@
 """One test per finding of docs/FINDINGS.md (issue 15), each computed from the public API of ``theory``.
 
-Findings 4–6 are measured elsewhere (issue 10) and have no test here yet. Each docstring says what
+Each docstring says what
 would make the test fail, i.e. which outcome would overturn the finding.
 """
 
@@ -139,3 +139,103 @@ def test_finding7_eq66_needs_mode_independent_pi_not_small_pi():
     assert sp.simplify(finite.subs(S.g, 1)) != 0
     assert sp.simplify(d.notes["at_g1_split"] - d.notes["at_g1_split_expected"]) == 0
     assert d.notes["xi_pi_split"] == 0 and d.notes["logit_split"] == 0
+
+
+# ------------------------------------------------------------------ finding 4: eq. (50) on a whole step
+
+
+@pytest.mark.parametrize("num_steps", [50, 100])
+def test_finding4_eq50_with_finite_gamma_is_ill_posed_for_a_whole_step(num_steps):
+    """One exact deterministic DDIM step on the mixture is x_prev = c₁x + γ_s∇log p_t (K = c₁ I, c₁ > 1):
+    eq. (55) holds at every step, yet eq. (50) with that finite γ_s gives κ ≥ 1 from step 0 for every factor,
+    so eq. (51) puts every speciation at step 0; only the γ → ∞ limit κ = m²/c lands on the exact κ_f = 1
+    steps (within 0.03 steps). With ancestral steps (DDIM η = 1) κ starts below 1 but still crosses early.
+
+    Fails if (55) failed somewhere, if some factor's finite-γ κ started below 1, or if the limit missed the
+    exact steps.
+    """
+    import theory
+
+    mix, sched = theory.multiscale.DEFAULT_MIXTURE, theory.DDPMSchedule()
+    r = theory.exact_step_kappa(mix, sched, num_steps)
+    assert np.all(r.status == int(theory.KappaStatus.DEFINED))  # (55) holds everywhere
+    assert np.all(r.c1 > 1.0)
+    assert np.all(r.kappa[0] > 1.0)  # speciated at step 0 by eq. (51)
+    steps = r.steps.astype(float)
+    np.testing.assert_array_equal(theory.speciation_step(r.kappa, steps, axis=0), 0.0)
+    limit = theory.speciation_step(r.kappa_limit, steps, axis=0)
+    np.testing.assert_allclose(limit, theory.exact_speciation_step(mix, sched, num_steps), atol=0.03)
+    r1 = theory.exact_step_kappa(mix, sched, num_steps, ddim_eta=1.0)
+    assert np.all(r1.kappa[0] < 1.0)
+    early = theory.speciation_step(r1.kappa, steps, axis=0)
+    assert np.all(early < limit - 1.0)  # ancestral: still earlier than the exact bifurcation
+
+
+# ------------------------------------------------------------------ finding 5: routing dominance and modes
+
+
+def test_finding5_routing_dominance_holds_on_coherent_modes_only():
+    """On the shipped mixture DiT, at one step and block: token-constant (coherent, Appendix B's premise)
+    modes have ε_δV ≪ 1 and a small pattern/routing ratio; random modes are incoherent (ε_δV > 1) with a
+    ratio about 1. The branch directions split by *token-space* frequency, not pixel frequency: the global
+    half/quadrant/block patterns change sign across tokens (incoherent), while the pixel-scale checkerboard
+    is the same 2×2 pattern in every patch-2 token — perfectly coherent, and routing-dominated.
+
+    Fails if the coherent ratio reached 0.5, if random or global-pattern modes had ε_δV ≤ 1, if their ratio
+    fell below twice the coherent one (then the premise would not matter), or if the checkerboard direction
+    stopped being coherent and routing-dominated.
+    """
+    import torch
+
+    from dit_validation.branches import branch_directions, to_tensor
+    from dit_validation.measure import dominance, linearized_copy, pushed_modes
+    from dit_validation.models import resolve_model
+
+    bundle = resolve_model("mixture")
+    lin = linearized_copy(bundle.transformer)
+    d = branch_directions(bundle)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(1, 256, generator=gen, dtype=torch.float64).numpy()
+    x = torch.as_tensor(d.symmetric(noise, 0.5)).view(1, 16, 16)  # on every branch's decision boundary
+    t, layer = 499, 2
+    H0, r, _ = pushed_modes(lin, x, to_tensor(d, (1, 16, 16), torch.device("cpu")), t, 0, [layer])
+    N, D = H0.shape[1:]
+    rand = torch.randn((4, N, D), generator=gen, dtype=torch.float64)
+    coherent = torch.randn((4, 1, D), generator=gen, dtype=torch.float64).expand(-1, N, -1)
+    out = {}
+    for name, modes in (("coherent", coherent), ("random", rand), ("branch", r[0])):
+        modes = modes / modes.flatten(1).norm(dim=1)[:, None, None]
+        out[name] = dominance(lin, layer, t, 0, H0[0], modes)
+    assert np.all(out["coherent"]["eps_dv"] < 0.5) and np.all(out["coherent"]["ratio"] < 0.5)
+    assert np.all(out["random"]["eps_dv"] > 1.0)
+    assert np.median(out["random"]["ratio"]) > 2 * np.median(out["coherent"]["ratio"])
+    glob, checker = slice(0, 3), 3  # half, quadrant, block4 | checker
+    assert np.all(out["branch"]["eps_dv"][glob] > 1.0)
+    assert np.median(out["branch"]["ratio"][glob]) > 2 * np.median(out["coherent"]["ratio"])
+    assert out["branch"]["eps_dv"][checker] < 0.5 and out["branch"]["ratio"][checker] < 0.5
+
+
+# ------------------------------------------------------------------ finding 6: the closure of eq. (56)
+
+
+def test_finding6_eq56_closes_with_the_propagator_not_with_the_step_jacobian():
+    """Exact mixture, deterministic DDIM, S = 50: with the propagator alone (η = c₁, the paper's eq. 57
+    literally) m_init·∏η equals m_f(s) = α_s A_f to round-off (the product telescopes to α_s/α_0); with the
+    full-step Jacobian along φ_f — what a measurement sees — the ratio falls to about 0.1 … 0.01 at the
+    speciation step and explodes after it.
+
+    Fails if the propagator version deviated from 1, or if the Jacobian version came within a factor 2
+    of 1 everywhere (then the closure would hold for what is measured).
+    """
+    import theory
+
+    mix, sched = theory.multiscale.DEFAULT_MIXTURE, theory.DDPMSchedule()
+    prop = theory.eq56_closure_ratio(mix, sched, 50, gain="propagator")
+    np.testing.assert_allclose(prop, 1.0, atol=1e-12)
+    jac = theory.eq56_closure_ratio(mix, sched, 50)
+    assert np.all(np.nanmin(jac, axis=0) < 0.15)
+    assert np.all(jac[-1] > 5.0)
+    spec = theory.exact_speciation_step(mix, sched, 50)
+    np.testing.assert_allclose(
+        np.nanargmin(jac, axis=0), np.round(spec), atol=1.0
+    )  # the minimum sits at κ_f = 1
