@@ -108,15 +108,21 @@ def fit_speciation(t_ints: np.ndarray, agree: np.ndarray, n_boot: int, seed: int
 
 
 def gap_bootstrap(
-    t_ints: np.ndarray, agree: np.ndarray, lead: int, trail: int, n_boot: int, seed: int
+    t_ints: np.ndarray, agree: np.ndarray, splits: np.ndarray, lead: int, trail: int, n_boot: int, seed: int
 ) -> np.ndarray:
-    """Replicates of τ_trail − τ_lead from paired seed resamples, (n_boot,); NaN where a fit fails."""
+    """Replicates of the measured gap from paired seed resamples, (n_boot,), with the convention of
+    :func:`dit_validation.compare_report.gaps`: τ_trail − τ_lead where both directions split, 0 where neither
+    does, NaN where only one does or a fit fails."""
     from .fits import fit_sigmoid
 
     t = np.asarray(t_ints, dtype=np.float64)
     rng = np.random.default_rng(seed)
     M = agree.shape[-1]
     out = np.full(n_boot, np.nan)
+    if not splits[lead] and not splits[trail]:
+        return np.zeros(n_boot)
+    if not (splits[lead] and splits[trail]):
+        return out
     for b in range(n_boot):
         idx = rng.integers(0, M, M)
         lo = fit_sigmoid(t, agree[lead][:, idx].mean(axis=1)).center

@@ -529,10 +529,9 @@ def summarize(a: dict[str, np.ndarray], cfg: CompareConfig) -> dict[str, np.ndar
     steps = a["block_steps"].astype(np.float64)
     out["tau_pred_block"] = np.asarray(theory.speciation_step(a["kappa"], steps, axis=1))  # (G, L, F)
     out["kappa_defined"] = a["kappa_status"] <= int(theory.KappaStatus.ZERO_SEPARATION)
+    lead, trail = compare_report.gap_pair(a["factor"].size)
     boot = [
-        gap_bootstrap(
-            a["t_int"], a["agree"][i], *compare_report.gap_pair(a["splits"][i]), cfg.n_boot, cfg.seed
-        )
+        gap_bootstrap(a["t_int"], a["agree"][i], a["splits"][i], lead, trail, cfg.n_boot, cfg.seed)
         for i in range(a["g"].size)
     ]
     out.update(compare_report.gaps(a, out, np.stack(boot)))

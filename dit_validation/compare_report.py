@@ -27,14 +27,9 @@ __all__ = [
 PREDICTIONS = ("hierarchy", "natural_gap", "collapse")
 
 
-def gap_pair(splits: np.ndarray) -> tuple[int, int]:
-    """(leading, trailing) direction of the gap (eq. 65): the first and last directions whose clones split.
-
-    Directions are ordered global → local (the mixture's factors, or decreasing variance); without two
-    splitting directions the pair is (0, F − 1) and the measured gap is undefined.
-    """
-    idx = np.flatnonzero(splits)
-    return (int(idx[0]), int(idx[-1])) if idx.size >= 2 else (0, splits.size - 1)
+def gap_pair(num_directions: int) -> tuple[int, int]:
+    """(leading, trailing) directions of the gap (eq. 65): the most global and the most local, (0, F − 1)."""
+    return 0, num_directions - 1
 
 
 def _ci(x: np.ndarray) -> np.ndarray:
@@ -42,38 +37,61 @@ def _ci(x: np.ndarray) -> np.ndarray:
     return np.percentile(x, [2.5, 97.5]) if x.size >= 10 else np.full(2, np.nan)
 
 
+def _gap(t_lead: float, t_trail: float, lead_defined: bool, trail_defined: bool) -> float:
+    """Δ = τ_trail − τ_lead where both directions split; 0 where neither does; NaN where only one does.
+
+    A direction whose clones never split is committed jointly from the first split step on: when neither
+    direction splits there is no window between their commitments (the gap has collapsed to 0); when only
+    one splits the window is not a difference of two speciation steps and is left undefined.
+    """
+    if lead_defined and trail_defined:
+        return t_trail - t_lead
+    if not lead_defined and not trail_defined:
+        return 0.0
+    return np.nan
+
+
 def gaps(a: dict[str, np.ndarray], block: dict[str, np.ndarray], boot: np.ndarray) -> dict[str, np.ndarray]:
     """Gap Δ = τ_trail − τ_lead (eq. 65) per g, measured (paired-bootstrap CI) and predicted; fits in ρ(g).
 
-    ``boot`` (G, B): bootstrap replicates of the measured gap with the same seed resamples at every g, so
-    the slope against ρ(g) (eq. 66: the routing part of the gap scales with ρ) gets a CI too.
+    Measured: from clone splits, with the convention of :func:`_gap` (a direction that never splits counts
+    as committed jointly). Step-level: a direction whose curvature never changes sign ("never", the
+    difference channel stays stable) is the analogue of "never splits". ``boot`` (G, B): bootstrap
+    replicates of the measured gap with the same seed resamples at every g, so the slope against ρ(g)
+    (eq. 66: the routing part of the gap scales with ρ) gets a CI too.
     """
     G = a["g"].size
-    pairs = [gap_pair(a["splits"][i]) for i in range(G)]
-    ok = np.array(
-        [a["splits"][i][lo] and a["splits"][i][hi] and lo != hi for i, (lo, hi) in enumerate(pairs)]
+    lo, hi = gap_pair(a["splits"].shape[1])
+    split = a["splits"]
+    meas = np.array(
+        [_gap(a["tau_meas"][i, lo], a["tau_meas"][i, hi], split[i, lo], split[i, hi]) for i in range(G)]
     )
-
-    def diff(x: np.ndarray, i: int) -> float:
-        lo, hi = pairs[i]
-        return float(x[..., hi] - x[..., lo]) if np.ndim(x) == 1 else x[..., hi] - x[..., lo]
-
+    step = a["tau_pred_step"]
+    pred = np.array(
+        [
+            np.nan
+            if np.isnan(step[i, [lo, hi]]).any()
+            else _gap(step[i, lo], step[i, hi], np.isfinite(step[i, lo]), np.isfinite(step[i, hi]))
+            for i in range(G)
+        ]
+    )
+    with np.errstate(invalid="ignore"):
+        block_gap = block["tau_pred_block"][..., hi] - block["tau_pred_block"][..., lo]
     out = {
-        "gap_meas": np.array([diff(a["tau_meas"][i], i) if ok[i] else np.nan for i in range(G)]),
-        "gap_meas_ci": np.stack([_ci(boot[i]) if ok[i] else np.full(2, np.nan) for i in range(G)]),
-        "gap_pred_step": np.array([diff(a["tau_pred_step"][i], i) for i in range(G)]),
-        "gap_pred_block": np.stack([diff(block["tau_pred_block"][i], i) for i in range(G)]),
-        "gap_pred_biroli": np.array([diff(a["tau_pred_biroli"], i) for i in range(G)]),
-        "gap_lead": np.array([p[0] for p in pairs]),
-        "gap_trail": np.array([p[1] for p in pairs]),
+        "gap_meas": meas,
+        "gap_meas_ci": np.stack(
+            [_ci(boot[i]) if np.isfinite(meas[i]) else np.full(2, np.nan) for i in range(G)]
+        ),
+        "gap_pred_step": pred,
+        "gap_pred_block": np.where(np.isfinite(block_gap), block_gap, np.nan),
+        "gap_pred_biroli": np.full(G, float(a["tau_pred_biroli"][hi] - a["tau_pred_biroli"][lo])),
+        "gap_lead": np.full(G, lo),
+        "gap_trail": np.full(G, hi),
     }
     rho = a["rho"]
-    with np.errstate(invalid="ignore"):
-        out["gap_fit_meas"] = linfit(rho, out["gap_meas"])
-        out["gap_fit_pred_step"] = linfit(
-            rho, np.where(np.isfinite(out["gap_pred_step"]), out["gap_pred_step"], np.nan)
-        )
-        slopes = np.array([linfit(rho, np.where(ok, boot[:, b], np.nan))[0] for b in range(boot.shape[1])])
+    out["gap_fit_meas"] = linfit(rho, meas)
+    out["gap_fit_pred_step"] = linfit(rho, pred)
+    slopes = np.array([linfit(rho, boot[:, b])[0] for b in range(boot.shape[1])])
     out["gap_slope_ci"] = _ci(slopes)
     return out
 
@@ -83,8 +101,9 @@ def closure_ratio(a: dict[str, np.ndarray], num_steps: int) -> np.ndarray:
 
     For deterministic DDIM, x_prev = c₁x + b_s ε̂ with b_s = √(1 − ᾱ_prev) − c₁σ_t, so along φ_f at the
     symmetric point J_s = c₁ + b_s σ_t H_f(s; 0). Starting at the first step s₀ where the states along φ_f are
-    bimodal (the EM test of ``m_state``), m_f(s₀)·∏_{s₀ ≤ s' < s} J_{s'} is eq. (56)'s propagated branch
-    separation; the ratio to the measured m_f(s) is 1 where the closure holds. NaN before s₀.
+    bimodal (the EM test of ``m_state``) and stays bimodal to the end, m_f(s₀)·∏_{s₀ ≤ s' < s} J_{s'} is
+    eq. (56)'s propagated branch separation; the ratio to the measured m_f(s) is 1 where the closure holds.
+    NaN before s₀ (a bimodal flag that does not last is a false positive of the test, not a branch).
     """
     sched = DDPMSchedule()
     ab_all = sched.alphas_cumprod
@@ -99,10 +118,10 @@ def closure_ratio(a: dict[str, np.ndarray], num_steps: int) -> np.ndarray:
     m = a["m_state"]
     out = np.full(m.shape, np.nan)
     for f in range(m.shape[1]):
-        on = np.flatnonzero(a["state_bimodal"][:, f])
-        if on.size == 0:
+        off = np.flatnonzero(~a["state_bimodal"][:, f])
+        s0 = 0 if off.size == 0 else off[-1] + 1
+        if s0 >= m.shape[0]:
             continue
-        s0 = on[0]
         prop = m[s0, f] * np.concatenate([[1.0], np.cumprod(J[s0:-1, f])])  # eq. (56)-(57)
         with np.errstate(divide="ignore", invalid="ignore"):
             out[s0:, f] = prop / m[s0:, f]

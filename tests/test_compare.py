@@ -209,7 +209,7 @@ def test_gaps_and_predictions_against_plain_loops():
     boot = a["tau_meas"][:, 2:3] - a["tau_meas"][:, 0:1] + np.random.default_rng(1).normal(0, 0.5, (G, 200))
     out = compare_report.gaps(a, block, boot)
     np.testing.assert_allclose(out["gap_meas"], a["tau_meas"][:, 2] - a["tau_meas"][:, 0])
-    assert np.all(out["gap_pred_step"] == np.inf)  # the last direction never crosses
+    assert np.all(np.isnan(out["gap_pred_step"]))  # the last direction never crosses: no step-level gap
     np.testing.assert_allclose(out["gap_pred_biroli"], 6.0)
     ci = np.percentile(boot, [2.5, 97.5], axis=1).T
     np.testing.assert_allclose(out["gap_meas_ci"], ci)
@@ -220,9 +220,18 @@ def test_gaps_and_predictions_against_plain_loops():
     pred = compare_report.predictions(a, out)
     holds = dict(zip(pred["prediction_names"], pred["prediction_holds"], strict=True))
     assert holds["hierarchy"] and holds["natural_gap"]  # 5 < 8 < 11 at g = 0, gap ≈ 6 ± 1
-    splits = np.array([False, True, False, True])
-    assert compare_report.gap_pair(splits) == (1, 3)
-    assert compare_report.gap_pair(np.array([False, True, False])) == (0, 2)
+    assert compare_report.gap_pair(4) == (0, 3)
+    # the convention: neither direction splits → no window (0); only one splits → undefined
+    a["splits"] = np.array(
+        [[True, True, True], [False, True, False], [False, True, True], [True, True, True]]
+    )
+    a["tau_pred_step"] = np.array(
+        [[5.0, 9.0, 12.0], [np.inf, 9.0, np.inf], [5.0, 9.0, np.inf], [np.nan, 1.0, 2.0]]
+    )
+    out = compare_report.gaps(a, block, boot)
+    assert np.isfinite(out["gap_meas"][0]) and out["gap_meas"][1] == 0.0 and np.isnan(out["gap_meas"][2])
+    np.testing.assert_array_equal(out["gap_pred_step"][:3], [7.0, 0.0, np.nan])
+    assert np.isnan(out["gap_pred_step"][3])  # undefined (NaN) is not "never"
 
 
 def test_closure_ratio_against_a_loop():
