@@ -5,7 +5,7 @@ Stages, each writing one result file into ``--out`` (docs/DESIGN.md contract), t
 1. ``theory.npz``    — pitchfork u*(κ) (eq. 49), ρ(g), ξ(g) (eq. 27)         (:mod:`.theory_run`)
 2. ``protocol1.npz`` — τ_spec(g), τ_g, τ_l, Δτ (§3.1, eq. 70–73), Figs. 2–8, Table 1
 3. ``protocol2.npz`` — lead/trail energies at s = τ_spec(g) (§3.2, eq. 75–80), Figs. 1, 9, 10
-4. ``compare.npz``   — predicted vs measured block quantities and speciation (issue #5)
+4. ``compare.npz``   — predicted vs measured speciation along branch directions, at every g
 5. ``theory.npz``    — rewritten with the predicted κ_{v,k}(s, ℓ; g) maps from ``compare.npz``
 6. ``figures/``      — every ``paper_figs`` renderer on the files above (PNG + PDF, CSV + Markdown)
 

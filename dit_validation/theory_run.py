@@ -7,7 +7,7 @@ One ``.npz`` of kind ``"theory"`` (result contract of docs/DESIGN.md) holding
   ``u_stable`` (3, K) bool (linear stability of the map u ↦ κ tanh u);
 * the attention gates of eq. (27) on a fine grid: ``g_grid`` (N,), ``rho`` (N,), ``xi`` (N,), and at
   the protocol grid ``g`` (G,): ``rho_at_g``, ``xi_at_g`` (G,);
-* when a ``compare`` result file is given (block quantities measured inside the DiT, issue #5): the
+* when a ``compare`` result file is given: the
   predicted modal speciation parameter over (s, ℓ) for every g of the compare grid ``kappa_g`` (G_c,),
   ``kappa_vk`` (G_c, S_m, L, K) — computed by ``compare`` from the measured one-block gain η_k(g)
   (eq. 44/46) and m_k, c_k into κ_{v,k} = γ m_k² / (c_k((1 − η_k)c_k + γ)) (eq. 50) — with

@@ -9,6 +9,8 @@ GPU: tests marked ``@pytest.mark.gpu`` are skipped when no CUDA device is visibl
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -16,6 +18,45 @@ from hypothesis import settings
 settings.register_profile("ci", deadline=None, derandomize=True, max_examples=100)
 settings.register_profile("dev", deadline=None, max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+#: Caches that tools write into the checkout by design (bytecode, numba's compiled kernels, test caches).
+CACHES = ("__pycache__/", ".pytest_cache/", ".hypothesis/", ".egg-info/", ".ruff_cache/", ".ipynb_checkpoints/")
+
+
+def _untracked() -> set[str] | None:
+    """Untracked files in the checkout, ignored ones included, except tool caches (None outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "--others"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {p for p in out.stdout.splitlines() if not any(c in p for c in CACHES)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._untracked_before = _untracked()  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may write into the checkout: new untracked files fail the session, naming them."""
+    before = getattr(session.config, "_untracked_before", None)
+    after = _untracked()
+    if before is None or after is None:
+        return
+    new = sorted(after - before)
+    if new:
+        print(f"\nERROR: the test session wrote into the checkout: {new}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _cuda_available() -> bool:

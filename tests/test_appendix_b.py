@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,25 +346,3 @@ def test_eq99_scaling_seeded_and_validated():
         eq99_scaling(draws=0)
     with pytest.raises(ValueError, match="N must be an integer >= 2"):
         adversarial_head_eq99(1)
-
-
-# ---------------------------------------------------------------------------------- notebook
-
-
-@pytest.mark.slow
-def test_explorer_notebook_runs_tiny(monkeypatch):
-    """notebooks/02_appendix_b_explorer.ipynb is stored without outputs and runs at the CI grid."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "02_appendix_b_explorer.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    assert all(
-        not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"
-    )
-    monkeypatch.setenv("SYNCHROGAP_NOTEBOOK_TINY", "1")
-    NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "measured ratio ~ N^" in text and "saved" in text

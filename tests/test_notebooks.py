@@ -20,7 +20,12 @@ TIMEOUT_S = 300  # per cell; each notebook is meant to finish in well under a mi
 
 def test_notebooks_exist() -> None:
     names = {p.name for p in NOTEBOOKS}
-    assert {"01_theory_tour.ipynb", "03_predicted_vs_measured.ipynb"} <= names, names
+    assert {
+        "01_theory_tour.ipynb",
+        "02_appendix_b_explorer.ipynb",
+        "03_predicted_vs_measured.ipynb",
+        "04_paper_findings.ipynb",
+    } <= names, names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -47,8 +52,6 @@ def test_notebook_executes_at_tiny_settings(
     client = NotebookClient(
         nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK_DIR)}}
     )
-    client.execute()  # raises CellExecutionError naming the failing cell
-    errors = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
-    ]
-    assert not errors
+    client.execute()  # raises CellExecutionError naming the failing cell (the notebooks assert their claims)
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert printed.strip(), f"{path.name} printed nothing: its cells did not run"

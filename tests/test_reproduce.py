@@ -1,7 +1,7 @@
 """The main job: theory_run's file against independent references, reproduce's stages, resume and failure.
 
 The end-to-end runs use ``random:tiny`` (2 layers, 8×8 pixels) with a tiny plan so they take
-seconds; the shipped-default timing is measured by hand (docs/README_draft.md), not here.
+seconds; the shipped-default timing is measured by hand (README, "Run times"), not here.
 """
 
 from __future__ import annotations

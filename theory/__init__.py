@@ -271,7 +271,7 @@ __all__ = [
     "synchronization_gap",
     "eta_routing_dominant",
     "modal_snr_routing_dominant",
-    # multi-scale mixture images (issue #5): exact score, clone experiment
+    # multi-scale mixture images: exact score, clone experiment
     "MultiscaleMixture",
     "multiscale_score",
     "clone_experiment",

@@ -1,6 +1,6 @@
 """Exact multi-scale mixture images: sampling, time-t score, per-factor speciation, exact-score sampler.
 
-The testbed data of issue #5. An image x ∈ R^{C×H×W} (flattened to R^d) is
+The testbed data. An image x ∈ R^{C×H×W} (flattened to R^d) is
 
     x = Σ_f a_f A_f φ_f + s ξ,     a_f ∈ {±1} independent and fair,  ξ ~ N(0, I_d),
 
