@@ -359,7 +359,8 @@ def schema_markdown() -> str:
         lines.append("| --- | --- | --- | --- | --- |")
         for name, spec in schema.arrays.items():
             dims = "(" + ", ".join(spec.dims) + ")" if spec.dims else "()"
-            lines.append(f"| `{name}` | {dims} | {spec.dtype} | {spec.presence} | {spec.doc} |")
+            doc = spec.doc.replace("|", "\\|")  # a literal | would end the table cell
+            lines.append(f"| `{name}` | {dims} | {spec.dtype} | {spec.presence} | {doc} |")
         if schema.coords:
             coords = ", ".join(f"{dim} → `{arr}`" for dim, arr in schema.coords.items())
             lines += ["", f"Coordinates (for `Result.to_xarray()`): {coords}."]

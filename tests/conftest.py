@@ -24,7 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 #: Caches that tools write into the checkout by design (bytecode, numba's compiled kernels, test caches).
-CACHES = ("__pycache__/", ".pytest_cache/", ".hypothesis/", ".egg-info/", ".ruff_cache/", ".ipynb_checkpoints/")
+CACHES = (
+    "__pycache__/",
+    ".pytest_cache/",
+    ".hypothesis/",
+    ".egg-info/",
+    ".ruff_cache/",
+    ".ipynb_checkpoints/",
+)
 
 
 def _untracked() -> set[str] | None:

@@ -156,3 +156,14 @@ def test_to_xarray_labels_dimensions_with_the_schema(tmp_path, make_arrays):
     assert isinstance(ds, xr.Dataset)
     assert ds.G_int.dims == ("g", "layer")
     np.testing.assert_array_equal(ds.G_int.sel(g=0.3).values, [2.0, 3.0])
+
+
+def test_design_doc_carries_the_schema_verbatim():
+    """docs/DESIGN.md's result-file section is the code's schema (python -m dit_validation.schema)."""
+    from pathlib import Path
+
+    from dit_validation.schema import schema_markdown
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "DESIGN.md").read_text()
+    begin, end = "<!-- schema:begin -->\n", "<!-- schema:end -->"
+    assert text[text.index(begin) + len(begin) : text.index(end)] == schema_markdown()
