@@ -384,6 +384,14 @@ def test_a_finished_run_is_summarised_from_a_read_only_directory(
     assert str(run) in msg and "not writable" in msg
 
 
+def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_cli(
+        capsys, ["train", "--steps", "0", "--out", str(tmp_path / "c"), "--quiet", "--debug"]
+    )
+    assert code == EXIT_USAGE and "Traceback" in err
+    assert err.strip().splitlines()[-1] == "synchrogap: error: --steps must be an integer >= 1, got 0"
+
+
 def test_permission_errors_are_one_line() -> None:
     import errno
 
@@ -641,6 +649,11 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path: Path) -> None:
     ), line
     done, total = map(int, re.findall(r"\d+", line)[:2])
     assert 1 <= done < total
+    # stderr is a pipe here: no progress bars, and every log line whole (never "[AINFO …")
+    assert "\r" not in err and "it/s" not in err
+    assert all(
+        ln.split(" ", 1)[0] in {"INFO", "WARNING", "synchrogap:"} for ln in err.strip().splitlines()
+    ), err
     assert not (out / LOCK_NAME).exists()  # released on Ctrl-C
     res = subprocess.run(
         [sys.executable, "-m", "dit_validation.cli", *argv, "--quiet"],
