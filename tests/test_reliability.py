@@ -674,9 +674,9 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path: Path) -> None:
 KILL_DELAY = {
     "protocol1": (0.3, 2.0),
     "protocol2": (0.0, 0.6),
-    "compare": (0.2, 1.5),
+    "compare": (0.2, 5.0),  # compare takes a few seconds and restarts from zero: some kills must miss it
     "theory_compare": (0.0, 0.1),
-    "figures": (0.2, 2.0),
+    "figures": (0.2, 3.0),
 }
 
 
@@ -714,11 +714,12 @@ def test_sigkill_at_random_points_then_rerun_gives_bit_identical_arrays(tmp_path
             break
         time.sleep(float(rng.uniform(*KILL_DELAY[stage])))
         proc.send_signal(signal.SIGKILL)
-        if proc.wait() == -signal.SIGKILL:
-            killed.append(stage)
-        proc.communicate()
+        landed = proc.wait() == -signal.SIGKILL
+        running = re.findall(r"stage (\w+): running", f"stage {stage}: running\n{proc.communicate()[1]}")
+        if landed:
+            killed.append(f"stage {running[-1]}")  # the stage that was running when the kill landed
     print(f"SIGKILL landed inside: {killed}")  # shown with -s
-    assert "compare" in killed and "protocol1" in killed and len(killed) >= 4, killed
+    assert {"stage protocol1", "stage compare"} <= set(killed) and len(killed) >= 4, killed
     res = subprocess.run(
         [*argv, "--out", str(run)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
     )
