@@ -232,7 +232,9 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     """Delete the ``.<name>.*.tmp`` files a killed writer left behind (call it while holding the lock)."""
     removed = []
     for p in Path(directory).glob(".*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
+        if not p.is_file():  # e.g. a training run's temporary checkpoint directory: not ours
+            continue
+        with contextlib.suppress(OSError):
             p.unlink()
             removed.append(p)
     if removed:
