@@ -96,17 +96,20 @@ def protocol2_lines(a: Mapping[str, np.ndarray]) -> list[str]:
     g, layers = np.asarray(a["g"], dtype=np.float64), np.asarray(a["layers"])
     gap = np.abs(np.asarray(a["G_int"], dtype=np.float64) - 1.0)  # |G_int − 1|, eq. (80)
     n_deep = deep_layer_count(layers.size)  # §4.2: the gap sits in the final ~5 of 28 blocks
-    deep_name = f"last {n_deep} layers" if n_deep > 1 else f"last layer ({int(layers[-1])})"
-    early_name = f"layers {int(layers[0])}-{int(layers[-n_deep - 1])}" if layers.size > n_deep else "none"
+    deep_name = f"mean of last {n_deep} layers" if n_deep > 1 else f"last layer ({int(layers[-1])})"
+    early_name = (
+        f"mean of layers {int(layers[0])}-{int(layers[-n_deep - 1])}" if layers.size > n_deep else "none"
+    )
     rho = np.atleast_1d(theory_rho(g))  # eq. (27)
+    wd, we = len(deep_name), len(early_name)  # column widths
     with warnings.catch_warnings():  # all-NaN rows (τ_spec not found) stay NaN without a warning
         warnings.simplefilter("ignore", RuntimeWarning)
         deep = np.nanmean(gap[:, -n_deep:], axis=1)
         early = np.nanmean(gap[:, :-n_deep], axis=1) if layers.size > n_deep else np.full(g.size, np.nan)
     lines = [
         f"Protocol II (eq. 75-80): internal gap |G_int - 1|, G_int = trailing/leading band energy at "
-        f"s = tau_spec(g), mean over {deep_name} vs {early_name}",
-        f"  {'g':>4}  {'rho':>4}  {deep_name:>18}  {early_name:>12}  largest",
+        f"s = tau_spec(g): {deep_name} vs {early_name}",
+        f"  {'g':>4}  {'rho':>4}  {deep_name:>{wd}}  {early_name:>{we}}  largest |G_int - 1|",
     ]
     for i in range(g.size):
         row = np.asarray(a["G_int"][i], dtype=np.float64)
@@ -115,7 +118,7 @@ def protocol2_lines(a: Mapping[str, np.ndarray]) -> list[str]:
             where = f"layer {int(layers[j])} (G_int = {row[j]:.3f})"
         else:
             where = "n/a (no tau_spec for this g)"
-        lines.append(f"  {g[i]:4.2f}  {rho[i]:4.2f}  {_f(deep[i]):>18}  {_f(early[i]):>12}  {where}")
+        lines.append(f"  {g[i]:4.2f}  {rho[i]:4.2f}  {_f(deep[i]):>{wd}}  {_f(early[i]):>{we}}  {where}")
     verdict = collapse_verdict(rho, deep)
     if verdict is not None:
         r, holds = verdict
