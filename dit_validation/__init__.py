@@ -7,8 +7,8 @@ Layers, each importing only from the ones before it (``tests/test_architecture.p
 
 1. ``theory`` (numpy/scipy; torch only inside autodiff functions);
 2. torch-free results and summaries: ``schema``, ``results``, ``analysis``, ``fits``, ``grids``,
-   ``boundary``, ``_logging``, ``compare_report``, ``theory_run`` — and the figures (``paper_figs``), which
-   read result files through them;
+   ``boundary``, ``_logging``, ``compare_report``, ``theory_run``, ``rundir`` (run lock, quarantine),
+   ``summary`` — and the figures (``paper_figs``), which read result files through them;
 3. the engine: ``models``, ``layout``, ``heads``, ``coupling``, ``sampler``, ``capture``, ``encoders``,
    ``testbed``;
 4. protocols and measurements: ``metrics``, ``protocol1``, ``protocol2``, ``measure``, ``gamma``,
@@ -71,6 +71,11 @@ _EXPORTS: dict[str, str] = {
     "make_meta": "results",
     "ConfigMismatchError": "results",
     "ResultFileError": "results",
+    # run directories: one run at a time, damaged files moved aside
+    "run_lock": "rundir",
+    "RunLockedError": "rundir",
+    "quarantine": "rundir",
+    "read_stage": "rundir",
     # the main job and the theory result file
     "ReproducePlan": "reproduce",
     "make_plan": "reproduce",

@@ -13,10 +13,11 @@ torch-free, so that figure commands stay light.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["UsageError", "ReportedError", "UnitCounter", "units", "guarded", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -36,21 +37,62 @@ class ReportedError(Exception):
 
 
 class UnitCounter:
-    """Units of resumable work done so far in this process (for the one-line interrupt message)."""
+    """Units of work done so far in this process, for the one-line interrupt message.
+
+    A unit is the smallest piece of work a re-run does not repeat (a Protocol I (g, seed), a Protocol II g,
+    a finished stage, a figure). Loops announce their units with :meth:`plan` and count them with
+    :meth:`advance`. A command that knows all its stages' units up front (``reproduce``) announces them once
+    with :meth:`fixed`, and brackets each stage with :meth:`stage` so that the stage's own ``plan`` calls
+    do not count twice and its ``advance`` calls stay within its share. ``resumable`` False (``train``)
+    makes the interrupt message say that a re-run starts over.
+    """
 
     def __init__(self) -> None:
-        self.done = 0
-        self.total = 0
+        self.reset()
 
     def plan(self, total: int) -> None:
-        """Announce ``total`` more units of work."""
-        self.total += int(total)
+        """Announce ``total`` more units of work (ignored inside :meth:`fixed`)."""
+        if not self._fixed:
+            self.total += int(total)
 
     def advance(self, n: int = 1) -> None:
         self.done += int(n)
+        if self._ceiling is not None:
+            self.done = min(self.done, self._ceiling)
 
     def reset(self) -> None:
         self.done = self.total = 0
+        self.resumable = True
+        self._fixed = False
+        self._ceiling: int | None = None
+
+    @contextlib.contextmanager
+    def fixed(self, total: int) -> Iterator[None]:
+        """Announce every unit of a command at once; nested ``plan`` calls are ignored inside."""
+        self.total += int(total)
+        self._fixed = True
+        try:
+            yield
+        finally:
+            self._fixed = False
+
+    @contextlib.contextmanager
+    def stage(self, n: int) -> Iterator[None]:
+        """One stage worth ``n`` units: counted done when the block finishes, however its loops count."""
+        start, outer = self.done, self._ceiling
+        self._ceiling = start + int(n)
+        try:
+            yield
+            self.done = start + int(n)
+        finally:
+            self._ceiling = outer
+
+    def message(self) -> str:
+        """``interrupted after N of M units; …`` (the boundary's Ctrl-C line)."""
+        done = f"after {self.done} of {self.total} units" if self.total else "before any unit finished"
+        if not self.resumable:
+            return f"interrupted {done}; nothing was saved, re-run the same command to start again"
+        return f"interrupted {done}; re-run the same command to resume"
 
 
 #: The process-wide counter the stages report to.
@@ -91,11 +133,13 @@ def guarded(main: Callable[[Sequence[str] | None], int], prog: str) -> Callable[
         debug = "--debug" in args
         if debug:
             args.remove("--debug")
+        units.reset()
         try:
             return int(main(args) or 0)
-        except KeyboardInterrupt:
-            done = f"after {units.done} of {units.total} units" if units.total else "before any unit finished"
-            print(f"{prog}: interrupted {done}; re-run the same command to resume", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            if debug:
+                log.error("traceback of the interrupt", exc_info=exc)
+            print(f"{prog}: {units.message()}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except SystemExit:
             raise

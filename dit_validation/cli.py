@@ -12,6 +12,8 @@ tracebacks.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import sys
 import time
@@ -25,14 +27,17 @@ import torch
 from . import compare as compare_mod
 from . import reproduce
 from ._logging import configure_logging
-from .boundary import UsageError, guarded
+from .boundary import UsageError, guarded, units
 from .grids import FIGURE_G, PROTOCOL1_DDIM_ETA, PROTOCOL1_G, PROTOCOL2_DDIM_ETA
 from .models import DiTBundle, model_choices, resolve_model
 from .protocol1 import Protocol1Config, run_protocol1, table1
 from .protocol2 import Protocol2Config, layer_table, run_protocol2
+from .rundir import LOCK_NAME, lock_path_for, run_lock
 from .testbed import train as testbed_train
 
 __all__ = ["COMMANDS", "DTYPES", "build_parser", "main", "set_threads"]
+
+logger = logging.getLogger(__name__)
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -89,15 +94,43 @@ def check_device(name: str) -> torch.device:
     return device
 
 
+#: Configuration fields → the option that sets them, so a refused value names what the user typed.
+OPTION_OF = {
+    "num_seeds": "--seeds",
+    "num_steps": "--steps",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "n_boot": "--n-boot",
+    "sigma": "--sigma",
+    "ddim_eta": "--ddim-eta",
+    "g": "--g",
+    "t_int": "--t-int",
+    "num_modes": "--modes",
+    "tau_spec": "--tau-spec",
+    "guidance_scale": "--guidance",
+    "seed": "--seed",
+    "seed_base": "--seed-base",
+    "num_layers": "--layers",
+    "lr": "--lr",
+    "pool": "--pool",
+}
+
+
+def _option_message(msg: str) -> str:
+    """``batch_size must be …`` → ``--batch-size must be …`` (the option the user typed)."""
+    field, _, rest = msg.partition(" ")
+    return f"{OPTION_OF[field]} {rest}" if field in OPTION_OF and rest else msg
+
+
 def _validated(make: Callable[[], Any]) -> Any:
-    """Build and validate a configuration; a ValueError/TypeError becomes a UsageError."""
+    """Build and validate a configuration; a ValueError/TypeError becomes a UsageError naming the option."""
     try:
         cfg = make()
         validate = getattr(cfg, "validate", None)
         if validate is not None:
             validate()
     except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_option_message(str(exc))) from None
     return cfg
 
 
@@ -126,6 +159,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    p.add_argument(
+        "--wait", action="store_true", help="if another run writes to --out, wait for it instead of refusing"
+    )
 
 
 def _protocol_args(p: argparse.ArgumentParser, default_g: Sequence[float], default_ddim_eta: float) -> None:
@@ -175,8 +211,10 @@ def _run_protocol(args: argparse.Namespace, cfg: Any, runner: Callable[..., Path
     try:
         cfg = cfg.resolved(bundle)
     except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    path = runner(bundle, cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
+        raise UsageError(_option_message(str(exc))) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock(lock_path_for(args.out, is_dir=False), wait=args.wait):
+        path = runner(bundle, cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
     print(f"wrote {path}")
     print(summary(path))
     return 0
@@ -272,7 +310,12 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
             raise UsageError(f"--out {str(args.out)!r} is a file; give a directory")
         bundle = _bundle(args)
         start = time.time()
-        path = compare_mod.run_compare(bundle, cfg, args.out, model_name=args.model)
+        args.out.mkdir(parents=True, exist_ok=True)
+        units.plan(1)
+        logger.info("compare: %s on the %s grid into %s (minutes on a CPU)", bundle.name, cfg.grid, args.out)
+        with run_lock(args.out / LOCK_NAME, wait=args.wait):
+            path = compare_mod.run_compare(bundle, cfg, args.out, model_name=bundle.name)
+        units.advance()
         print((args.out / "compare.md").read_text())
         print(f"wrote {path} in {time.time() - start:.1f} s on {bundle.device}")
         return 0
@@ -296,6 +339,7 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=None, help="output directory (default runs/reproduce-<model>-<grid>)"
     )
     p.add_argument("--overwrite", action="store_true", help="recompute every stage")
+    p.add_argument("--pdf", action="store_true", help="also write PDF figures (default under --full only)")
 
     def run(args: argparse.Namespace) -> int:
         configure_logging(args.quiet)
@@ -307,6 +351,8 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
         out = args.out if args.out is not None else reproduce.default_out(args.model, grid_name)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {str(out)!r} is a file; give a directory")
+        plan = _test_plan(args.model)
+        start = time.time()
         paths = reproduce.run_reproduce(
             args.model,
             grid_name,
@@ -317,11 +363,27 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
             overwrite=args.overwrite,
             encoder=args.encoder,
             batch_size=args.batch_size,
+            plan=plan,
+            wait=args.wait,
+            pdf=True if args.pdf else None,
         )
         print(reproduce.summary_text(paths))
+        print(f"this invocation: {time.time() - start:.1f} s")
         return 0
 
     p.set_defaults(run=run)
+
+
+def _test_plan(model: str) -> reproduce.ReproducePlan | None:
+    """The plan in ``$SYNCHROGAP_TEST_PLAN`` (a JSON file; for tests), with ``--model`` as its model."""
+    name = os.environ.get(reproduce.PLAN_ENV)
+    if not name:
+        return None
+    try:
+        plan = reproduce.plan_from_json(json.loads(Path(name).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"${reproduce.PLAN_ENV} {name!r} is not a reproduce plan file: {exc}") from None
+    return replace(plan, model=model)
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -368,7 +430,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                 f"--out {str(args.out)!r} already exists; refusing to overwrite a checkpoint "
                 "(pass --overwrite, or choose another --out)"
             )
-        rec = testbed_train.train(cfg, args.out, command=testbed_train.command_line(cfg, args.out))
+        rec = testbed_train.train(
+            cfg,
+            args.out,
+            command=testbed_train.command_line(cfg, args.out),
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
         print(f"held-out eps-MSE {rec['held_out_loss_mean']:.4f}; references {rec['reference_losses_mean']}")
         return 0
 

@@ -34,7 +34,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import theory
 from theory import DDPMSchedule, sampling_timesteps
@@ -43,6 +42,7 @@ from theory.streams import numpy_generator
 from theory.validation import check_g, check_positive_int, check_range
 
 from . import compare_report
+from ._logging import progress as progress_bar
 from .boundary import units
 from .branches import BranchDirections, branch_directions, dataset_of, to_tensor
 from .clones import dit_clone_agreement, exact_clone_agreements, fit_speciation, gap_bootstrap
@@ -58,7 +58,7 @@ from .measure import (
     pushed_modes,
 )
 from .models import DiTBundle, float64_copy
-from .results import load_result, make_meta, open_for_resume, save_result
+from .results import load_result, make_meta, open_for_resume, save_result, write_text_atomic
 from .step_predictor import predicted_steps, step_curvatures, symmetric_states, trajectory_states
 
 log = logging.getLogger(__name__)
@@ -368,7 +368,7 @@ class _Run:
         cfg, a = self.cfg, self.arrays
         ts = sampling_timesteps(DDPMSchedule(), cfg.num_steps)
         gen = torch.Generator().manual_seed(cfg.seed + 40_000)
-        for i, s in enumerate(tqdm(a["block_steps"], desc="block quantities", leave=False, disable=None)):
+        for i, s in enumerate(a["block_steps"]):
             H0, r, gain = self._modes_at(int(s))
             a["mode_gain"][i] = gain
             for ell in range(self.bundle.num_layers):
@@ -455,20 +455,13 @@ class _Run:
     # ----------------------------------------------------------------------------- the whole run
     def run(self, progress: bool) -> Path:
         cfg = self.cfg
-        plan = ["directions"]
-        if self.dataset == "mixture":
-            plan.append("exact")
-        for g in cfg.g:
-            plan += [_gkey("clones", g), _gkey("step", g)]
-        plan += ["block/parts", *(_gkey("block", g) for g in cfg.g), "closure"]
+        plan = unit_names(cfg, self.dataset)
         units.plan(len(plan))
         units.advance(len([u for u in plan if u in self.done]))
-        bar = tqdm(
-            total=len(plan),
-            initial=len([u for u in plan if u in self.done]),
-            desc="compare",
-            disable=None if progress else True,
-        )
+        done = len([u for u in plan if u in self.done])
+        if done:
+            log.info("compare: resuming %s, %d of %d units already done", self.path, done, len(plan))
+        bar = progress_bar(total=len(plan), initial=done, desc="compare", enabled=progress)
         bases = None
         for unit in plan:
             if unit in self.done:
@@ -500,6 +493,19 @@ class _Run:
         self.arrays.update(summarize(self.arrays, cfg))
         self.save(None, complete=True)
         return self.path
+
+
+def unit_names(cfg: CompareConfig, dataset: str) -> list[str]:
+    """The units of one comparison, in run order (each saved as it finishes)."""
+    names = ["directions", *(["exact"] if dataset == "mixture" else [])]
+    for g in cfg.g:
+        names += [_gkey("clones", g), _gkey("step", g)]
+    return [*names, "block/parts", *(_gkey("block", g) for g in cfg.g), "closure"]
+
+
+def num_units(cfg: CompareConfig, dataset: str) -> int:
+    """How many units a comparison of this grid has (``reproduce`` counts them for its Ctrl-C message)."""
+    return len(unit_names(cfg, dataset))
 
 
 def block_kappa(
@@ -555,5 +561,5 @@ def run_compare(
         raise ValueError(f"class_label must lie in [0, {bundle.null_class}], got {cfg.class_label}")
     path = _Run(bundle, cfg, out_dir / "compare.npz", model_name, overwrite).run(progress)
     meta, arrays = load_result(path, kind=KIND, require_complete=True)
-    (out_dir / "compare.md").write_text(compare_report.markdown_table(arrays, meta))
+    write_text_atomic(out_dir / "compare.md", compare_report.markdown_table(arrays, meta))
     return path

@@ -323,7 +323,8 @@ def summary_lines(meta: dict, a: dict[str, np.ndarray]) -> list[str]:
     lines.append(f"  per-block eq. (50): kappa defined at {_frac(a['kappa_defined'])} of points")
     lines.append("Section 2.7 predictions (compare):")
     for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
-        lines.append(f"  {str(n):<20} {'holds' if bool(h) else 'FAILS':<6} margin {_fmt(float(m), 3)}")
+        verdict = "undefined" if not np.isfinite(m) else ("holds" if bool(h) else "FAILS")
+        lines.append(f"  {str(n):<20} {verdict:<9} margin {_fmt(float(m), 3)}")
     return lines
 
 

@@ -3,23 +3,32 @@
 Curves y(t_int) are fitted with y = lo + (hi − lo) / (1 + exp(−(t − center)/width)); τ is the
 midpoint ``center`` (the inflection point, where y is halfway between the fitted plateaus: the
 "50% threshold" of §3.1). Flat or non-finite curves give NaN parameters instead of raising.
+
+All fits are one vectorized, box-constrained Levenberg–Marquardt over a batch of curves
+(:func:`fit_sigmoid_batch`): the bootstrap refits its ``n_boot`` resampled curves in one call instead of
+one ``scipy.optimize.curve_fit`` per resample. ``tests/test_dv_metrics_fits.py`` keeps the former
+``curve_fit`` (trust-region reflective) implementation as a reference and checks that τ and its CI agree
+within their Monte-Carlo error.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
 
 from theory.validation import check_positive_int
 
-logger = logging.getLogger(__name__)
+__all__ = ["sigmoid", "SigmoidFit", "fit_sigmoid", "fit_sigmoid_batch", "median_curve", "bootstrap_center"]
 
 NAN4 = np.full(4, np.nan)
+
+#: Levenberg–Marquardt: iteration cap and convergence tolerances (relative cost decrease, relative step).
+LM_MAX_ITER = 200
+LM_FTOL = 1e-12
+LM_XTOL = 1e-10
 
 
 def sigmoid(t: np.ndarray, lo: float, hi: float, center: float, width: float) -> np.ndarray:
@@ -40,39 +49,139 @@ class SigmoidFit:
         return np.array([self.lo, self.hi, self.center, self.width])
 
 
-def fit_sigmoid(t: np.ndarray, y: np.ndarray, rel_flat: float = 1e-9) -> SigmoidFit:
-    """Least-squares sigmoid through (t, y) (scipy curve_fit, bounded); NaNs when flat or failing.
+def _start_and_bounds(
+    t: np.ndarray, Y: np.ndarray, ok: np.ndarray, rel_flat: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per curve: start p0, lower and upper bounds (B, 4), and which curves can be fitted (B,).
 
-    Bounds: center within the sampled t range widened by half its span, width in
-    [span/1000, span]; lo/hi free so rising and falling curves both fit.
+    Bounds: center within the sampled t range widened by half its span, width in [span/1000, span];
+    lo/hi within the y range widened by twice its spread, so rising and falling curves both fit. The start
+    takes the plateaus from the first/last fifth of the points and the center where y is nearest halfway.
+    """
+    B = Y.shape[0]
+    n = ok.sum(axis=1)
+    big = np.where(ok, t[None, :], np.nan)
+    with warnings.catch_warnings():  # an unfittable (all-NaN) curve is reported as NaN, not warned about
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t_min, t_max = np.nanmin(big, axis=1), np.nanmax(big, axis=1)
+        y_min, y_max = np.nanmin(np.where(ok, Y, np.nan), axis=1), np.nanmax(np.where(ok, Y, np.nan), axis=1)
+    span, yr = t_max - t_min, y_max - y_min
+    y_abs = np.maximum(np.abs(y_min), np.abs(y_max))
+    fit_ok = (n >= 4) & (span > 0) & (yr > rel_flat * np.maximum(1.0, y_abs))
+    p0 = np.full((B, 4), np.nan)
+    lower, upper = np.full((B, 4), np.nan), np.full((B, 4), np.nan)
+    for b in np.flatnonzero(fit_ok):  # a few numpy calls per curve: cheap next to the fit itself
+        tb, yb = t[ok[b]], Y[b, ok[b]]
+        k = max(1, tb.size // 5)
+        lo0, hi0 = yb[:k].mean(), yb[-k:].mean()
+        center0 = tb[np.argmin(np.abs(yb - 0.5 * (lo0 + hi0)))]
+        p0[b] = (lo0, hi0, center0, span[b] / 10)
+    pad = 2.0 * yr
+    lower[:] = np.stack([y_min - pad, y_min - pad, t_min - span / 2, span / 1000], axis=1)
+    upper[:] = np.stack([y_max + pad, y_max + pad, t_max + span / 2, span], axis=1)
+    p0 = np.clip(p0, lower + 1e-12, upper - 1e-12)
+    return p0, lower, upper, fit_ok
+
+
+def _residual_and_jacobian(
+    t: np.ndarray, Y: np.ndarray, w: np.ndarray, p: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted residuals r (B, T) = w·(sigmoid(t; p) − y) and Jacobian J (B, T, 4) in (lo, hi, c, wd)."""
+    lo, hi, c, wd = (p[:, i : i + 1] for i in range(4))
+    z = np.clip((t[None, :] - c) / wd, -700, 700)
+    s = 1.0 / (1.0 + np.exp(-z))  # σ(z), the logistic of the module docstring
+    ds = s * (1.0 - s)
+    amp = hi - lo
+    r = w * (lo + amp * s - Y)
+    J = np.stack([1.0 - s, s, -amp * ds / wd, -amp * ds * z / wd], axis=-1) * w[..., None]
+    return r, J
+
+
+def _inside(p: np.ndarray, step: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """``p + α·step`` with the largest α ≤ 1 that keeps every parameter strictly inside its bounds.
+
+    A step that would cross a bound is shortened to 0.9 of the distance (as trust-region-reflective solvers
+    keep their iterates strictly feasible), so the width never lands on its lower bound in one jump, where
+    the fit's gradient in the center vanishes between grid points.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(step > 0, upper - p, np.where(step < 0, lower - p, np.inf)) / step
+    alpha = np.minimum(1.0, 0.9 * np.min(np.where(room > 0, room, np.inf), axis=1))
+    far = (upper - lower) * 1e-9  # closer than this to a bound counts as on it: snap instead of creeping
+    out = p + alpha[:, None] * step
+    out = np.where(out - lower <= far, lower, out)
+    return np.clip(np.where(upper - out <= far, upper, out), lower, upper)
+
+
+def fit_sigmoid_batch(t: np.ndarray, Y: np.ndarray, rel_flat: float = 1e-9) -> np.ndarray:
+    """Least-squares sigmoids through (t, Y[b]) for every row b at once; params (B, 4), NaN rows when unfit.
+
+    ``t`` (T,), ``Y`` (B, T); non-finite y are left out of their curve's fit. A curve with fewer than 4
+    finite points, no t span or a flat y (range ≤ ``rel_flat``·max(1, |y|)) gives NaN. The solver is
+    Levenberg–Marquardt with the analytic Jacobian inside the bounds of :func:`_start_and_bounds`: steps
+    stay strictly feasible (:func:`_inside`), a parameter on a bound that the gradient pushes outward is held
+    there, and every curve is damped and stopped on its own (relative cost change < ``LM_FTOL`` or step
+    < ``LM_XTOL``).
     """
     t = np.asarray(t, dtype=np.float64)
+    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    ok = np.isfinite(Y)
+    p0, lower, upper, fit_ok = _start_and_bounds(t, Y, ok, rel_flat)
+    out = np.full((Y.shape[0], 4), np.nan)
+    idx = np.flatnonzero(fit_ok)
+    if idx.size == 0:
+        return out
+    Yf, w = np.where(ok[idx], Y[idx], 0.0), ok[idx].astype(np.float64)
+    p, lo_b, hi_b = p0[idx], lower[idx], upper[idx]
+    r, J = _residual_and_jacobian(t, Yf, w, p)
+    cost = np.einsum("bt,bt->b", r, r)
+    lam = np.full(idx.size, 1e-3)
+    active = np.ones(idx.size, bool)
+    eye = np.eye(4)
+    for _ in range(LM_MAX_ITER):
+        a = np.flatnonzero(active)
+        if a.size == 0:
+            break
+        JtJ = np.einsum("bti,btj->bij", J[a], J[a])
+        g = np.einsum("bti,bt->bi", J[a], r[a])
+        diag = np.maximum(np.einsum("bii->bi", JtJ), 1e-300)
+        A = JtJ + lam[a, None, None] * diag[:, :, None] * eye  # Marquardt's scaling by diag(JᵀJ)
+        # a parameter on its bound whose descent direction points outward stays there (active set)
+        tol = 1e-9 * (hi_b[a] - lo_b[a])
+        pinned = ((p[a] - lo_b[a] <= tol) & (g > 0)) | ((hi_b[a] - p[a] <= tol) & (g < 0))
+        keep = ~pinned
+        A = A * (keep[:, :, None] & keep[:, None, :]) + pinned[:, :, None] * eye
+        g = np.where(pinned, 0.0, g)
+        with np.errstate(all="ignore"):
+            try:
+                step = np.linalg.solve(A, -g[..., None])[..., 0]
+            except np.linalg.LinAlgError:  # one singular system: solve them one by one
+                step = np.stack([np.linalg.lstsq(A[i], -g[i], rcond=None)[0] for i in range(a.size)])
+        trial = _inside(p[a], step, lo_b[a], hi_b[a])
+        r_new, J_new = _residual_and_jacobian(t, Yf[a], w[a], trial)
+        cost_new = np.einsum("bt,bt->b", r_new, r_new)
+        better = np.isfinite(cost_new) & (cost_new < cost[a])
+        moved = np.abs(trial - p[a]).max(axis=1) <= LM_XTOL * (np.abs(p[a]).max(axis=1) + LM_XTOL)
+        small = better & (cost[a] - cost_new <= LM_FTOL * np.maximum(cost[a], 1e-300))
+        acc = a[better]
+        p[acc], r[acc], J[acc], cost[acc] = trial[better], r_new[better], J_new[better], cost_new[better]
+        lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
+        rej = a[~better]
+        lam[rej] = lam[rej] * 4.0
+        done = small | (moved & better) | (lam[a] > 1e12) | (better & (cost_new == 0.0))
+        active[a[done]] = False
+    out[idx] = np.where(np.isfinite(p).all(axis=1, keepdims=True), p, np.nan)
+    return out
+
+
+def fit_sigmoid(t: np.ndarray, y: np.ndarray, rel_flat: float = 1e-9) -> SigmoidFit:
+    """Least-squares sigmoid through (t, y) (bounded, :func:`fit_sigmoid_batch`); NaNs when flat or failing.
+
+    Bounds: center within the sampled t range widened by half its span, width in
+    [span/1000, span]; lo/hi free within the data's range so rising and falling curves both fit.
+    """
     y = np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(y)
-    t, y = t[ok], y[ok]
-    if t.size < 4:
-        return SigmoidFit(*NAN4)
-    span = float(t.max() - t.min())
-    yr = float(np.ptp(y))
-    if span <= 0 or yr <= rel_flat * max(1.0, float(np.abs(y).max())):
-        return SigmoidFit(*NAN4)
-    k = max(1, t.size // 5)
-    lo0, hi0 = float(np.mean(y[:k])), float(np.mean(y[-k:]))
-    mid = 0.5 * (lo0 + hi0)
-    center0 = float(t[np.argmin(np.abs(y - mid))])
-    p0 = [lo0, hi0, center0, span / 10]
-    pad = 2.0 * yr
-    lower = [y.min() - pad, y.min() - pad, t.min() - span / 2, span / 1000]
-    upper = [y.max() + pad, y.max() + pad, t.max() + span / 2, span]
-    p0 = np.clip(p0, np.array(lower) + 1e-12, np.array(upper) - 1e-12)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)
-            popt, _ = curve_fit(sigmoid, t, y, p0=p0, bounds=(lower, upper), maxfev=5000)
-    except (RuntimeError, ValueError) as exc:
-        logger.debug("sigmoid fit failed: %s", exc)
-        return SigmoidFit(*NAN4)
-    return SigmoidFit(*map(float, popt))
+    return SigmoidFit(*map(float, fit_sigmoid_batch(t, y[None, :], rel_flat)[0]))
 
 
 def median_curve(Y: np.ndarray) -> np.ndarray:
@@ -91,15 +200,19 @@ def bootstrap_center(
     """Fit of ``curve(Y)`` and the bootstrap CI of its center over seeds (columns of Y (T, M)).
 
     Each resample draws M seeds with replacement, recomputes the curve (e.g. the median, or the
-    commitment score with its own t_int = 0 baseline) and refits; the CI is the central ``level``
-    percentile interval of the finite centers (NaN when fewer than 10 resamples fit).
+    commitment score with its own t_int = 0 baseline) and refits — all ``n_boot`` refits in one
+    :func:`fit_sigmoid_batch`; the CI is the central ``level`` percentile interval of the finite centers
+    (NaN when fewer than 10 resamples fit). The resamples are the ``n_boot`` draws of
+    ``default_rng(seed).integers(0, M, M)`` in order.
     """
     check_positive_int("n_boot", n_boot)
     Y = np.asarray(Y, dtype=np.float64)
     fit = fit_sigmoid(t, curve(Y))
     rng = np.random.default_rng(seed)
     M = Y.shape[1]
-    centers = np.array([fit_sigmoid(t, curve(Y[:, rng.integers(0, M, M)])).center for _ in range(n_boot)])
+    draws = rng.integers(0, M, (n_boot, M))  # the same stream as n_boot successive draws of M
+    curves = np.stack([curve(Y[:, d]) for d in draws])  # (n_boot, T)
+    centers = fit_sigmoid_batch(t, curves)[:, 2]
     centers = centers[np.isfinite(centers)]
     if centers.size < 10:
         return fit, np.array([np.nan, np.nan])

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from theory.validation import check_g, check_positive_int, check_range
 
 from . import fits, metrics
+from ._logging import progress as progress_bar
 from .boundary import units
 from .encoders import get_encoder
 from .grids import PAPER_NUM_SEEDS, PAPER_NUM_STEPS, PROTOCOL1_DDIM_ETA, PROTOCOL1_G
@@ -210,7 +210,9 @@ def run_protocol1(
     jobs = [(i, g, False) for i, g in enumerate(cfg.g)] + ([(-1, 0.0, True)] if cfg.control else [])
     units.plan(len(jobs) * len(seeds))
     units.advance(len(done))
-    for gi, g, control in tqdm(jobs, disable=not progress, desc="protocol1"):
+    if done:
+        logger.info("resuming %s: %d of %d units already done", out_path, len(done), len(jobs) * len(seeds))
+    for gi, g, control in progress_bar(jobs, desc="protocol1", enabled=progress):
         tag = "control" if control else f"g={g:g}"
         todo = [m for m, s in enumerate(seeds) if f"{tag}/seed={s}" not in done]
         for lo in range(0, len(todo), cfg.seed_chunk):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from theory.validation import check_g, check_positive_int, check_range
 
+from ._logging import progress as progress_bar
 from .analysis import band_energies
 from .boundary import units
 from .capture import DifferenceCapture, ModeProjector, RowCollector, gram_basis
@@ -131,7 +131,9 @@ def summarize(arrays: dict[str, np.ndarray], tau: np.ndarray, lead_frac: float, 
     return {**out, "tau_spec": tau}
 
 
-def energies_for_g(bundle: DiTBundle, cfg: Protocol2Config, g: float) -> tuple[np.ndarray, np.ndarray]:
+def energies_for_g(
+    bundle: DiTBundle, cfg: Protocol2Config, g: float, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(λ_k^(0,ℓ) (L, K), per-seed normalized energies (S, L, K, M)) for one coupling g (eq. 75–76)."""
     seeds = seeds_of(cfg)
     M, S, K = len(seeds), cfg.num_steps, cfg.num_modes
@@ -177,6 +179,7 @@ def energies_for_g(bundle: DiTBundle, cfg: Protocol2Config, g: float) -> tuple[n
                 blocks=cfg.blocks,
                 device=device,
                 callback=projector.on_step,
+                progress=progress,
             )
     # eq. (75): ||V_s r_k||² / ||V_0 r_k||² with ||V_0 r_k||² = M λ_k^(0); per seed: (v_m·r_k)²/λ_k^(0)
     return lam0, projector.numpy() / lam0[None, :, :, None]
@@ -215,11 +218,13 @@ def run_protocol2(
     raw_keys = ("g", "steps", "layers", "seeds", "eig0", "energy", "energy_seed", "done_mask")
     units.plan(G)
     units.advance(len(done))
-    for i, g in enumerate(tqdm(cfg.g, disable=not progress, desc="protocol2")):
+    if done:
+        logger.info("resuming %s: %d of %d units already done", out_path, len(done), G)
+    for i, g in enumerate(progress_bar(cfg.g, desc="protocol2", enabled=progress)):
         key = f"g={g:g}"
         if key in done:
             continue
-        lam0, e_seed = energies_for_g(bundle, cfg, g)
+        lam0, e_seed = energies_for_g(bundle, cfg, g, progress=progress)
         arrays["eig0"][i], arrays["energy_seed"][i] = lam0, e_seed
         arrays["energy"][i] = e_seed.mean(axis=-1)  # eq. (75)
         arrays["done_mask"][i] = True

@@ -7,148 +7,232 @@ Stages, each writing one result file into ``--out`` (docs/DESIGN.md contract), t
 3. ``protocol2.npz`` — lead/trail energies at s = τ_spec(g) (§3.2, eq. 75–80), Figs. 1, 9, 10
 4. ``compare.npz``   — predicted vs measured speciation along branch directions, at every g
 5. ``theory.npz``    — rewritten with the predicted κ_{v,k}(s, ℓ; g) maps from ``compare.npz``
-6. ``figures/``      — every ``paper_figs`` renderer on the files above (PNG + PDF, CSV + Markdown)
+6. ``figures/``      — every ``paper_figs`` renderer on the files above (PNG; PDF too under ``--full`` or
+   ``--pdf``), CSV + Markdown tables
 
-It is thin: every number comes from the protocols', compare's and theory_run's Python APIs; this
-module only chooses the grids (``quick`` or the paper's ``full``), skips finished stages and prints
-a one-screen summary. Re-running after a kill resumes: a stage whose file is complete is skipped and
-the protocols resume an incomplete file per unit. ``reproduce.json`` in ``--out`` records the plan;
-a rerun with a different plan refuses (use another ``--out`` or ``--overwrite``).
+It is thin: every number comes from the protocols', compare's and theory_run's Python APIs; the grids and
+the checks of a directory against them live in :mod:`.reproduce_plan`, the one-screen summary in
+:mod:`.summary`; this module decides which stages still have to run and runs them. The rules that keep a
+directory honest:
+
+* everything is validated (options, model, every stage's configuration, an existing run's plan and stage
+  files) before anything is created, so a refused command leaves nothing behind;
+* ``reproduce.json`` records the plan's identity (batch sizes aside: results do not depend on them); another
+  plan, or stage files made by another command or model, are refused unless ``--overwrite``;
+* one run per directory at a time (:func:`dit_validation.rundir.run_lock`; ``--wait`` queues);
+* a stage file is skipped only when complete and made with this plan, this model and this package
+  version; an unreadable, truncated, empty or wrong-kind stage file is moved aside (``*.corrupt``) and its
+  stage re-runs; a killed stage resumes unit by unit;
+* a finished run in a read-only directory is summarised without writing.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import logging
+import os
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 
 from paper_figs import FIGURES
-from theory import rho as theory_rho
+from paper_figs._style import formats
 
 from . import compare as compare_mod
-from .analysis import deep_layer_count
-from .boundary import ReportedError
-from .compare_report import summary_lines
-from .grids import (
-    FIGURE_G,
-    PAPER_G,
-    PROTOCOL1_G,
-    QUICK_BOOT,
-    QUICK_G,
-    QUICK_SEEDS,
-    QUICK_STEPS,
-    QUICK_T_INT_STRIDE,
+from ._logging import progress as progress_bar
+from .boundary import ReportedError, UsageError, units
+from .branches import dataset_of
+from .compare_report import markdown_table, predictions_markdown
+from .depth import run_depth
+from .models import DiTBundle, resolve_model
+from .protocol1 import run_protocol1
+from .protocol2 import run_protocol2
+from .reproduce_plan import (
+    PLAN_ENV,
+    STAGES,
+    Expected,
+    Grid,
+    ReproducePlan,
+    check_directory,
+    expected_configs,
+    make_plan,
+    mismatch,
+    plan_from_json,
+    plan_identity,
+    plan_to_json,
+    protocol2_config,
+    stage_done,
 )
-from .models import resolve_model
-from .protocol1 import Protocol1Config, run_protocol1, table1
-from .protocol2 import Protocol2Config, run_protocol2
-from .results import load_result, normalize_config
-from .theory_run import TheoryRunConfig, run_theory
+from .results import ConfigMismatchError, Result, load_result, write_text_atomic
+from .rundir import LOCK_NAME, read_stage, remove_stale_temporaries, run_lock
+from .summary import summary_text
+from .theory_run import run_theory
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Grid", "ReproducePlan", "make_plan", "run_reproduce", "summary_text", "default_out"]
+__all__ = [
+    "Grid",
+    "ReproducePlan",
+    "make_plan",
+    "plan_to_json",
+    "plan_from_json",
+    "plan_identity",
+    "run_reproduce",
+    "render_figures",
+    "summary_text",
+    "default_out",
+    "PLAN_ENV",
+    "STAGES",
+    "ConfigMismatchError",
+]
 
-Grid = Literal["quick", "full"]
+
+class _Stages:
+    """Runs the stages of one directory: skip, quarantine, time, count units."""
+
+    def __init__(self, out: Path, overwrite: bool) -> None:
+        self.out, self.overwrite = out, overwrite
+        self.timing_file = out / "timings.json"
+        self.timings: dict[str, float] = {}
+        if not overwrite and self.timing_file.exists():
+            try:
+                self.timings = {k: float(v) for k, v in json.loads(self.timing_file.read_text()).items()}
+            except (OSError, ValueError, AttributeError):
+                self.timings = {}
+        self.ran: list[str] = []
+
+    def run(self, name: str, units_worth: int, done: bool, work: Callable[[], Any]) -> None:
+        with units.stage(units_worth):
+            if done and not self.overwrite:
+                logger.info("stage %s: complete, skipped", name)
+                return
+            start = time.perf_counter()
+            logger.info("stage %s: running", name)
+            work()
+            took = time.perf_counter() - start
+            self.timings[name] = self.timings.get(name, 0.0) + took
+            self.timing_file.write_text(json.dumps(self.timings, indent=1))
+            self.ran.append(name)
+            logger.info("stage %s: done in %.1f s", name, took)
 
 
-@dataclass(frozen=True)
-class ReproducePlan:
-    """Every configuration ``reproduce`` runs; stored as ``reproduce.json`` to refuse mixed reruns."""
-
-    model: str
-    grid: Grid
-    protocol1: Protocol1Config
-    protocol2: Protocol2Config
-    theory: TheoryRunConfig
-    compare: compare_mod.CompareConfig
+def _figure_inputs(files: Mapping[str, Path]) -> dict[str, list[int]]:
+    return {k: [p.stat().st_size, p.stat().st_mtime_ns] for k, p in sorted(files.items()) if p.is_file()}
 
 
-def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePlan:
-    """The grids of one reproduce run: ``full`` is the paper's, ``quick`` a CPU-minutes subset."""
-    if grid == "full":
-        p1 = Protocol1Config(g=PROTOCOL1_G, encoder=encoder)  # defaults are the paper's (§4.1)
-        p2 = Protocol2Config(g=PAPER_G)  # all layers, 100 steps, M = 32 (§4.2)
-    elif grid == "quick":
-        t_int = tuple(sorted(set(range(0, QUICK_STEPS + 1, QUICK_T_INT_STRIDE)) | {QUICK_STEPS}))
-        p1 = Protocol1Config(
-            g=QUICK_G,
-            t_int=t_int,
-            num_seeds=QUICK_SEEDS,
-            num_steps=QUICK_STEPS,
-            n_boot=QUICK_BOOT,
-            seed_chunk=QUICK_SEEDS,
-            encoder=encoder,
-        )
-        p2 = Protocol2Config(g=FIGURE_G, num_seeds=QUICK_SEEDS, num_steps=QUICK_STEPS)
-    else:
-        raise ValueError(f"grid must be 'quick' or 'full', got {grid!r}")
-    cmp_cfg = compare_mod.FULL if grid == "full" else compare_mod.QUICK
-    return ReproducePlan(
-        model=model, grid=grid, protocol1=p1, protocol2=p2, theory=TheoryRunConfig(g=PAPER_G), compare=cmp_cfg
+def _figures_current(files: Mapping[str, Path], fig_dir: Path, formats_: tuple[str, ...]) -> bool:
+    """Whether ``figures/manifest.json`` says these inputs were drawn in these formats, all files present."""
+    try:
+        old = json.loads((fig_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(old, dict)
+        and old.get("inputs") == _figure_inputs(files)
+        and old.get("formats") == list(formats_)
+        and all((fig_dir / f).is_file() for f in old.get("files", []))
     )
 
 
-def _plan_json(plan: ReproducePlan) -> dict[str, Any]:
-    return normalize_config({f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)})
-
-
-def _check_plan(out: Path, plan: ReproducePlan, overwrite: bool) -> None:
-    """Refuse to resume an output directory made with another plan (mixing grids would be silent)."""
-    path = out / "reproduce.json"
-    want = _plan_json(plan)
-    if path.exists() and not overwrite:
-        have = json.loads(path.read_text())
-        if have != want:
-            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-            raise ValueError(
-                f"{str(out)!r} holds a reproduce run with another plan (differs in: {', '.join(diff)}); "
-                "use another --out or pass --overwrite"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(want, indent=1, sort_keys=True))
-
-
-def _complete(path: Path) -> bool:
-    """True when ``path`` is a finished result file (``meta["complete"]``)."""
-    if not path.is_file():
-        return False
-    meta, _ = load_result(path)
-    return bool(meta.get("complete"))
-
-
-def _stage(name: str, path: Path, run: Callable[[], Any], overwrite: bool) -> Path:
-    """Run one stage unless its result file is already complete; log its wall time."""
-    if _complete(path) and not overwrite:
-        logger.info("stage %s: %s is complete, skipped", name, path)
-        return path
-    start = time.perf_counter()
-    logger.info("stage %s: running -> %s", name, path)
-    run()
-    logger.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
-    return path
-
-
-def render_figures(files: dict[str, Path], fig_dir: Path) -> list[Path]:
-    """Every ``paper_figs`` renderer whose result kind is among ``files`` (kind → path)."""
+def render_figures(
+    files: Mapping[str, Path], fig_dir: Path, formats_: tuple[str, ...] = ("png",), show: bool = False
+) -> list[Path]:
+    """Every ``paper_figs`` renderer whose result kind is among ``files`` (kind → complete result path);
+    ``figures/manifest.json`` records what was drawn from which inputs."""
+    manifest = fig_dir / "manifest.json"
+    inputs = _figure_inputs(files)
     written: list[Path] = []
-    for name, kind in FIGURES.items():
-        if kind not in files or not files[kind].is_file():
-            logger.warning("figure %s skipped: no %s result file", name, kind)
-            continue
-        module = importlib.import_module(f"paper_figs.{name}")
-        written += module.render(files[kind], fig_dir)
+    with formats(*formats_):
+        for name in progress_bar(list(FIGURES), desc="figures", enabled=show):
+            kind = FIGURES[name]
+            if kind not in files:
+                logger.warning("figure %s skipped: no complete %s result file", name, kind)
+                continue
+            module = importlib.import_module(f"paper_figs.{name}")
+            written += module.render(files[kind], fig_dir)
+            units.advance()
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    if "compare" in files:  # the §2.7 checklist from the comparison and the depth statistic
+        depth = load_result(files["depth"], kind="depth") if "depth" in files else None
+        text = predictions_markdown(load_result(files["compare"], kind="compare"), depth)
+        written.append(write_text_atomic(fig_dir / "predictions.md", text))
+    names = sorted({p.relative_to(fig_dir).as_posix() for p in written})
+    manifest.write_text(json.dumps({"inputs": inputs, "formats": list(formats_), "files": names}, indent=1))
+    logger.info("stage figures: %d files in %s", len(written), fig_dir)
     return written
+
+
+def _complete_files(files: Mapping[str, Path]) -> dict[str, Path]:
+    """kind → path of every complete, readable stage file (the figures' inputs)."""
+    out = {}
+    for kind, path in files.items():
+        try:
+            if load_result(path, kind=kind).complete:
+                out[kind] = path
+        except Exception:  # noqa: BLE001 - a missing or failed stage has no figures
+            continue
+    return out
+
+
+def _ensure_compare_md(path: Path) -> None:
+    """Re-write ``compare.md`` from ``compare.npz`` when a kill left it missing or empty (compare writes the
+    Markdown after the result file)."""
+    md = path.with_suffix(".md")
+    if md.is_file() and md.stat().st_size > 0:
+        return
+    meta, arrays = load_result(path, kind="compare", require_complete=True)
+    try:
+        text = markdown_table(dict(arrays), dict(meta))
+    except (KeyError, ValueError, IndexError) as exc:  # a compare file without the report's fields
+        logger.warning("could not rewrite %s from %s: %s", md, path.name, exc)
+        return
+    md.write_text(text)
+    logger.info("rewrote %s from %s", md, path.name)
+
+
+def _units_done(found: Mapping[str, Result | None], want: Expected, counts: Mapping[str, int]) -> int:
+    """Units a re-run will not repeat: complete stages of this run, and the saved units of killed ones."""
+    n = 0
+    for kind in ("protocol1", "compare", "theory", "depth"):
+        r = found[kind]
+        if stage_done(r, kind, getattr(want, kind)):
+            n += counts[kind]
+        elif r is not None and not r.complete and kind in ("protocol1", "compare"):
+            n += len(r.meta["done"])
+    p2 = found["protocol2"]
+    if p2 is not None:
+        n += counts["protocol2"] if p2.complete else len(p2.meta["done"])
+    theory = found["theory"]
+    if (
+        theory is not None
+        and "kappa_vk" in theory.arrays
+        and stage_done(found["compare"], "compare", want.compare)
+    ):
+        n += counts["theory_compare"]
+    return n
+
+
+def _unit_counts(plan: ReproducePlan, bundle_dataset: str) -> dict[str, int]:
+    p1 = (len(plan.protocol1.g) + bool(plan.protocol1.control)) * plan.protocol1.num_seeds  # (g, seed) units
+    return {
+        "theory": 1,
+        "protocol1": p1,
+        "protocol2": len(plan.protocol2.g),  # one unit per g
+        "compare": compare_mod.num_units(plan.compare, bundle_dataset),
+        "theory_compare": 1,
+        "depth": 1,
+        "figures": len(FIGURES),
+    }
+
+
+def _writable(out: Path) -> bool:
+    probe = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    return os.access(probe, os.W_OK | os.X_OK)
 
 
 def run_reproduce(
@@ -162,134 +246,164 @@ def run_reproduce(
     encoder: str | None = None,
     batch_size: int | None = None,
     plan: ReproducePlan | None = None,
+    wait: bool = False,
+    pdf: bool | None = None,
 ) -> dict[str, Path]:
     """Run every stage (skipping finished ones) and render all figures; returns kind → result path.
 
-    ``plan`` overrides the grids of :func:`make_plan` (tests use a tiny one). Raises ``RuntimeError``
-    naming the stage when a stage is unavailable or fails — after rendering the figures of the stages
-    that did run, and never with a faked result file.
+    ``plan`` overrides the grids of :func:`make_plan` (tests use a tiny one). ``pdf`` adds PDF figures
+    (default: under the full grid). Raises :class:`ReportedError` naming the stage when a stage fails —
+    after rendering the figures of the stages that did run, and never with a faked result file.
     """
     plan = make_plan(model, grid, encoder) if plan is None else plan
-    model = plan.model
+    if encoder is not None and plan.protocol1.encoder != encoder:
+        plan = replace(plan, protocol1=replace(plan.protocol1, encoder=encoder))
     if batch_size is not None:
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be an integer >= 1, got {batch_size}")
         plan = replace(
             plan,
             protocol1=replace(plan.protocol1, batch_size=batch_size),
             protocol2=replace(plan.protocol2, batch_size=batch_size),
         )
-    out = Path(out_dir) if out_dir is not None else default_out(model, grid)
-    # first: a missing model leaves no half-made run directory; the bundle is placed on device/dtype here
-    bundle = resolve_model(model, dtype=dtype, device=device)
-    _check_plan(out, plan, overwrite)
-    files = {k: out / f"{k}.npz" for k in ("theory", "protocol1", "protocol2", "compare")}
-    kw = {"progress": progress, "overwrite": overwrite}
+    out = Path(out_dir) if out_dir is not None else default_out(plan.model, plan.grid)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; give a directory")
+    # validate everything before the disk is touched: model, every stage's configuration, the directory
+    bundle = resolve_model(plan.model, dtype=dtype, device=device)
+    want = expected_configs(plan, bundle)
+    check_directory(out, plan, want, overwrite)
+    files = {k: out / f"{k}.npz" for k in STAGES}
+    paths = {**files, "figures": out / "figures", "summary": out / "summary.txt"}
+    if not _writable(out):
+        if out.is_dir() and _finished(files, want, bundle):
+            logger.info("%s is read-only and its run is complete: summarising without writing", out)
+            return paths
+        raise UsageError(f"--out {str(out)!r} is not writable (read-only or not yours); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out / LOCK_NAME, wait=wait):
+        remove_stale_temporaries(out)
+        (out / "reproduce.json").write_text(json.dumps(plan_identity(plan), indent=1, sort_keys=True))
+        _run_stages(plan, bundle, want, files, paths, overwrite, progress, pdf)
+    return paths
 
-    _stage(
-        "theory",
-        files["theory"],
-        lambda: run_theory(replace(plan.theory, model=bundle.name), files["theory"]),
-        overwrite=True,
-    )  # cheap (< 1 s): always rewritten
-    _stage(
-        "protocol1",
-        files["protocol1"],
-        lambda: run_protocol1(bundle, plan.protocol1, files["protocol1"], **kw),
-        overwrite,
-    )
-    p2 = replace(plan.protocol2, protocol1_result=str(files["protocol1"]))  # s = τ_spec(g), eq. (77)
-    _stage(
-        "protocol2",
-        files["protocol2"],
-        lambda: run_protocol2(bundle, p2, files["protocol2"], **kw),
-        overwrite,
-    )
-    failed: list[str] = []
+
+def _finished(files: Mapping[str, Path], want: Expected, bundle: DiTBundle) -> bool:
+    """Whether every stage file is complete and belongs to this run (a read-only re-summary)."""
     try:
-        _stage(
-            "compare",
-            files["compare"],
-            lambda: compare_mod.run_compare(bundle, plan.compare, out, model_name=bundle.name),
-            overwrite,
+        results = {k: load_result(p, kind=k) for k, p in files.items()}
+        p2_want = protocol2_config(want, files["protocol1"], bundle)
+    except Exception:  # noqa: BLE001 - anything missing or unreadable: not finished
+        return False
+    wants = {
+        "protocol1": want.protocol1,
+        "protocol2": p2_want,
+        "theory": want.theory,
+        "compare": want.compare,
+        "depth": want.depth,
+    }
+    return all(stage_done(results[k], k, wants[k]) for k in STAGES)
+
+
+def _run_stages(
+    plan: ReproducePlan,
+    bundle: DiTBundle,
+    want: Expected,
+    files: dict[str, Path],
+    paths: dict[str, Path],
+    overwrite: bool,
+    progress: bool,
+    pdf: bool | None,
+) -> None:
+    out = files["theory"].parent
+    stages = _Stages(out, overwrite)
+    counts = _unit_counts(plan, dataset_of(bundle))
+    kw = {"progress": progress, "overwrite": overwrite}
+    # read every stage file once: damaged ones are moved aside now, so their stages run again
+    found = {k: read_stage(p, k) for k, p in files.items()}
+    if not overwrite:
+        before = _units_done(found, want, counts)
+        fig_formats = ("png", "pdf") if (plan.grid == "full" if pdf is None else pdf) else ("png",)
+        before += counts["figures"] * _figures_current(_complete_files(files), paths["figures"], fig_formats)
+        if before:
+            logger.info("resuming %s: %d of %d units already done", out, before, sum(counts.values()))
+    failed: list[str] = []
+    with units.fixed(sum(counts.values())):
+        theory_ok = stage_done(found["theory"], "theory", want.theory)
+        theory_cfg = replace(plan.theory, model=bundle.name)
+        stages.run(
+            "theory",
+            counts["theory"],
+            theory_ok,
+            lambda: run_theory(theory_cfg, files["theory"]),
         )
-    except Exception as exc:  # noqa: BLE001 - logged with its traceback, reported after the figures
-        logger.exception("stage compare failed")
-        failed.append(f"compare ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
-    else:
-        _stage(
-            "theory_compare",
-            files["theory"],
-            lambda: run_theory(replace(plan.theory, model=bundle.name), files["theory"], files["compare"]),
-            overwrite=True,
+        stages.run(
+            "protocol1",
+            counts["protocol1"],
+            stage_done(found["protocol1"], "protocol1", want.protocol1),
+            lambda: run_protocol1(bundle, plan.protocol1, files["protocol1"], **kw),
         )
-    fig_dir = out / "figures"
-    written = render_figures({load_result(p)[0]["kind"]: p for p in files.values() if p.is_file()}, fig_dir)
-    logger.info("stage figures: %d files in %s", len(written), fig_dir)
-    paths = {**files, "figures": fig_dir, "summary": out / "summary.txt"}
-    (out / "summary.txt").write_text(summary_text(paths) + "\n")
+        p2_want = protocol2_config(want, files["protocol1"], bundle)
+        p2_found = found["protocol2"]
+        p2_overwrite = overwrite
+        if p2_found is not None and mismatch("protocol2", p2_found.meta, p2_want) is not None:
+            # made at another τ_spec (protocol1 was recomputed) or by an older run: recompute, never mix
+            logger.warning("protocol2.npz: %s; recomputing it", mismatch("protocol2", p2_found.meta, p2_want))
+            p2_overwrite = True
+        p2 = replace(plan.protocol2, protocol1_result=str(files["protocol1"]))  # s = τ_spec(g), eq. (77)
+        stages.run(
+            "protocol2",
+            counts["protocol2"],
+            stage_done(p2_found, "protocol2", p2_want) and not p2_overwrite,
+            lambda: run_protocol2(bundle, p2, files["protocol2"], progress=progress, overwrite=p2_overwrite),
+        )
+        try:
+            stages.run(
+                "compare",
+                counts["compare"],
+                stage_done(found["compare"], "compare", want.compare),
+                lambda: compare_mod.run_compare(
+                    bundle, plan.compare, out, model_name=bundle.name, progress=progress
+                ),
+            )
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback, reported after the figures
+            logger.exception("stage compare failed")
+            failed.append(f"compare ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        else:
+            _ensure_compare_md(files["compare"])
+            theory = load_result(files["theory"], kind="theory")
+            with_compare = theory.meta["config"].get("compare") is not None and "kappa_vk" in theory.arrays
+            stages.run(
+                "theory_compare",
+                counts["theory_compare"],
+                with_compare and "compare" not in stages.ran,
+                lambda: run_theory(
+                    replace(plan.theory, model=bundle.name), files["theory"], files["compare"]
+                ),
+            )
+            stages.run(
+                "depth",
+                counts["depth"],
+                stage_done(found["depth"], "depth", want.depth)
+                and not {"protocol2", "compare"} & set(stages.ran),
+                lambda: run_depth(bundle, plan.depth, files["protocol2"], files["compare"], files["depth"]),
+            )
+        fig_formats = ("png", "pdf") if (plan.grid == "full" if pdf is None else pdf) else ("png",)
+        stages.run(
+            "figures",
+            counts["figures"],
+            _figures_current(_complete_files(files), paths["figures"], fig_formats),
+            lambda: render_figures(_complete_files(files), paths["figures"], fig_formats, show=progress),
+        )
+    paths["summary"].write_text(summary_text(paths) + "\n")
     if failed:
         # loud, after writing what did run: never a faked result file for a missing stage
         raise ReportedError(
             f"stage(s) failed: {'; '.join(failed)}; the other results and figures are in {out}"
         )
-    return paths
 
 
 def default_out(model: str, grid: Grid) -> Path:
     """``runs/reproduce-<model>-<grid>`` with the model name made path-safe."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).name or model)
     return Path("runs") / f"reproduce-{safe}-{grid}"
-
-
-def _fmt(x: float, nd: int = 1) -> str:
-    return f"{x:.{nd}f}" if np.isfinite(x) else "n/a"
-
-
-def summary_text(files: dict[str, Path]) -> str:
-    """One screen: τ_spec(g) with CI and Δτ, where the internal gap lives in depth, collapse vs ρ(g)."""
-    lines: list[str] = []
-    if files.get("protocol1") and files["protocol1"].is_file():
-        meta, a = load_result(files["protocol1"])
-        model = meta["config"].get("model", "?")
-        lines += [
-            f"synchrogap reproduce — {model}, {meta['config'].get('num_steps')} DDIM steps, "
-            f"M = {len(meta.get('seeds', []))} seeds",
-            "",
-            "Protocol I (eq. 70-73): speciation and output-space gap",
-            table1(files["protocol1"]),
-        ]
-    if files.get("protocol2") and files["protocol2"].is_file():
-        _, b = load_result(files["protocol2"])
-        g, layers, gint = (
-            np.asarray(b["g"]),
-            np.asarray(b["layers"]),
-            np.asarray(b["G_int"], dtype=np.float64),
-        )
-        lines += ["", "Protocol II (eq. 75-80): internal gap G_int = trail/lead at s = tau_spec(g)"]
-        n_deep = deep_layer_count(layers.size)  # §4.2: the gap sits in the final ~5 of 28 blocks
-        plural = "s" if n_deep > 1 else ""
-        rho = np.atleast_1d(theory_rho(g))  # eq. (27)
-        with warnings.catch_warnings():  # all-NaN rows (τ_spec not found) stay NaN without a warning
-            warnings.simplefilter("ignore", RuntimeWarning)
-            deep = np.nanmean(np.abs(gint[:, -n_deep:] - 1.0), axis=1)
-            early = (
-                np.nanmean(np.abs(gint[:, :-n_deep] - 1.0), axis=1)
-                if layers.size > n_deep
-                else np.full(g.size, np.nan)
-            )
-        for i in range(g.size):
-            row = gint[i]
-            j = int(np.nanargmax(np.abs(row - 1.0))) if np.any(np.isfinite(row)) else -1
-            where = f"largest |G_int-1| at layer {int(layers[j])} ({_fmt(row[j], 2)})" if j >= 0 else "n/a"
-            lines.append(
-                f"  g={g[i]:4.2f} rho={rho[i]:4.2f}: mean|G_int-1| last {n_deep} layer{plural} "
-                f"{_fmt(deep[i], 3)} vs earlier {_fmt(early[i], 3)}; {where}"
-            )
-        ok = np.isfinite(deep)
-        if ok.sum() >= 3 and np.ptp(deep[ok]) > 0:
-            r = float(np.corrcoef(rho[ok], deep[ok])[0, 1])
-            lines.append(f"  collapse: corr(rho(g), deep |G_int-1|) = {r:+.2f} (eq. 66 predicts > 0)")
-    if files.get("compare") and files["compare"].is_file():
-        lines += ["", *summary_lines(*load_result(files["compare"], kind="compare"))]
-    if files.get("figures"):
-        lines += ["", f"figures and tables: {files['figures']}"]
-    return "\n".join(lines)

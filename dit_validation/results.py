@@ -31,6 +31,7 @@ from .schema import SCHEMAS, SchemaError, validate_result
 
 __all__ = [
     "META_KEY",
+    "EXECUTION_KEYS",
     "ConfigMismatchError",
     "ResultFileError",
     "Result",
@@ -39,9 +40,13 @@ __all__ = [
     "load_result",
     "open_for_resume",
     "normalize_config",
+    "write_text_atomic",
 ]
 
 META_KEY = "__meta__"
+#: Configuration keys that change how a result is computed, never what: batching (results do not depend on
+#: it, every random draw is keyed per seed). A resumed or skipped stage may differ in them.
+EXECUTION_KEYS: tuple[str, ...] = ("batch_size", "seed_chunk")
 
 
 class ConfigMismatchError(ValueError):
@@ -148,6 +153,25 @@ def save_result(path: str | os.PathLike, meta: Mapping[str, Any], arrays: Mappin
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; collaborators must be able to read results
         os.replace(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc  # name it
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file (a report beside a result) atomically, with the umask's permissions."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -232,20 +256,26 @@ def open_for_resume(
 ) -> Result | None:
     """The existing result to resume from, None when starting fresh.
 
-    Refuses (``ConfigMismatchError``) when the file holds another kind or configuration, unless
-    ``overwrite`` (then the old file is ignored and later replaced).
+    Refuses (``ConfigMismatchError``) when the file holds another kind, another configuration (keys in
+    :data:`EXECUTION_KEYS` aside) or was made by another version of synchrogap, unless ``overwrite`` (then
+    the old file is ignored and later replaced).
     """
     path = Path(path)
     if overwrite or not path.exists():
         return None
     meta, arrays = load_result(path)
     want = normalize_config(config)
-    if meta.get("kind") != kind or meta.get("config") != want:
-        diff = sorted(
-            k for k in set(want) | set(meta.get("config", {})) if meta.get("config", {}).get(k) != want.get(k)
-        )
+    have = meta.get("config", {})
+    diff = sorted(k for k in (set(want) | set(have)) - set(EXECUTION_KEYS) if have.get(k) != want.get(k))
+    if meta.get("kind") != kind or diff:
         raise ConfigMismatchError(
             f"{str(path)!r} holds a {meta.get('kind')} run with a different configuration (differs in: "
             f"{', '.join(diff) or 'kind'}); refusing to resume. Use another --out or pass --overwrite."
+        )
+    version, running = (meta.get("versions") or {}).get("synchrogap"), package_versions().get("synchrogap")
+    if version != running:
+        raise ConfigMismatchError(
+            f"{str(path)!r} was made by synchrogap {version}, this is {running}; refusing to mix versions "
+            "in one result. Use another --out or pass --overwrite."
         )
     return Result(meta, arrays)

@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from diffusers import DDIMScheduler
-from tqdm.auto import tqdm
 
 from theory.schedules import DDPMSchedule, sampling_timesteps
 from theory.streams import torch_normal
 from theory.validation import check_g, check_positive_int, check_range
 
+from ._logging import progress as progress_bar
 from .coupling import CouplingHandle, install_coupling
 from .layout import ReplicaLayout
 from .models import DiTBundle
@@ -179,6 +179,7 @@ def sample_pairs(
     blocks: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
     callback: StepCallback | None = None,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample P = len(seeds) replica pairs from scratch in one batch; returns final (z_0^A, z_0^B).
 
@@ -199,7 +200,8 @@ def sample_pairs(
     z = torch.cat([zA, zB]).to(device=device, dtype=sdt)  # (2P, C, H, W)
     P = len(seeds)
     with install_coupling(bundle.transformer, blocks) as handle:
-        for s, t in enumerate(sched.timesteps.tolist()):
+        steps = list(enumerate(sched.timesteps.tolist()))
+        for s, t in progress_bar(steps, desc=f"g={g:g} steps", enabled=progress, leave=False):
             g_pairs = np.full(P, g if s < t_int else 0.0)
             eps = predict_eps(bundle, handle, z, t, g_pairs, class_label, gs)
             noise = None
@@ -266,7 +268,7 @@ def sample_branched(
     trunk_end = min(grid[-1], num_steps)  # the trunk is only needed until the last branch point
     steps = list(enumerate(sched.timesteps.tolist()))
     with install_coupling(bundle.transformer, blocks) as handle:
-        for s, t in tqdm(steps, disable=not progress, desc=f"g={g:g}", leave=False):
+        for s, t in progress_bar(steps, desc=f"g={g:g} steps", enabled=progress, leave=False):
             if s in grid:
                 branches[s] = (trunk[0].clone(), trunk[1].clone())
             keys: list[int | None] = ([None] if s < trunk_end else []) + sorted(branches)

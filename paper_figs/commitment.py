@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dit_validation.summary import fmt_step
+
 from . import _style
 
 __all__ = ["render"]
@@ -27,7 +29,8 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     tau_g = np.asarray(a["tau_g"], dtype=np.float64)
     tau_l = np.asarray(a["tau_l"], dtype=np.float64)
     delta = np.asarray(a["delta_tau"], dtype=np.float64) if "delta_tau" in a else tau_l - tau_g  # eq. (73)
-    t_fine = np.linspace(float(t_int.min()), float(t_int.max()), 400)
+    first, last = float(t_int.min()), float(t_int.max())
+    t_fine = np.linspace(first, last, 400)
     fig, axes = _style.subplots(g.size, ncols=3, panel=(3.8, 2.9))
     for i, ax in enumerate(axes):
         for key, tau, name, eq in (("low", tau_g[i], "global", 71), ("high", tau_l[i], "local", 72)):
@@ -43,9 +46,12 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             fit = np.asarray(a[f"fit_{key}"][i], dtype=np.float64)
             if np.all(np.isfinite(fit)):
                 ax.plot(t_fine, _style.fit_curve(t_fine, fit), "-", color=color, alpha=0.8)
-            if np.isfinite(tau):
-                sym = "g" if key == "low" else "l"
+            sym = "g" if key == "low" else "l"
+            if np.isfinite(tau) and first <= tau <= last:
                 ax.axvline(tau, color=color, ls="--", lw=1, label=f"τ_{sym} = {tau:.1f}")
+            elif np.isfinite(tau):  # outside the sampled steps: named, not drawn (the axis stays on the grid)
+                ax.plot([], [], ls="none", label=f"τ_{sym} {fmt_step(tau, first, last)}")
+        ax.set_xlim(first - 0.02 * (last - first), last + 0.02 * (last - first))
         ax.set_xlabel(r"intervention step $t_{int}$ (sampling steps coupled)")
         ax.set_ylabel("commitment score")
         gap = f"{delta[i]:.1f}" if np.isfinite(delta[i]) else "n/a"

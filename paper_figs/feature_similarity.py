@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 
+from dit_validation.summary import fmt_interval, fmt_step
+
 from . import _style
 
 __all__ = ["render"]
@@ -34,20 +36,30 @@ def _panel(
         q25, q75 = np.nanpercentile(per_seed, [25, 75], axis=-1)  # over seeds
         ax.fill_between(t_int, q25, q75, color=_style.COLORS["data"], alpha=0.15, lw=0, label="seed IQR")
     ax.plot(t_int, median, "o", ms=3, color=_style.COLORS["data"], label=r"median $a_{feat}$, eq. (70)")
-    t_fine = np.linspace(float(t_int.min()), float(t_int.max()), 400)
+    first, last = float(t_int.min()), float(t_int.max())
+    t_fine = np.linspace(first, last, 400)
     if np.all(np.isfinite(fit)):
         ax.plot(t_fine, _style.fit_curve(t_fine, fit), "-", color=_style.COLORS["fit"], label="sigmoid fit")
-    if np.isfinite(tau):
-        ax.axvline(tau, color=_style.COLORS["tau"], lw=1.2, label=f"τ_spec = {tau:.1f}")
-        if np.all(np.isfinite(ci)):
-            ax.axvspan(
-                float(ci[0]), float(ci[1]), color=_style.COLORS["tau"], alpha=0.12, label="95 % bootstrap CI"
-            )
+    if np.isfinite(tau) and first <= tau <= last:
+        ax.axvline(tau, color=_style.COLORS["tau"], lw=1.2, label="τ_spec (sigmoid midpoint)")
+    elif np.isfinite(tau):  # the midpoint lies outside the sampled steps: say so, do not stretch the axis
+        ax.text(0.02, 0.04, f"τ_spec {fmt_step(tau, first, last)}", transform=ax.transAxes, fontsize=7)
+    if np.isfinite(tau) and np.all(np.isfinite(ci)):
+        lo, hi = (float(np.clip(c, first, last)) for c in ci)  # the CI clipped to the grid, labelled so
+        ax.axvspan(lo, hi, color=_style.COLORS["tau"], alpha=0.12, label="95 % bootstrap CI")
+    pad = 0.02 * (last - first)
+    ax.set_xlim(first - pad, last + pad)
     ax.set_xlabel(r"intervention step $t_{int}$ (sampling steps coupled)")
     ax.set_ylabel("feature cosine similarity")
     ax.set_title(title)
     if legend:
         ax.legend(loc="best")
+
+
+def _tau_text(tau: float, ci: np.ndarray, t_int: np.ndarray) -> str:
+    """τ_spec and its 95 % CI in steps, clipped to the sampled grid ("before step 0" outside it)."""
+    first, last = float(np.min(t_int)), float(np.max(t_int))
+    return f"{fmt_step(float(tau), first, last)} {fmt_interval(ci, first, last)}"
 
 
 @_style.styled
@@ -68,7 +80,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             a["fit_a_feat"][i],
             float(a["tau_spec"][i]),
             a["tau_spec_ci"][i],
-            f"g = {g[i]:g}, τ_spec = {float(a['tau_spec'][i]):.1f}",
+            f"g = {g[i]:g}: τ_spec = {_tau_text(a['tau_spec'][i], a['tau_spec_ci'][i], t_int)}",
             legend=i == 0,
         )
     fig.suptitle(f"{model}: Protocol I speciation, coupled until t_int then independent (Figs. 2–4)")
@@ -83,7 +95,8 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             a["control_fit_a_feat"],
             float(a["control_tau_spec"]),
             a["control_tau_spec_ci"],
-            f"{model}: g = 0 control, shared noise until t_int (Fig. 5)",
+            f"{model}: g = 0 control, shared noise until t_int (Fig. 5)\n"
+            f"τ_spec = {_tau_text(a['control_tau_spec'], a['control_tau_spec_ci'], t_int)}",
         )
         paths += _style.save(fig, out_dir, "fig_control_g0")
     return paths

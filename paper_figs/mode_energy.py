@@ -2,83 +2,113 @@
 
 Reads a ``protocol2`` result file: ``lead``, ``trail`` (G, L) = band means of eq. (78)–(79) of the
 fixed-basis energies λ_k(s, ℓ) of eq. (75) at s = τ_spec(g) (eq. 77), their spread over seeds
-``lead_std``, ``trail_std`` (G, L), ``layers`` (L,), ``g`` (G,), ``tau_spec`` (G,).
-One figure per g (Fig. 1 is g = 0; Figs. 9–10 are g = 0.1, 0.3, 0.9 in the paper) and one
-overview with a panel per g. The internal gap ratio G_int = trail/lead (eq. 80) is drawn on a
-second axis when ``G_int`` is present.
+``lead_std``, ``trail_std`` (G, L), ``layers`` (L,), ``g`` (G,), ``tau_spec`` (G,), ``seeds`` (M,) and the
+internal gap ratio ``G_int`` = trail/lead (G, L) of eq. (80).
+
+One figure per g (Fig. 1 is g = 0; Figs. 9–10 are g = 0.1, 0.3, 0.9 in the paper): the band energies with
+their standard error over the M seeds as error bars (the uncertainty of the means being compared), below them
+G_int − 1 on its own axis with its zero line. The overview ``fig_mode_energy_all`` has one energy panel per
+g and a last panel with G_int − 1 of every g; a spare grid slot holds the legend.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from . import _style
 
 __all__ = ["render"]
 
+BAND_LABELS = {"lead": "leading band, eq. (78)", "trail": "trailing band, eq. (79)"}
 
-def _panel(ax: Axes, arrays: dict[str, np.ndarray], i: int, title: str, legend: bool = True) -> None:
-    """Draw band energies (mean ± spread over seeds) vs layer for the i-th coupling strength."""
-    layers = np.asarray(arrays["layers"])
-    g = float(arrays["g"][i])
-    tau = float(arrays["tau_spec"][i])
-    for band in ("lead", "trail"):
-        mean = np.asarray(arrays[band][i], dtype=np.float64)  # (L,)
-        spread = np.asarray(arrays.get(f"{band}_std", np.zeros_like(arrays[band]))[i], dtype=np.float64)
-        label = "leading band, eq. (78)" if band == "lead" else "trailing band, eq. (79)"
-        ax.plot(layers, mean, "o-", ms=3, color=_style.COLORS[band], label=label)
-        ax.fill_between(layers, mean - spread, mean + spread, color=_style.COLORS[band], alpha=0.2, lw=0)
-    positive = np.concatenate([arrays["lead"][i], arrays["trail"][i]])
-    positive = positive[np.isfinite(positive) & (positive > 0)]
-    if (
-        positive.size and positive.max() / positive.min() > 50.0
-    ):  # energies spanning decades read on a log axis
-        ax.set_yscale("log")
-    if "G_int" in arrays:
-        twin = ax.twinx()
-        twin.plot(
-            layers,
-            arrays["G_int"][i],
-            "--",
-            color="0.5",
-            lw=1,
-            label=r"$\mathcal{G}_{int}$ = trail/lead, eq. (80)",
+
+def _energy_panel(ax: Axes, a: dict[str, np.ndarray], i: int, title: str) -> None:
+    """Band energies (mean ± standard error over seeds) vs layer for the i-th coupling strength."""
+    layers = np.asarray(a["layers"])
+    n_seeds = max(1, int(np.asarray(a["seeds"]).size))
+    for band, dx in (("lead", -0.06), ("trail", 0.06)):  # side by side: error bars never hide each other
+        mean = np.asarray(a[band][i], dtype=np.float64)  # (L,)
+        sem = np.asarray(a[f"{band}_std"][i], dtype=np.float64) / np.sqrt(n_seeds)
+        ax.errorbar(
+            layers + dx,
+            mean,
+            yerr=sem,
+            fmt="o-",
+            ms=3,
+            lw=1.2,
+            capsize=2,
+            elinewidth=0.8,
+            color=_style.COLORS[band],
+            label=BAND_LABELS[band],
         )
-        twin.axhline(1.0, color="0.7", lw=0.6, ls=":")
-        twin.set_ylabel(r"$\mathcal{G}_{int}(\ell; g)$", color="0.4")
-        twin.grid(False)
-        handles, labels = ax.get_legend_handles_labels()
-        h2, l2 = twin.get_legend_handles_labels()
-        if legend:
-            ax.legend(handles + h2, labels + l2, loc="upper left")
-    elif legend:
-        ax.legend(loc="upper left")
+    positive = np.concatenate([a["lead"][i], a["trail"][i]])
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    if positive.size and positive.max() / positive.min() > 50.0:  # energies spanning decades: log axis
+        ax.set_yscale("log")
     ax.set_xlabel(r"transformer layer $\ell$")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
-    ax.set_ylabel(r"normalized energy $\bar\lambda(\ell; g)$, eq. (75)")
-    tau_txt = f"{tau:.1f}" if np.isfinite(tau) else "n/a"
-    ax.set_title(f"{title}g = {g:g}, at step s = τ_spec = {tau_txt}")
+    ax.set_ylabel(r"energy $\bar\lambda(\ell; g)$, eq. (75)")
+    tau = float(a["tau_spec"][i])
+    tau_txt = f"{tau:.1f}" if np.isfinite(tau) else "n/a (no τ_spec)"
+    ax.set_title(f"{title}g = {float(a['g'][i]):g}, at s = τ_spec = {tau_txt}")
+
+
+def _gap_panel(ax: Axes, a: dict[str, np.ndarray], rows: list[int], colors: list[str] | None = None) -> None:
+    """G_int(ℓ; g) − 1 (eq. 80) vs layer for the given couplings, on an axis that always shows zero."""
+    layers = np.asarray(a["layers"])
+    gap = np.asarray(a["G_int"], dtype=np.float64)[rows] - 1.0
+    for k, i in enumerate(rows):
+        color = _style.COLORS["data"] if colors is None else colors[k]
+        ax.plot(layers, gap[k], "s--", ms=3, lw=1, color=color, label=f"g = {float(a['g'][i]):g}")
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    finite = gap[np.isfinite(gap)]
+    half = max(0.01, 1.2 * float(np.abs(finite).max())) if finite.size else 0.01
+    ax.set_ylim(-half, half)  # symmetric about zero: a sign is read at a glance, noise is not magnified
+    ax.set_xlabel(r"transformer layer $\ell$")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(r"$\mathcal{G}_{int} - 1$ (trail/lead − 1), eq. (80)")
+
+
+def _one_g(a: dict[str, np.ndarray], i: int, model: str) -> Figure:
+    fig = Figure(figsize=(5.2, 5.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    _energy_panel(top, a, i, f"{model}: ")
+    top.set_xlabel("")
+    top.legend(loc="best")
+    _gap_panel(bottom, a, [i])
+    return fig
 
 
 @_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
-    """Render Figs. 1/9/10 from a protocol2 result file; returns the PNG and PDF paths."""
-    meta, arrays = _style.load(result_path)
+    """Render Figs. 1/9/10 and the overview from a protocol2 result file; returns the image paths."""
+    meta, a = _style.load(result_path)
     model = _style.model_name(meta)
-    n_g = int(np.asarray(arrays["g"]).size)
+    n_g = int(np.asarray(a["g"]).size)
     paths: list[Path] = []
     for i in range(n_g):
-        fig, (ax,) = _style.subplots(1, panel=(5.2, 3.4))
-        _panel(ax, arrays, i, f"{model}: ")
-        paths += _style.save(fig, out_dir, f"fig_mode_energy_{_style.g_label(arrays['g'][i])}")
-    fig, axes = _style.subplots(n_g, ncols=3, panel=(4.6, 3.2))
-    for i, ax in enumerate(axes):
-        _panel(ax, arrays, i, "", legend=i == 0)
-    fig.suptitle(f"{model}: leading vs trailing difference-mode energy at τ_spec(g) (Protocol II)")
+        paths += _style.save(_one_g(a, i, model), out_dir, f"fig_mode_energy_{_style.g_label(a['g'][i])}")
+    fig, axes = _style.subplots(n_g + 1, ncols=3, panel=(4.4, 3.1))
+    for i in range(n_g):
+        _energy_panel(axes[i], a, i, "")
+    cmap = mpl.colormaps["viridis"]
+    colors = [cmap(x) for x in np.linspace(0.0, 0.85, n_g)]
+    _gap_panel(axes[-1], a, list(range(n_g)), colors)
+    axes[-1].set_title("internal gap of every g")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not _style.legend_in_spare(fig, handles, labels):
+        axes[0].legend(loc="best")
+    axes[-1].legend(loc="best", fontsize=6.5, ncols=2)
+    fig.suptitle(
+        f"{model}: leading vs trailing difference-mode energy at τ_spec(g), ± standard error over "
+        f"{int(np.asarray(a['seeds']).size)} seeds (Protocol II)"
+    )
     paths += _style.save(fig, out_dir, "fig_mode_energy_all")
     return paths
 

@@ -6,7 +6,8 @@ Layers (docs/DESIGN.md), lowest first:
 
 0. ``theory`` — numpy/scipy/sympy; torch only inside the functions that use autodiff;
 1. torch-free results and summaries in ``dit_validation`` (schema, result I/O, analysis, fits, grids, the
-   error boundary, logging, the comparison report, the theory result file);
+   error boundary, logging, the comparison report, the theory result file, run directories (lock,
+   quarantine), the run summary);
 2. ``paper_figs`` — reads result files through layer 1 only;
 3. the engine: models, batch layout, attention heads, coupling, sampler, capture, encoders, testbed;
 4. protocols and measurements;
@@ -36,6 +37,8 @@ LAYER_1 = {
     "_logging",
     "compare_report",
     "theory_run",
+    "rundir",
+    "summary",
 }
 LAYER_3 = {"models", "layout", "heads", "coupling", "sampler", "capture", "encoders", "testbed"}
 LAYER_4 = {
@@ -50,7 +53,12 @@ LAYER_4 = {
     "depth",
     "compare",
 }
-LAYER_5 = {"reproduce", "cli", "__init__"}  # the package's lazy __init__ re-exports from every layer
+LAYER_5 = {
+    "reproduce",
+    "reproduce_plan",
+    "cli",
+    "__init__",
+}  # the package's lazy __init__ re-exports from every layer
 
 
 def layer(module: str) -> int:

@@ -54,12 +54,12 @@ def test_protocol1_and_protocol2_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--g", "1.5"], "g must lie in [0, 1], got 1.5"),
-        (["--sigma", "-1"], "sigma must lie in [0, inf], got -1"),
-        (["--t-int", "0", "9"], "t_int must lie in [0, 4], got 9"),
+        (["--g", "1.5"], "--g must lie in [0, 1], got 1.5"),
+        (["--sigma", "-1"], "--sigma must lie in [0, inf], got -1"),
+        (["--t-int", "0", "9"], "--t-int must lie in [0, 4], got 9"),
         (["--model", "no-such-model"], "unknown model 'no-such-model'; choose one of"),
         (["--t-int-stride", "0"], "--t-int-stride must be an integer >= 1, got 0"),
-        (["--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
         (["--class-label", "99"], "--class-label must lie in [0, 3]"),
         (["--device", "foo"], "--device must be cpu, cuda or cuda:<index>, got 'foo'"),
         (["--threads", "0"], "--threads must be an integer >= 1, got 0"),

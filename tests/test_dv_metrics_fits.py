@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import OptimizeWarning, curve_fit
 
 from dit_validation import fits, metrics
 
@@ -85,3 +90,111 @@ def test_bootstrap_ci_covers_truth_and_is_seeded():
     np.testing.assert_array_equal(ci, ci2)
     with pytest.raises(ValueError, match="n_boot must be an integer >= 1, got 0"):
         fits.bootstrap_center(t, Y, n_boot=0)
+
+
+# ------------------------------------------------------- vectorized fits vs the former curve_fit loop
+
+DATA = Path(__file__).parent / "data" / "protocol1_quick_raw.npz"  # raw Protocol I arrays of a quick run
+
+
+def _reference_fit(t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The package's former fit: scipy ``curve_fit`` (trust-region reflective), same start and bounds."""
+    t, y = np.asarray(t, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(y)
+    t, y = t[ok], y[ok]
+    span, yr = float(t.max() - t.min()), float(np.ptp(y))
+    if t.size < 4 or span <= 0 or yr <= 1e-9 * max(1.0, float(np.abs(y).max())):
+        return np.full(4, np.nan)
+    k = max(1, t.size // 5)
+    lo0, hi0 = float(np.mean(y[:k])), float(np.mean(y[-k:]))
+    center0 = float(t[np.argmin(np.abs(y - 0.5 * (lo0 + hi0)))])
+    pad = 2.0 * yr
+    lower = np.array([y.min() - pad, y.min() - pad, t.min() - span / 2, span / 1000])
+    upper = np.array([y.max() + pad, y.max() + pad, t.max() + span / 2, span])
+    p0 = np.clip([lo0, hi0, center0, span / 10], lower + 1e-12, upper - 1e-12)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            return curve_fit(fits.sigmoid, t, y, p0=p0, bounds=(lower, upper), maxfev=5000)[0]
+    except (RuntimeError, ValueError):
+        return np.full(4, np.nan)
+
+
+def _reference_bootstrap(t, Y, curve, n_boot, seed):
+    """The former bootstrap: one reference fit per resample in a Python loop, same resample stream."""
+    rng = np.random.default_rng(seed)
+    M = Y.shape[1]
+    centers = np.array([_reference_fit(t, curve(Y[:, rng.integers(0, M, M)]))[2] for _ in range(n_boot)])
+    centers = centers[np.isfinite(centers)]
+    return _reference_fit(t, curve(Y))[2], np.percentile(centers, [2.5, 97.5])
+
+
+def _commit(Y: np.ndarray) -> np.ndarray:
+    return metrics.commitment_score(np.median(Y, axis=1))
+
+
+def _quick_curves() -> list[tuple[str, np.ndarray, np.ndarray, object]]:
+    with np.load(DATA) as d:
+        a = {k: d[k] for k in d.files}
+    t = a["t_int"].astype(np.float64)
+    out = [
+        (f"{key} g={g:g}", t, a[key][i], curve)
+        for key, curve in (("a_feat", fits.median_curve), ("d_low", _commit), ("d_high", _commit))
+        for i, g in enumerate(a["g"])
+    ]
+    return [*out, ("control a_feat", t, a["control_a_feat"], fits.median_curve)]
+
+
+def test_batched_fit_matches_curve_fit_on_well_posed_curves() -> None:
+    rng = np.random.default_rng(11)
+    t = np.arange(0.0, 51.0, 5.0)
+    Y, want = [], []
+    for _ in range(40):
+        true = (rng.uniform(0, 0.3), rng.uniform(0.6, 1.0), rng.uniform(10, 40), rng.uniform(2, 8))
+        y = fits.sigmoid(t, *true) + rng.normal(0, 0.01, t.size)
+        Y.append(y)
+        want.append(_reference_fit(t, y))
+    got = fits.fit_sigmoid_batch(t, np.stack(Y))
+    np.testing.assert_allclose(got, np.stack(want), rtol=1e-4, atol=1e-4)  # the same least-squares optimum
+    # rows that cannot be fitted are NaN, the others unaffected by them
+    bad = np.stack([Y[0], np.full(t.size, 0.3), np.r_[Y[1][:3], np.full(t.size - 3, np.nan)]])
+    out = fits.fit_sigmoid_batch(t, bad)
+    np.testing.assert_allclose(out[0], want[0], rtol=1e-4, atol=1e-4)
+    assert np.isnan(out[1:]).all()
+
+
+def test_bootstrap_ci_on_quick_run_data_matches_the_reference() -> None:
+    """One curve of a real quick run (the fast check; the slow test below covers all ten with MC errors)."""
+    name, t, Y, curve = _quick_curves()[0]
+    tau_ref, ci_ref = _reference_bootstrap(t, Y, curve, 200, 0)
+    fit, ci = fits.bootstrap_center(t, Y, curve, n_boot=200, seed=0)
+    assert fit.center == pytest.approx(tau_ref, abs=1e-3), name
+    np.testing.assert_allclose(ci, ci_ref, atol=0.5)
+
+
+@pytest.mark.slow
+def test_bootstrap_cis_unchanged_within_monte_carlo_error() -> None:
+    """τ and both CI endpoints of every Table 1 curve of a quick run (3 quantities × 3 g + the g = 0 control),
+    vectorized LM vs the former curve_fit loop, over 5 bootstrap seeds. The Monte-Carlo error of an endpoint
+    is its standard deviation across seeds (n_boot = 200, the quick grid's); the seed-averaged endpoints must
+    agree within 3 of those (or 0.1 step where the endpoint does not move), τ within 1e-3 step."""
+    seeds = range(5)
+    for name, t, Y, curve in _quick_curves():
+        ref = [_reference_bootstrap(t, Y, curve, 200, s) for s in seeds]
+        new = [fits.bootstrap_center(t, Y, curve, n_boot=200, seed=s) for s in seeds]
+        assert new[0][0].center == pytest.approx(ref[0][0], abs=1e-3), name
+        ci_ref, ci_new = np.stack([r[1] for r in ref]), np.stack([n[1] for n in new])
+        mc = ci_ref.std(axis=0, ddof=1)
+        diff = np.abs(ci_new.mean(axis=0) - ci_ref.mean(axis=0))
+        assert np.all(diff <= np.maximum(3 * mc, 0.1)), (name, ci_ref.mean(0), ci_new.mean(0), mc)
+
+
+def test_bootstrap_is_faster_than_the_reference_loop() -> None:
+    name, t, Y, curve = _quick_curves()[3]
+    start = time.perf_counter()
+    fits.bootstrap_center(t, Y, curve, n_boot=200, seed=0)
+    fast = time.perf_counter() - start
+    start = time.perf_counter()
+    _reference_bootstrap(t, Y, curve, 50, 0)  # a quarter of the resamples
+    slow = 4 * (time.perf_counter() - start)
+    assert fast < slow / 3, (fast, slow)  # measured ≈ 20× on 2 CPU cores; 3× leaves room for a busy machine

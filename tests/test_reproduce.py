@@ -7,7 +7,7 @@ seconds; the shipped-default timing is measured by hand (README, "Run times"), n
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from dit_validation.compare import CompareConfig
 from dit_validation.protocol1 import Protocol1Config
 from dit_validation.protocol2 import Protocol2Config
 from dit_validation.results import ResultFileError, load_result, make_meta, save_result
+from dit_validation.summary import fmt_step
 from dit_validation.theory_run import TheoryRunConfig, run_theory, theory_arrays
 
 # ---------------------------------------------------------------- theory_run: reference tests
@@ -73,7 +74,7 @@ def test_pitchfork_bounds_property(kappa_max: float, n: int) -> None:
     assert np.all(np.diff(u[ok]) > 0)
 
 
-def _write_compare(path: Path, fill, model: str = "x") -> Path:
+def _write_compare(path: Path, fill, model: str = "x", config: dict | None = None) -> Path:
     """A schema-valid compare file: synthetic κ maps and per-block steps, placeholders elsewhere."""
     rng = np.random.default_rng(0)
     G, Sb, L, F = 3, 9, 3, 4
@@ -90,7 +91,7 @@ def _write_compare(path: Path, fill, model: str = "x") -> Path:
     sizes = {"g": G, "step_b": Sb, "layer": L, "factor": F, "t_int": 3, "step": 5, "seed": 2, "param": 4}
     sizes.update(ci=2, fit3=3, prediction=3, dim=6, rmode=2)
     full = fill("compare", sizes, optional=False, **arrays)
-    save_result(path, make_meta("compare", {"model": model}, [], complete=True), full)
+    save_result(path, make_meta("compare", {**(config or {}), "model": model}, [], complete=True), full)
     return path
 
 
@@ -132,7 +133,8 @@ def _fake_run_compare(fill):
     theory_run and the κ-map figures is under test."""
 
     def run_compare(bundle, cfg, out_dir, model_name=""):  # noqa: ANN001, ANN202 - mirrors compare
-        return _write_compare(Path(out_dir) / "compare.npz", fill, model_name)
+        config = {k: v for k, v in asdict(cfg).items() if v is not None}  # as compare records its config
+        return _write_compare(Path(out_dir) / "compare.npz", fill, model_name, config)
 
     return run_compare
 
@@ -183,8 +185,8 @@ def test_summary_reports_tau_spec_gap_and_depth(tiny_run: tuple[Path, dict[str, 
     text = (out / "summary.txt").read_text()
     _, p1 = load_result(paths["protocol1"])
     assert "tau_spec [95% CI]" in text and "delta_tau" in text
-    assert f"{p1['tau_spec'][0]:.1f}" in text
-    assert "G_int" in text and "largest |G_int-1| at layer" in text
+    assert fmt_step(p1["tau_spec"][0], 0, 5) in text
+    assert "G_int" in text and "largest" in text and "layer" in text
     assert "ctrl" in text
 
 
@@ -218,7 +220,7 @@ def test_failing_compare_fails_loudly_after_drawing_the_rest(
 ) -> None:
     # reuse the finished protocol files so this test only exercises the failure path
     src, _ = tiny_run
-    for name in ("protocol1.npz", "protocol2.npz"):
+    for name in ("protocol1.npz", "protocol2.npz", "reproduce.json"):
         (tmp_path / name).write_bytes((src / name).read_bytes())
 
     def boom(*args: object, **kwargs: object) -> None:

@@ -15,8 +15,12 @@ denoisers: ε̂ = 0, the best Gaussian/linear denoiser and, for the mixture, the
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +32,8 @@ from theory.multiscale import DEFAULT_MIXTURE, mixture_eps, patterns
 from theory.schedules import DDPMSchedule
 from theory.validation import check_positive_int, check_range
 
+from .._logging import progress as progress_bar
+from ..boundary import units
 from .data import CHANNELS, IMAGE_SIZE, DatasetName, TrainStream, digits_split, held_out_set, num_classes
 
 log = logging.getLogger(__name__)
@@ -195,13 +201,25 @@ def reference_losses(dataset: DatasetName) -> dict[str, list[float]]:
     return out
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
-    """Train, save the EMA model to `out_dir`, and return the training record."""
+def train(
+    cfg: TrainConfig, out_dir: str | Path, command: str = "", overwrite: bool = False, progress: bool = False
+) -> dict:
+    """Train, save the EMA model to `out_dir`, and return the training record.
+
+    Nothing is written until training has finished: the checkpoint is assembled in a temporary sibling
+    directory and renamed into place, so an interrupted run leaves no half checkpoint (and no directory that
+    a re-run would refuse). An existing ``out_dir`` is refused unless ``overwrite``.
+    """
     cfg.validate()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(
+            errno.EEXIST,
+            "refusing to overwrite a checkpoint (pass --overwrite, or choose another --out)",
+            str(out_dir),
+        )
     if cfg.device == "cpu":
         torch.set_num_threads(cfg.threads)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(cfg.device)
     model = build_testbed_dit(cfg.dataset, cfg).to(dev)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -216,7 +234,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
     n_cls = num_classes(cfg.dataset)
     curve: list[tuple[int, float]] = []
     running, start = 0.0, time.time()
-    for step in range(cfg.steps):
+    units.plan(cfg.steps)
+    units.resumable = False  # a killed training run starts over
+    for step in progress_bar(range(cfg.steps), desc="train", enabled=progress):
         batch = stream.next()
         t = torch.randint(0, 1000, (cfg.batch_size,), generator=gen)
         eps = torch.randn(batch.x.shape, generator=gen)
@@ -241,8 +261,39 @@ def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
             curve.append((step + 1, running / cfg.log_every))
             log.info("step %d loss %.4f (%.1fs)", step + 1, running / cfg.log_every, time.time() - start)
             running = 0.0
+        units.advance()
     wall = time.time() - start
     ema = ema.float().cpu()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        record = _save(ema, cfg, tmp, command, wall, curve, dev)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: the checkpoint follows the umask
+        old = None
+        if out_dir.exists():  # overwrite: the old checkpoint goes only once the new one is complete
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info(
+        "held-out loss %.4f vs references %s", record["held_out_loss_mean"], record["reference_losses_mean"]
+    )
+    return record
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _save(ema, cfg: TrainConfig, out_dir: Path, command: str, wall: float, curve: list, dev) -> dict:
+    """Write the EMA model, ``synchrogap.json`` and ``training_record.json`` into ``out_dir``."""
+    n_cls = num_classes(cfg.dataset)
     ema.save_pretrained(out_dir, safe_serialization=True)
     meta = {
         "dataset": cfg.dataset,
@@ -275,7 +326,4 @@ def train(cfg: TrainConfig, out_dir: str | Path, command: str = "") -> dict:
         "reference_losses_mean": {k: float(np.mean(v)) for k, v in refs.items()},
     }
     (out_dir / "training_record.json").write_text(json.dumps(record, indent=2))
-    log.info(
-        "held-out loss %.4f vs references %s", record["held_out_loss_mean"], record["reference_losses_mean"]
-    )
     return record
