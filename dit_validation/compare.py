@@ -312,8 +312,10 @@ class _Run:
             )
             a["H_exact"][s] = H.mean(axis=0)
         a["tau_pred_step_exact"] = np.asarray(theory.curvature_sign_change(a["H_exact"], axis=0))
-        a["tau_exact_kappa"] = theory.exact_speciation_step(mix, sched, S)
+        F = phi.shape[0]  # the first F factors, as the directions (num_directions may be < 4)
+        a["tau_exact_kappa"] = theory.exact_speciation_step(mix, sched, S)[:F]
         agree, closed = exact_clone_agreements(cfg.t_ints(), S, cfg.clone_seeds, cfg.seed)
+        agree, closed = agree[:F], closed[:F]
         fit = fit_speciation(cfg.t_ints(), agree, cfg.n_boot, cfg.seed)
         a["agree_exact"], a["agree_theory"] = agree, closed
         a["fit_meas_exact"], a["tau_meas_exact"], a["tau_meas_exact_ci"] = (
@@ -321,9 +323,8 @@ class _Run:
             fit["tau"],
             fit["tau_ci"],
         )
-        a["closure_ratio_exact"] = theory.eq56_closure_ratio(mix, sched, S, ddim_eta=0.0)[
-            :S
-        ]  # states entering each step
+        # the states entering each step
+        a["closure_ratio_exact"] = theory.eq56_closure_ratio(mix, sched, S, ddim_eta=0.0)[:S, :F]
         self.save("exact")
 
     def unit_clones(self, i: int, g: float) -> None:

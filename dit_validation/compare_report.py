@@ -150,6 +150,12 @@ def predictions(a: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[st
     }
 
 
+def _median(x: np.ndarray) -> float:
+    """nanmedian that is NaN, without a warning, where nothing was measured (e.g. no split at any g)."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.nanmedian(x)) if (~np.isnan(x)).any() else float("nan")
+
+
 def _fmt(x: float, nd: int = 2) -> str:
     if not np.isfinite(x):
         return "never" if x == np.inf else "—"
@@ -263,14 +269,14 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         f"κ defined (eq. 55 holds, γ > 0, or m = 0 ⇒ κ = 0) at {_frac(a['kappa_defined'])} "
         f"of (g, step, block, "
         f"mode); EM finds a bimodal difference at {_frac(a['bimodal'])}; γ fit relative residual median "
-        f"{_fmt(float(np.nanmedian(a['gamma_resid'])), 3)}.",
+        f"{_fmt(_median(a['gamma_resid']), 3)}.",
         "",
         _row("block", "χ", "π", "λ^MLP", "cross", "γ [± se]", "κ defined"),
         _row(*["---"] * 7),
     ]
     for ell in range(L):
-        med = [_fmt(float(np.nanmedian(a[k][:, ell])), 4) for k in ("chi", "pi", "lambda_mlp", "cross")]
-        gam_med, se_med = (float(np.nanmedian(a[k][:, ell])) for k in ("gamma", "gamma_se"))
+        med = [_fmt(_median(a[k][:, ell]), 4) for k in ("chi", "pi", "lambda_mlp", "cross")]
+        gam_med, se_med = (_median(a[k][:, ell]) for k in ("gamma", "gamma_se"))
         gam = f"{_fmt(gam_med, 4)} ± {_fmt(se_med, 4)}"
         lines.append(_row(ell, *med, gam, _frac(a["kappa_defined"][:, :, ell])))
     lines += [
@@ -285,8 +291,8 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         *(
             _row(
                 label,
-                *(_bound(float(np.nanmedian(a[f"{q}{suffix}"]))) for q in ("dominance_ratio", "eps_dv")),
-                _bound(float(np.nanmedian(a[f"dominance_bound{suffix}"]))),
+                *(_bound(_median(a[f"{q}{suffix}"])) for q in ("dominance_ratio", "eps_dv")),
+                _bound(_median(a[f"dominance_bound{suffix}"])),
             )
             for label, suffix in (
                 ("token-constant (coherent: the premise)", "_coherent"),

@@ -28,7 +28,7 @@ from theory.validation import check_positive_int
 from .analysis import band_energies, depth_fraction, uniform_share
 from .branches import BranchDirections
 from .models import DiTBundle
-from .results import load_result, make_meta, save_result
+from .results import ResultFileError, load_result, make_meta, save_result
 from .sampler import sample_pairs
 
 __all__ = [
@@ -152,6 +152,13 @@ def probe_readability(
     return correct
 
 
+def _nanmean_last(x: np.ndarray) -> np.ndarray:
+    """Mean over the last axis ignoring NaN; NaN (without a warning) where a direction was not probed."""
+    count = np.sum(np.isfinite(x), axis=-1)
+    total = np.sum(np.where(np.isfinite(x), x, 0.0), axis=-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def readability_depth(
     correct: np.ndarray, n_boot: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,18 +167,19 @@ def readability_depth(
     The gain profile is the positive part of the layer-to-layer increase of accuracy above chance (the
     first layer's gain is its accuracy above ½); samples are resampled for the bootstrap.
     """
-    acc = np.nanmean(correct, axis=-1)  # (L, F)
+    acc = _nanmean_last(correct)  # (L, F)
 
     def fraction(a: np.ndarray) -> float:
         gain = np.diff(np.concatenate([np.full((1, a.shape[1]), 0.5), a]), axis=0).clip(min=0)  # (L, F)
-        return float(np.nanmean([depth_fraction(gain[:, f]) for f in range(a.shape[1])]))
+        fractions = np.array([depth_fraction(gain[:, f]) for f in range(a.shape[1])])
+        return float(np.nanmean(fractions)) if np.isfinite(fractions).any() else float("nan")
 
     ok = np.isfinite(acc).all(axis=0)
     if not ok.any():
         return acc, np.asarray(np.nan), np.full(2, np.nan)
     rng = np.random.default_rng(seed)
     n = correct.shape[-1]
-    boot = [fraction(np.nanmean(correct[:, ok][..., rng.integers(0, n, n)], axis=-1)) for _ in range(n_boot)]
+    boot = [fraction(_nanmean_last(correct[:, ok][..., rng.integers(0, n, n)])) for _ in range(n_boot)]
     boot = np.asarray(boot)[np.isfinite(boot)]
     ci = np.percentile(boot, [2.5, 97.5]) if boot.size >= 10 else np.full(2, np.nan)
     return acc, np.asarray(fraction(acc[:, ok])), ci
@@ -204,6 +212,17 @@ def run_depth(
     g = np.asarray(p2["g"], dtype=np.float64)
     L = int(np.asarray(p2["layers"]).size)
     F = int(cmp["factor"].size)
+    dim = bundle.latent_channels * bundle.sample_size**2
+    if np.shape(cmp["phi"])[-1] != dim:
+        raise ResultFileError(
+            f"{compare_path} holds branch directions of dimension {np.shape(cmp['phi'])[-1]} but model "
+            f"{bundle.name} samples have {dim}: the file comes from another model; re-run compare for it"
+        )
+    if int(np.asarray(cmp["layers"]).size) != L:
+        raise ResultFileError(
+            f"{compare_path} has {np.asarray(cmp['layers']).size} layers but {protocol2_path} has {L}: "
+            "the two files come from different models; re-run compare for this model"
+        )
     directions = BranchDirections(
         str(cmp["direction_source"]),
         cmp["phi"],
@@ -242,6 +261,8 @@ def run_depth(
         out["block_depth"][i] = depth_fraction(out["block_profile"][i])
         steps = np.where(cmp["splits"][j], cmp["tau_meas"][j], np.nan)
         out["probe_steps"][i] = steps
+        if not np.isfinite(steps).any():  # no direction splits at this g: nothing to read out
+            continue
         correct = probe_readability(
             bundle,
             directions,

@@ -168,7 +168,8 @@ def load_pretrained_dit(
     from diffusers import DDIMScheduler
 
     cache_dir = _hf_cache_dir()
-    kw: dict[str, Any] = dict(local_files_only=True, cache_dir=cache_dir)
+    # low_cpu_mem_usage=False: the default needs `accelerate` and warns on every load without it
+    kw: dict[str, Any] = dict(local_files_only=True, cache_dir=cache_dir, low_cpu_mem_usage=False)
     try:
         transformer = DiTTransformer2DModel.from_pretrained(
             path_or_id, subfolder="transformer", torch_dtype=dtype, **kw
@@ -284,7 +285,9 @@ def load_checkpoint(
         )
     meta = json.loads(meta_file.read_text())
     try:
-        transformer = DiTTransformer2DModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+        transformer = DiTTransformer2DModel.from_pretrained(
+            path, torch_dtype=dtype, local_files_only=True, low_cpu_mem_usage=False
+        )
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load transformer weights from {str(path)!r}: {exc}") from exc
     transformer = place_module(transformer, device, dtype)

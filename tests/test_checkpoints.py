@@ -18,25 +18,41 @@ from dit_validation.testbed.data import digits_split
 from dit_validation.testbed.train import EVAL_TIMESTEPS, held_out_loss, reference_losses
 
 
-@pytest.mark.parametrize("name", ["mixture", "digits"])
+@pytest.mark.parametrize("name", ["mixture", "digits", "mixture-deep"])
 def test_shipped_dit_reproduces_record_and_beats_trivial(name):
     path = SHIPPED_DIR / name
     meta = json.loads((path / "synchrogap.json").read_text())
     record = json.loads((path / "training_record.json").read_text())
-    assert meta["dataset"] == name and meta["pixel_space"] and meta["image_size"] == 16
+    dataset = name.removesuffix("-deep")
+    assert meta["dataset"] == dataset and meta["pixel_space"] and meta["image_size"] == 16
     assert meta["null_class"] == meta["num_classes"] and meta["scheduler"]["beta_schedule"] == "linear"
     assert (path / "diffusion_pytorch_model.safetensors").stat().st_size <= 10 * 2**20
     bundle = load_checkpoint(path)
     assert bundle.num_classes == meta["num_classes"] and bundle.encoder == meta["encoder"]
     torch.set_num_threads(1)
-    loss = held_out_loss(bundle.transformer, name)
+    loss = held_out_loss(bundle.transformer, dataset)
     assert loss.shape == (len(EVAL_TIMESTEPS),)
     np.testing.assert_allclose(loss.mean(), record["held_out_loss_mean"], rtol=1e-3)
     np.testing.assert_allclose(loss, record["held_out_loss"], rtol=1e-2)
     refs = record["reference_losses_mean"]
     assert loss.mean() < 0.5 * refs["zero"]  # far better than ε̂ = 0
     # the recorded references are what the reference denoisers give on the same batch now
-    np.testing.assert_allclose(np.mean(reference_losses(name)["zero"]), refs["zero"], rtol=1e-9)
+    np.testing.assert_allclose(np.mean(reference_losses(dataset)["zero"]), refs["zero"], rtol=1e-9)
+    if dataset == "mixture":  # the exact score is known: the model is within 3 % of the Bayes ε-MSE
+        np.testing.assert_allclose(np.mean(reference_losses(dataset)["exact"]), refs["exact"], rtol=1e-9)
+        assert loss.mean() <= 1.03 * refs["exact"]
+
+
+def test_deep_testbed_is_a_twelve_block_adaln_zero_dit():
+    """Issue 14's deep model: ≥ 12 DiT blocks, adaLN-zero, patch 2, 3× the depth of the shipped mixture DiT
+    on the same data; fails if the shipped file is swapped for a shallower or differently built model."""
+    deep, base = load_checkpoint(SHIPPED_DIR / "mixture-deep"), load_checkpoint(SHIPPED_DIR / "mixture")
+    cfg = deep.transformer.config
+    assert deep.num_layers >= 12 and deep.num_layers == 3 * base.num_layers
+    assert cfg.norm_type == "ada_norm_zero" and cfg.patch_size == 2
+    assert cfg.num_attention_heads * cfg.attention_head_dim == base.transformer.config.num_attention_heads * (
+        base.transformer.config.attention_head_dim
+    )
 
 
 def test_shipped_classifier_reproduces_accuracy():

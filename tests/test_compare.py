@@ -44,12 +44,15 @@ def test_exact_score_column_reproduces_kappa_one(mixture, tmp_path):
     a = run.arrays
     assert np.all(np.isfinite(a["tau_exact_kappa"]))
     np.testing.assert_array_less(np.abs(a["tau_pred_step_exact"] - a["tau_exact_kappa"]), 0.1)
-    # and the exact curvature estimate is the closed form (1 − κ)/c
+    # and the exact curvature estimate is the closed form (1 − κ)/c: to 1e-5 up to a few steps past each
+    # crossing (where the sign change is read); late, where |H| grows to ~10², the central difference's
+    # O(h²) truncation error reaches ~1e-2 relative at h = 1e-3
     sched = theory.DDPMSchedule()
     ab = sched.alphas_cumprod[theory.sampling_timesteps(sched, cfg.num_steps)]
-    np.testing.assert_allclose(
-        a["H_exact"], theory.exact_curvature(theory.multiscale.DEFAULT_MIXTURE, ab), rtol=1e-5
-    )
+    H_ref = theory.exact_curvature(theory.multiscale.DEFAULT_MIXTURE, ab)
+    near = np.arange(cfg.num_steps)[:, None] <= a["tau_exact_kappa"][None, :] + 5
+    np.testing.assert_allclose(a["H_exact"][near], H_ref[near], rtol=1e-5)
+    np.testing.assert_allclose(a["H_exact"], H_ref, rtol=1e-2)
 
 
 def test_difference_curvature_equals_plain_model_central_difference(tiny64):

@@ -28,6 +28,7 @@ from test_reproduce import _fake_run_compare  # the contract-shaped compare stan
 from dit_validation import cli, reproduce
 from dit_validation.boundary import EXIT_INTERRUPTED, EXIT_USAGE, UnitCounter
 from dit_validation.compare import QUICK, CompareConfig
+from dit_validation.depth import DepthConfig
 from dit_validation.models import SHIPPED_DIR
 from dit_validation.protocol1 import Protocol1Config
 from dit_validation.protocol2 import Protocol2Config
@@ -41,11 +42,14 @@ TINY_COMPARE = replace(
     QUICK,
     g=(0.0, 1.0),
     num_steps=10,
+    num_directions=2,
     clone_seeds=4,
     t_int_stride=2,
-    pair_seeds=4,
-    num_modes=2,
-    measure_points=2,
+    sym_points=2,
+    em_pairs=8,
+    block_steps=2,
+    random_modes=2,
+    clone_pairs=4,
     n_boot=5,
 )
 
@@ -61,6 +65,7 @@ def tiny_plan(model: str = "random:tiny", compare: CompareConfig = TINY_COMPARE,
         protocol2=Protocol2Config(g=(0.0, 0.3, 0.9), num_seeds=3, num_steps=steps),
         theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
         compare=compare,
+        depth=DepthConfig(probe_pairs=8, n_boot=5),
     )
 
 
@@ -672,10 +677,11 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path: Path) -> None:
 #: Seconds to wait after a stage starts before the SIGKILL, per stage (seeded uniform draws): long enough for
 #: Protocol I to save a unit now and then, short enough to land inside the stage mostly.
 KILL_DELAY = {
-    "protocol1": (0.3, 2.0),
-    "protocol2": (0.0, 0.6),
-    "compare": (0.2, 5.0),  # compare takes a few seconds and restarts from zero: some kills must miss it
+    "protocol1": (0.05, 0.5),  # ~0.6 s at these settings
+    "protocol2": (0.0, 0.2),
+    "compare": (0.2, 4.0),  # ~3.5 s in units of well under a second
     "theory_compare": (0.0, 0.1),
+    "depth": (0.0, 0.4),
     "figures": (0.2, 3.0),
 }
 
@@ -693,9 +699,9 @@ def _first_stage(proc: subprocess.Popen) -> str | None:
 @pytest.mark.slow
 def test_sigkill_at_random_points_then_rerun_gives_bit_identical_arrays(tmp_path: Path) -> None:
     """Fault injection: SIGKILL ``reproduce`` at seeded random moments inside whichever stage runs next
-    (Protocol I, Protocol II, compare, figures), re-run after each kill, and require every array of every
-    stage file bit-identical to an uninterrupted run's. (``digits``: compare does not yet run on
-    ``random:tiny``; see issue 12.)"""
+    (Protocol I, Protocol II, compare, depth, figures), re-run after each kill, and require every array of
+    every stage file bit-identical to an uninterrupted run's. (``digits``: a trained model, so compare's
+    clones split and every compare unit does real work.)"""
     plan = write_plan(tmp_path / "plan.json", tiny_plan("digits", seed_chunk=1))
     env = _subprocess_env(plan)
     ref, run = tmp_path / "reference", tmp_path / "killed"
@@ -783,7 +789,7 @@ def test_progress_bars_only_on_a_terminal_and_logs_through_tqdm(monkeypatch) -> 
 def test_summary_states_run_time_paths_and_clips_intervals(finished: Path) -> None:
     text = (finished / "summary.txt").read_text()
     assert "run time:" in text and str(finished / "protocol1.npz") in text and "figures and tables:" in text
-    assert "not the Protocol II numbers above" in text  # compare's gap is a different quantity, named so
+    assert "not Protocol II's G_int above" in text  # compare's gap is a different quantity, named so
     assert fmt_interval(np.array([-9.3, 29.5]), 0, 50) == "[before step 0, 29.5]"
     assert fmt_step(51.0, 0, 50) == "after step 50" and fmt_step(float("nan"), 0, 50) == "n/a"
     assert not re.search(r"\[\s*-\d", text)  # no negative step printed
@@ -796,12 +802,15 @@ def test_summary_reports_disagreement_and_degenerate_predictions(finished: Path,
     shutil.copytree(finished, run)
     meta, a = load_result(run / "compare.npz")
     a = dict(a)
-    names = ["hierarchy", "depth_localization", "natural_gap", "collapse"]
+    names = ["hierarchy", "natural_gap", "collapse"]
     a["prediction_names"] = np.array(names)
     a["prediction_holds"] = np.array([n != "collapse" for n in names])
-    a["prediction_margin"] = np.array([1.0, 1.0, 1.0, -0.1])
-    a["s_spec_pred"] = np.full_like(a["s_spec_pred"], np.inf)  # no mode ever crosses κ = 1
-    a["gap_pred"] = np.full_like(a["gap_pred"], np.nan)
+    a["prediction_margin"] = np.array([1.0, 1.0, -0.1])
+    a["tau_pred_block"] = np.full_like(a["tau_pred_block"], np.nan)  # κ never defined
+    step = np.asarray(a["tau_pred_step"], dtype=np.float64).copy()
+    step[int(np.argmin(np.abs(a["g"])))] = np.inf  # H_f never changes sign at g = 0
+    a["tau_pred_step"] = step
+    a["gap_meas"] = np.full_like(a["gap_meas"], np.nan)  # one direction of the pair splits, the other not
     save_result(run / "compare.npz", meta, a)
     # Protocol II: a gap that grows with ρ(g) (consistent with eq. 66) at every layer
     meta2, b = load_result(run / "protocol2.npz")
@@ -812,8 +821,9 @@ def test_summary_reports_disagreement_and_degenerate_predictions(finished: Path,
     text = summary_text({k: run / f"{k}.npz" for k in reproduce.STAGES} | {"figures": run / "figures"})
     assert "-> consistent" in text and "collapse             FAILS" in text
     assert "disagree" in text  # the two verdicts are never left side by side unexplained
-    assert "every predicted speciation step is 'never'" in text
-    assert "undefined at every g" in text
+    assert "no finite speciation step at any g" in text
+    assert "never changes sign at g = 0 along" in text
+    assert "the measured gap is undefined (only one of its directions splits) at g = " in text
 
 
 # ---------------------------------------------------------------- every model the README and --help list
@@ -821,18 +831,13 @@ def test_summary_reports_disagreement_and_degenerate_predictions(finished: Path,
 
 def _models() -> list:
     local = "local-path"  # a copy of a shipped checkpoint directory (the "PATH" of the README)
-    xfail = pytest.mark.xfail(
-        reason="compare's clone section labels random:tiny's 8x8 samples with the 16x16 digits CNN "
-        "('mat1 and mat2 shapes cannot be multiplied'); compare.py is being rewritten (issue 10/12)",
-        strict=False,
-    )
     # random:XL_2 (28 blocks at 32×32×4) and facebook/DiT-XL-2-256 (weights not shipped) are GPU-sized:
     # they go through the same code path and are not run here
     return [
         "shipped-default",
         "mixture",
         "digits",
-        pytest.param("random:tiny", marks=xfail),
+        "random:tiny",
         "random:small",
         local,
     ]

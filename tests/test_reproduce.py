@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from dit_validation import reproduce
 from dit_validation.boundary import ReportedError
 from dit_validation.compare import CompareConfig
+from dit_validation.compare_report import PREDICTIONS
+from dit_validation.depth import DepthConfig
 from dit_validation.protocol1 import Protocol1Config
 from dit_validation.protocol2 import Protocol2Config
 from dit_validation.results import ResultFileError, load_result, make_meta, save_result
@@ -74,10 +76,12 @@ def test_pitchfork_bounds_property(kappa_max: float, n: int) -> None:
     assert np.all(np.diff(u[ok]) > 0)
 
 
-def _write_compare(path: Path, fill, model: str = "x", config: dict | None = None) -> Path:
+def _write_compare(
+    path: Path, fill, model: str = "x", config: dict | None = None, num_layers: int = 3, dim: int = 6
+) -> Path:
     """A schema-valid compare file: synthetic κ maps and per-block steps, placeholders elsewhere."""
     rng = np.random.default_rng(0)
-    G, Sb, L, F = 3, 9, 3, 4
+    G, Sb, L, F = 3, 9, num_layers, 4
     arrays = {
         "g": np.array([0.0, 0.5, 1.0]),
         "kappa": np.exp(rng.normal(0, 1, (G, Sb, L, F))),
@@ -87,9 +91,10 @@ def _write_compare(path: Path, fill, model: str = "x", config: dict | None = Non
         "factor": np.arange(F),
         "factor_names": np.array(["a", "b", "c", "d"]),
         "direction_source": np.array("factors"),
+        "prediction_names": np.array(PREDICTIONS),
     }
     sizes = {"g": G, "step_b": Sb, "layer": L, "factor": F, "t_int": 3, "step": 5, "seed": 2, "param": 4}
-    sizes.update(ci=2, fit3=3, prediction=3, dim=6, rmode=2)
+    sizes.update(ci=2, fit3=3, prediction=3, dim=dim, rmode=2)
     full = fill("compare", sizes, optional=False, **arrays)
     save_result(path, make_meta("compare", {**(config or {}), "model": model}, [], complete=True), full)
     return path
@@ -124,6 +129,7 @@ def tiny_plan(compare: object | None = None) -> reproduce.ReproducePlan:
         protocol2=Protocol2Config(g=(0.0, 0.3, 0.9), num_seeds=3, num_steps=steps),
         theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
         compare=compare,
+        depth=DepthConfig(probe_pairs=8, n_boot=5),
     )
 
 
@@ -132,9 +138,11 @@ def _fake_run_compare(fill):
     file. The real compare is tested in tests/test_compare.py; here only reproduce's routing of its file into
     theory_run and the κ-map figures is under test."""
 
-    def run_compare(bundle, cfg, out_dir, model_name=""):  # noqa: ANN001, ANN202 - mirrors compare
+    def run_compare(bundle, cfg, out_dir, model_name="", overwrite=False, progress=False):  # noqa: ANN001, ANN202
         config = {k: v for k, v in asdict(cfg).items() if v is not None}  # as compare records its config
-        return _write_compare(Path(out_dir) / "compare.npz", fill, model_name, config)
+        config |= {"class_label_used": 0, "dataset": "random", "num_layers": bundle.num_layers}
+        dim = bundle.latent_channels * bundle.sample_size**2
+        return _write_compare(Path(out_dir) / "compare.npz", fill, model_name, config, bundle.num_layers, dim)
 
     return run_compare
 
