@@ -170,8 +170,16 @@ def _row(*cells: object) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def _ci_text(ci: np.ndarray) -> str:
-    return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if np.all(np.isfinite(ci)) else ""
+def _ci_text(ci: np.ndarray, nd: int = 2) -> str:
+    return f"[{_fmt(ci[0], nd)}, {_fmt(ci[1], nd)}]" if np.all(np.isfinite(ci)) else ""
+
+
+def _verdict(holds: bool, margin: float) -> str:
+    return "undefined" if not np.isfinite(margin) else ("holds" if holds else "FAILS")
+
+
+def _with_ci(x: float, ci: np.ndarray, nd: int = 2) -> str:
+    return " ".join(t for t in (_fmt(float(x), nd), _ci_text(ci, nd)) if t)
 
 
 def _frac(x: np.ndarray) -> str:
@@ -203,11 +211,7 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     L = a["tau_pred_block"].shape[1]
     for i, g in enumerate(a["g"]):
         for f, name in enumerate(names):
-            meas = (
-                f"{_fmt(a['tau_meas'][i, f])} {_ci_text(a['tau_meas_ci'][i, f])}"
-                if a["splits"][i, f]
-                else "no split"
-            )
+            meas = _with_ci(a["tau_meas"][i, f], a["tau_meas_ci"][i, f]) if a["splits"][i, f] else "no split"
             lines.append(
                 _row(
                     f"{g:g}",
@@ -236,7 +240,7 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
                     _fmt(a["tau_exact_kappa"][f], 3),
                     _fmt(a["tau_pred_step_exact"][f], 3),
                     _fmt(abs(a["tau_pred_step_exact"][f] - a["tau_exact_kappa"][f]), 3),
-                    f"{_fmt(a['tau_meas_exact'][f])} {_ci_text(a['tau_meas_exact_ci'][f])}",
+                    _with_ci(a["tau_meas_exact"][f], a["tau_meas_exact_ci"][f]),
                 )
             )
     lines += [
@@ -251,7 +255,7 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
             _row(
                 f"{g:g}",
                 f"{a['rho'][i]:.3f}",
-                f"{_fmt(a['gap_meas'][i])} {_ci_text(a['gap_meas_ci'][i])}",
+                _with_ci(a["gap_meas"][i], a["gap_meas_ci"][i]),
                 _fmt(a["gap_pred_step"][i]),
                 _fmt(a["gap_pred_biroli"][i]),
                 _fmt(a["gap_pred_block"][i, -1]),
@@ -260,8 +264,8 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     s, c, r2 = a["gap_fit_meas"]
     lines += [
         "",
-        f"Measured Δ ≈ {_fmt(s)}·ρ(g) + {_fmt(c)} (R² {_fmt(r2)}), "
-        f"slope 95% CI {_ci_text(a['gap_slope_ci'])}; "
+        f"Measured Δ ≈ {_fmt(s)}·ρ(g) {'−' if c < 0 else '+'} {_fmt(abs(c))} (R² {_fmt(r2)}), "
+        f"slope 95% CI {_ci_text(a['gap_slope_ci']) or '—'}; "
         f"step-level Δ slope {_fmt(a['gap_fit_pred_step'][0])}.",
         "",
         "## 3. Per-block eq. (50) at its premises",
@@ -269,7 +273,7 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         f"κ defined (eq. 55 holds, γ > 0, or m = 0 ⇒ κ = 0) at {_frac(a['kappa_defined'])} "
         f"of (g, step, block, "
         f"mode); EM finds a bimodal difference at {_frac(a['bimodal'])}; γ fit relative residual median "
-        f"{_fmt(_median(a['gamma_resid']), 3)}.",
+        f"{_median(a['gamma_resid']):.1e} (fitted at {_frac(np.isfinite(a['gamma_resid']))} of points).",
         "",
         _row("block", "χ", "π", "λ^MLP", "cross", "γ [± se]", "κ defined"),
         _row(*["---"] * 7),
@@ -303,11 +307,11 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         "",
         "## 5. §2.7 predictions decided here",
         "",
-        _row("prediction", "holds", "margin"),
+        _row("prediction", "verdict", "margin"),
         _row(*["---"] * 3),
     ]
     for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
-        lines.append(_row(n, "yes" if h else "NO", _fmt(float(m), 3)))
+        lines.append(_row(n, _verdict(bool(h), float(m)), _fmt(float(m), 3)))
     return "\n".join(lines) + "\n"
 
 
@@ -318,9 +322,7 @@ def summary_lines(meta: dict, a: dict[str, np.ndarray]) -> list[str]:
     lines = ["Predicted vs measured speciation step at g = 0 (compare):"]
     for f, name in enumerate(names):
         meas = (
-            f"{_fmt(a['tau_meas'][i0, f], 1)} {_ci_text(a['tau_meas_ci'][i0, f])}"
-            if a["splits"][i0, f]
-            else "no split"
+            _with_ci(a["tau_meas"][i0, f], a["tau_meas_ci"][i0, f], 1) if a["splits"][i0, f] else "no split"
         )
         lines.append(
             f"  {name:<12} measured {meas:<22} step-level {_fmt(a['tau_pred_step'][i0, f], 1):>6}  "
@@ -329,8 +331,7 @@ def summary_lines(meta: dict, a: dict[str, np.ndarray]) -> list[str]:
     lines.append(f"  per-block eq. (50): kappa defined at {_frac(a['kappa_defined'])} of points")
     lines.append("Section 2.7 predictions (compare):")
     for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
-        verdict = "undefined" if not np.isfinite(m) else ("holds" if bool(h) else "FAILS")
-        lines.append(f"  {str(n):<20} {verdict:<9} margin {_fmt(float(m), 3)}")
+        lines.append(f"  {str(n):<20} {_verdict(bool(h), float(m)):<9} margin {_fmt(float(m), 3)}")
     return lines
 
 
@@ -342,8 +343,28 @@ def depth_prediction(depth: dict[str, np.ndarray]) -> tuple[bool, float]:
     return bool(np.isfinite(margin) and margin > 0), margin
 
 
+def depth_table(d: dict[str, np.ndarray]) -> list[str]:
+    """The depth-localization statistic per g (markdown rows): the share of each profile in the last
+    quarter of the blocks, with 95% bootstrap CIs, beside the share of a profile spread evenly."""
+    out = [
+        _row("g", "Protocol II \\|G_int − 1\\|", "probe readability gains", "per-block eq. (50)"),
+        _row(*["---"] * 4),
+    ]
+    for i, g in enumerate(d["g"]):
+        out.append(
+            _row(
+                f"{float(g):g}",
+                _with_ci(d["gint_depth"][i], d["gint_depth_ci"][i]),
+                _with_ci(d["probe_depth"][i], d["probe_depth_ci"][i]),
+                _fmt(float(d["block_depth"][i])),
+            )
+        )
+    return out
+
+
 def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | None = None) -> str:
-    """predictions.md: the four predictions of §2.7 on this model, each with the numbers that decide it."""
+    """predictions.md: the four predictions of §2.7 on this model, each with the numbers that decide it,
+    and the depth-localization statistic at every g."""
     meta, a = compare
     i0 = int(np.argmin(np.abs(a["g"])))
     names = [str(n) for n in a["factor_names"]]
@@ -366,11 +387,11 @@ def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | 
         ok, m = depth_prediction(d)
         j = int(np.argmin(np.abs(d["g"])))
         detail = (
-            f"share of |G_int − 1| in the last quarter of {d['layers'].size} blocks at g = 0: "
-            f"{_fmt(d['gint_depth'][j])} {_ci_text(d['gint_depth_ci'][j])} "
-            f"vs uniform {float(d['uniform_share']):.2f}; "
-            f"probes {_fmt(d['probe_depth'][j])} {_ci_text(d['probe_depth_ci'][j])}; "
-            f"per-block eq. (50) {_fmt(d['block_depth'][j])}"
+            f"share of \\|G_int − 1\\| in the last quarter of {d['layers'].size} blocks at g = 0: "
+            f"{_with_ci(d['gint_depth'][j], d['gint_depth_ci'][j])} vs uniform "
+            f"{float(d['uniform_share']):.2f}; probe readability gains "
+            f"{_with_ci(d['probe_depth'][j], d['probe_depth_ci'][j])}; per-block eq. (50) "
+            f"{_fmt(float(d['block_depth'][j]))}"
         )
         rows.append(("2. depth localization", ok, m, detail))
     else:
@@ -380,14 +401,14 @@ def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | 
             "3. natural gap at g = 0",
             holds["natural_gap"],
             margins["natural_gap"],
-            f"Δ = {_fmt(a['gap_meas'][i0])} {_ci_text(a['gap_meas_ci'][i0])} steps "
+            f"Δ = {_with_ci(a['gap_meas'][i0], a['gap_meas_ci'][i0])} steps "
             f"(step-level predicted {_fmt(a['gap_pred_step'][i0])})",
         ),
         (
             "4. coupling-induced collapse",
             holds["collapse"],
             margins["collapse"],
-            f"Δ against ρ(g): slope {_fmt(a['gap_fit_meas'][0])} {_ci_text(a['gap_slope_ci'])}, "
+            f"Δ against ρ(g): slope {_with_ci(a['gap_fit_meas'][0], a['gap_slope_ci'])}, "
             f"R² {_fmt(a['gap_fit_meas'][2])}; "
             "directions that never split at a g leave Δ undefined there",
         ),
@@ -395,11 +416,23 @@ def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | 
     lines = [
         f"# §2.7 predictions — {meta['config']['model']}",
         "",
-        "A prediction holds when its margin (the lower end of a 95% CI where there is one) is positive; a "
-        "failing prediction is a result.",
+        "A prediction holds when its margin (the lower end of a 95% CI where there is one) is positive, "
+        "fails when it is not, and is undefined when the measurements cannot decide it (a NaN margin); "
+        "a failing prediction is a result.",
         "",
-        _row("prediction", "holds", "margin", "what decides it"),
+        _row("prediction", "verdict", "margin", "what decides it"),
         _row(*["---"] * 4),
     ]
-    lines += [_row(n, "yes" if h else "NO", _fmt(float(m), 3), detail) for n, h, m, detail in rows]
+    lines += [_row(n, _verdict(bool(h), float(m)), _fmt(float(m), 3), detail) for n, h, m, detail in rows]
+    if depth is not None:
+        lines += [
+            "",
+            "## Depth localization at every g",
+            "",
+            "Share of each per-layer profile carried by the last quarter of the "
+            f"{d['layers'].size} blocks (uniform: {float(d['uniform_share']):.2f}), 95% bootstrap CIs; "
+            "— where nothing was measured (no direction splits at that g, or κ undefined).",
+            "",
+            *depth_table(d),
+        ]
     return "\n".join(lines) + "\n"

@@ -184,8 +184,11 @@ def _compare_lines(meta: Mapping, a: Mapping[str, np.ndarray], p2_collapse: bool
         lines += ["  degenerate predictions:", *(f"    - {d}" for d in degenerate)]
     names = [str(n) for n in a.get("prediction_names", [])]
     if p2_collapse is not None and "collapse" in names:
-        cmp_holds = bool(a["prediction_holds"][names.index("collapse")])
-        if cmp_holds != p2_collapse:
+        k = names.index("collapse")
+        cmp_holds = bool(a["prediction_holds"][k])
+        if (
+            np.isfinite(float(a["prediction_margin"][k])) and cmp_holds != p2_collapse
+        ):  # undefined: no verdict
             lines.append(
                 f"  note: on the collapse, Protocol II ({'consistent' if p2_collapse else 'not consistent'}) "
                 f"and compare ({'holds' if cmp_holds else 'FAILS'}) disagree: they measure different gaps "

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from dit_validation.analysis import deep_quarter
+
 from . import _style
 
 __all__ = ["render"]
@@ -41,8 +43,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     layers = np.asarray(a["layers"], dtype=np.float64)
     g = np.asarray(a["g"], dtype=np.float64)
     fig, axes = _style.subplots(g.size, ncols=min(g.size, 2), panel=(4.4, 3.2))
-    L = layers.size
-    n_last = max(1, int(round(0.25 * L)))
+    n_last = deep_quarter(layers.size)
     for i, ax in enumerate(axes):
         ax.axvspan(layers[-n_last] - 0.5, layers[-1] + 0.5, color="0.92", lw=0, label="last quarter")
         ax.plot(
@@ -63,10 +64,9 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             )
         else:
             ax.plot([], [], "s--", color=_style.COLORS["theory"], label="per-block eq. (50): undefined")
-        acc = (
-            np.nanmean(a["probe_accuracy"][i], axis=-1) if np.isfinite(a["probe_accuracy"][i]).any() else None
-        )
-        if acc is not None:
+        probed = a["probe_accuracy"][i][:, np.isfinite(a["probe_accuracy"][i]).all(axis=0)]  # (L, probed f)
+        if probed.size:
+            acc = probed.mean(axis=-1)
             ax.plot(
                 layers,
                 acc,

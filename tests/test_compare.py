@@ -354,3 +354,42 @@ def test_block_kappa_matches_eq50_by_a_plain_loop():
                 assert np.isnan(kappa[idx]) and status[idx] == int(theory.KappaStatus.VIOLATES_55)
             else:
                 assert kappa[idx] == pytest.approx(gamma[idx] * mm**2 / (c[idx] * bracket), rel=1e-12)
+
+
+def test_predictions_markdown_states_each_verdict_and_the_depth_statistic_per_g():
+    """predictions.md: a positive margin holds, a negative one FAILS, a NaN one is undefined (never "NO"
+    for a prediction the measurements cannot decide), and every g of the depth file has its statistic with
+    its CI. Fails if a verdict is mislabelled or a g row or a CI goes missing."""
+    a = _synthetic(G=2)
+    a |= {
+        "factor_names": np.array(["half", "quadrant", "checker"]),
+        "prediction_names": np.array(compare_report.PREDICTIONS),
+        "prediction_holds": np.array([True, False, False]),
+        "prediction_margin": np.array([2.5, -0.5, np.nan]),
+        "gap_meas": np.array([6.0, np.nan]),
+        "gap_meas_ci": np.array([[4.0, 8.0], [np.nan, np.nan]]),
+        "gap_pred_step": np.array([4.0, np.nan]),
+        "gap_fit_meas": np.full(3, np.nan),
+        "gap_slope_ci": np.full(2, np.nan),
+    }
+    d = {
+        "g": np.array([0.0, 0.9]),
+        "layers": np.arange(12),
+        "uniform_share": np.asarray(0.25),
+        "gint_depth": np.array([0.61, 0.3]),
+        "gint_depth_ci": np.array([[0.42, 0.77], [0.1, 0.5]]),
+        "probe_depth": np.array([0.2, np.nan]),
+        "probe_depth_ci": np.array([[0.05, 0.4], [np.nan, np.nan]]),
+        "block_depth": np.array([np.nan, np.nan]),
+    }
+    text = compare_report.predictions_markdown(({"config": {"model": "m"}}, a), ({}, d))
+    rows = {ln.split(" | ")[0].strip("| "): ln for ln in text.splitlines() if ln.startswith("| ")}
+    assert "| holds | 2.500 |" in rows["1. commitment hierarchy (global before local)"]
+    assert "| holds | 0.170 |" in rows["2. depth localization"]  # CI's lower end 0.42 − uniform 0.25
+    assert "0.61 [0.42, 0.77] vs uniform 0.25" in rows["2. depth localization"]
+    assert "| FAILS | -0.500 |" in rows["3. natural gap at g = 0"] and "Δ = 6.00 [4.00, 8.00] steps" in text
+    assert "| undefined | — |" in rows["4. coupling-induced collapse"]
+    assert rows["0"] == "| 0 | 0.61 [0.42, 0.77] | 0.20 [0.05, 0.40] | — |"
+    assert rows["0.9"] == "| 0.9 | 0.30 [0.10, 0.50] | — | — |"
+    assert not any("  " in ln for ln in text.splitlines())  # no double spaces left by an empty CI
+    assert all(ln.count(" | ") == 3 for ln in rows.values())  # 4 cells: no stray pipe in a table row

@@ -39,6 +39,7 @@ def test_notebook_stored_without_outputs(path: Path) -> None:
         assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes_at_tiny_settings(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
