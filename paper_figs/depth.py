@@ -51,7 +51,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             _scaled(a["gint_profile"][i]),
             "o-",
             color=_style.COLORS["trail"],
-            label=f"|G_int − 1| (Protocol II): {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
+            label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
         )
         bp = a["block_profile"][i]
         if np.isfinite(bp).any():
@@ -60,7 +60,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
                 _scaled(bp),
                 "s--",
                 color=_style.COLORS["theory"],
-                label=f"|Δs_v| per block, eq. (50): {_share(a['block_depth'][i])}",
+                label=f"|Δs_v| per block, eq. (50), share {_share(a['block_depth'][i])}",
             )
         else:
             ax.plot([], [], "s--", color=_style.COLORS["theory"], label="per-block eq. (50): undefined")
@@ -72,14 +72,15 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
                 acc,
                 "^-",
                 color=_style.COLORS["dit"],
-                label=f"probe accuracy: {_share(a['probe_depth'][i], a['probe_depth_ci'][i])}",
+                label="probe accuracy, share of its gains "
+                f"{_share(a['probe_depth'][i], a['probe_depth_ci'][i])}",
             )
         ax.set_ylim(-0.05, 1.05)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
         ax.set_xlabel("layer ℓ")
         ax.set_ylabel("scaled profile / accuracy")
         ax.set_title(f"g = {g[i]:g} (uniform share {float(a['uniform_share']):.2f})")
-        ax.legend(fontsize=6, loc="lower left")
+        ax.legend(fontsize=6, loc="best")
     fig.suptitle(f"{model}: where in depth the gap lives (share of the last quarter of the blocks)")
     return _style.save(fig, out_dir, "fig_depth")
 
