@@ -337,24 +337,41 @@ def summary_lines(meta: dict, a: dict[str, np.ndarray]) -> list[str]:
 
 def depth_prediction(depth: dict[str, np.ndarray]) -> tuple[bool, float]:
     """§2.7 prediction 2 at g = 0 from a depth file: holds when the internal gap's depth share exceeds the
-    uniform share with 95% confidence (margin: the CI's lower end minus the uniform share)."""
+    uniform share with 95% confidence (margin: the CI's lower end minus the uniform share).
+
+    Undefined (NaN margin) when G_int − 1 is within seed noise at every layer: the share of a profile that
+    is noise everywhere says nothing about depth, and its bootstrap interval need not even contain it."""
     i0 = int(np.argmin(np.abs(depth["g"])))
+    if not np.any(depth["gint_resolved"][i0]):
+        return False, float("nan")
     margin = float(depth["gint_depth_ci"][i0, 0] - depth["uniform_share"])
     return bool(np.isfinite(margin) and margin > 0), margin
+
+
+def _resolved(d: dict[str, np.ndarray], i: int) -> str:
+    r = np.asarray(d["gint_resolved"][i], bool)
+    return f"{int(r.sum())}/{r.size}"
 
 
 def depth_table(d: dict[str, np.ndarray]) -> list[str]:
     """The depth-localization statistic per g (markdown rows): the share of each profile in the last
     quarter of the blocks, with 95% bootstrap CIs, beside the share of a profile spread evenly."""
     out = [
-        _row("g", "Protocol II \\|G_int − 1\\|", "probe readability gains", "per-block eq. (50)"),
-        _row(*["---"] * 4),
+        _row(
+            "g",
+            "Protocol II \\|G_int − 1\\|",
+            "layers with G_int − 1 above seed noise",
+            "probe readability gains",
+            "per-block eq. (50)",
+        ),
+        _row(*["---"] * 5),
     ]
     for i, g in enumerate(d["g"]):
         out.append(
             _row(
                 f"{float(g):g}",
                 _with_ci(d["gint_depth"][i], d["gint_depth_ci"][i]),
+                _resolved(d, i),
                 _with_ci(d["probe_depth"][i], d["probe_depth_ci"][i]),
                 _fmt(float(d["block_depth"][i])),
             )
@@ -389,7 +406,8 @@ def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | 
         detail = (
             f"share of \\|G_int − 1\\| in the last quarter of {d['layers'].size} blocks at g = 0: "
             f"{_with_ci(d['gint_depth'][j], d['gint_depth_ci'][j])} vs uniform "
-            f"{float(d['uniform_share']):.2f}; probe readability gains "
+            f"{float(d['uniform_share']):.2f}, G_int − 1 above seed noise at {_resolved(d, j)} layers; "
+            "probe readability gains "
             f"{_with_ci(d['probe_depth'][j], d['probe_depth_ci'][j])}; per-block eq. (50) "
             f"{_fmt(float(d['block_depth'][j]))}"
         )
@@ -431,7 +449,9 @@ def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | 
             "",
             "Share of each per-layer profile carried by the last quarter of the "
             f"{d['layers'].size} blocks (uniform: {float(d['uniform_share']):.2f}), 95% bootstrap CIs; "
-            "— where nothing was measured (no direction splits at that g, or κ undefined).",
+            "— where nothing was measured (no direction splits at that g, or κ undefined). A layer's "
+            "G_int − 1 is above seed noise when its 95% seed-bootstrap interval excludes 0; with no such "
+            "layer the share is a share of noise and prediction 2 is undefined.",
             "",
             *depth_table(d),
         ]

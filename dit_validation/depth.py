@@ -1,7 +1,7 @@
 """Depth localization (§2.7 prediction 2, the paper's "last ≈ 5 of 28 blocks"), measured three ways per g.
 
 1. **Internal gap** — Protocol II's |G_int(ℓ) − 1| per layer at s = τ_spec(g) (eq. 80; Figs. 1, 9, 10),
-   with a seed bootstrap.
+   with a seed bootstrap, and per layer whether G_int − 1 is resolved from 0 at all (above seed noise).
 2. **Predicted commitment** — the per-block eq. (50) of the comparison: the predicted gap
    |Δs_v(ℓ)| = |s_spec(trailing) − s_spec(leading)| per block (eq. 51, 65) where defined.
 3. **Readability** — where in depth the branch decision along each direction φ_f becomes linearly
@@ -36,6 +36,7 @@ __all__ = [
     "run_depth",
     "gint_profile",
     "gint_depth_bootstrap",
+    "resolved_layers",
     "block_profile",
     "probe_readability",
     "readability_depth",
@@ -49,21 +50,33 @@ def gint_profile(p2: dict[str, np.ndarray], i: int) -> np.ndarray:
 
 def gint_depth_bootstrap(
     p2: dict[str, np.ndarray], i: int, lead_frac: float, trail_frac: float, n_boot: int, seed: int
-) -> np.ndarray:
-    """Bootstrap replicates (n_boot,) of the depth fraction of |G_int − 1|, resampling Protocol II's seeds."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap replicates over Protocol II's seeds: the depth fraction of |G_int − 1|, (n_boot,), and
+    G_int − 1 per layer (eq. 80), (n_boot, L) — the latter says whether a layer's gap is above seed noise."""
     es = np.asarray(p2["energy_seed"][i], dtype=np.float64)  # (S, L, K, M)
     tau = float(p2["tau_spec"][i])
     rng = np.random.default_rng(seed)
-    M = es.shape[-1]
-    out = np.full(n_boot, np.nan)
+    M, L = es.shape[-1], es.shape[1]
+    share, excess = np.full(n_boot, np.nan), np.full((n_boot, L), np.nan)
     if not np.isfinite(tau):
-        return out
+        return share, excess
     for b in range(n_boot):
         idx = rng.integers(0, M, M)
         e = es[..., idx]
-        bands = band_energies(e.mean(-1), e, p2["eig0"][i], tau, lead_frac, trail_frac)
-        out[b] = depth_fraction(np.abs(bands["G_int"] - 1.0))
-    return out
+        excess[b] = band_energies(e.mean(-1), e, p2["eig0"][i], tau, lead_frac, trail_frac)["G_int"] - 1.0
+        share[b] = depth_fraction(np.abs(excess[b]))
+    return share, excess
+
+
+def resolved_layers(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile interval of G_int − 1 per layer from bootstrap replicates (n_boot, L) → (L, 2), and
+    whether it excludes 0 (L,): only then is that layer's internal gap measured above seed noise, and only
+    a profile with such a layer can localize anything."""
+    ok = np.isfinite(excess).all(axis=1)
+    if ok.sum() < 10:
+        return np.full((excess.shape[1], 2), np.nan), np.zeros(excess.shape[1], bool)
+    ci = np.percentile(excess[ok], [2.5, 97.5], axis=0).T
+    return ci, (ci[:, 0] > 0) | (ci[:, 1] < 0)
 
 
 def block_profile(compare: dict[str, np.ndarray], i: int) -> np.ndarray:
@@ -238,6 +251,8 @@ def run_depth(
         "gint_profile": np.full((g.size, L), np.nan),
         "gint_depth": np.full(g.size, np.nan),
         "gint_depth_ci": np.full((g.size, 2), np.nan),
+        "gint_excess_ci": np.full((g.size, L, 2), np.nan),
+        "gint_resolved": np.zeros((g.size, L), bool),
         "block_profile": np.full((g.size, L), np.nan),
         "block_depth": np.full(g.size, np.nan),
         "probe_steps": np.full((g.size, F), np.nan),
@@ -249,7 +264,8 @@ def run_depth(
     for i, gi in enumerate(g):
         out["gint_profile"][i] = gint_profile(p2, i)
         out["gint_depth"][i] = depth_fraction(out["gint_profile"][i])
-        boot = gint_depth_bootstrap(p2, i, c2["lead_frac"], c2["trail_frac"], cfg.n_boot, cfg.seed)
+        boot, excess = gint_depth_bootstrap(p2, i, c2["lead_frac"], c2["trail_frac"], cfg.n_boot, cfg.seed)
+        out["gint_excess_ci"][i], out["gint_resolved"][i] = resolved_layers(excess)
         boot = boot[np.isfinite(boot)]
         if boot.size >= 10:
             out["gint_depth_ci"][i] = np.percentile(boot, [2.5, 97.5])

@@ -269,6 +269,10 @@ DEPTH = ResultSchema(
         "gint_profile": _a("g layer", presence="always", doc="|G_int − 1| per layer at τ_spec(g), eq. (80)"),
         "gint_depth": _a("g", presence="always", doc="share of the last quarter of the blocks"),
         "gint_depth_ci": _a("g ci", presence="always", doc="95% seed bootstrap"),
+        "gint_excess_ci": _a(
+            "g layer ci", presence="always", doc="95% seed bootstrap of G_int − 1 per layer"
+        ),
+        "gint_resolved": _a("g layer", "b", "always", doc="that interval excludes 0: above seed noise"),
         "block_profile": _a("g layer", presence="always", doc="|Δs_v(ℓ)| of the per-block eq. (50)"),
         "block_depth": _a("g", presence="always"),
         "probe_steps": _a("g factor", presence="always", doc="step of the probes: measured τ_f(g)"),

@@ -5,7 +5,8 @@ Reads a ``depth`` result file (``dit_validation.depth``): per coupling g (panels
 per-block gap |Δs_v(ℓ)| of eq. (50)–(51), (65), and the held-out accuracy of a linear probe of the final
 branch (mean over directions) — each profile scaled to its own maximum, with its depth fraction (share
 of the last quarter of the blocks, 95% bootstrap CI) in the legend and the uniform share as a reference.
-A plug-in share outside its bootstrap interval means the profile is at the level of seed noise.
+Where G_int − 1 is within seed noise at every layer (its seed-bootstrap interval contains 0), the legend
+says so: the share of such a profile is a share of noise.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             _scaled(a["gint_profile"][i]),
             "o-",
             color=_style.COLORS["trail"],
-            label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
+            label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}"
+            + ("" if np.any(a["gint_resolved"][i]) else " — within seed noise at every layer"),
         )
         bp = a["block_profile"][i]
         if np.isfinite(bp).any():

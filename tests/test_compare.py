@@ -378,6 +378,7 @@ def test_predictions_markdown_states_each_verdict_and_the_depth_statistic_per_g(
         "uniform_share": np.asarray(0.25),
         "gint_depth": np.array([0.61, 0.3]),
         "gint_depth_ci": np.array([[0.42, 0.77], [0.1, 0.5]]),
+        "gint_resolved": np.arange(12) == np.array([[11], [-1]]),  # g = 0: the last layer only
         "probe_depth": np.array([0.2, np.nan]),
         "probe_depth_ci": np.array([[0.05, 0.4], [np.nan, np.nan]]),
         "block_depth": np.array([np.nan, np.nan]),
@@ -387,9 +388,50 @@ def test_predictions_markdown_states_each_verdict_and_the_depth_statistic_per_g(
     assert "| holds | 2.500 |" in rows["1. commitment hierarchy (global before local)"]
     assert "| holds | 0.170 |" in rows["2. depth localization"]  # CI's lower end 0.42 − uniform 0.25
     assert "0.61 [0.42, 0.77] vs uniform 0.25" in rows["2. depth localization"]
+    assert "above seed noise at 1/12 layers" in rows["2. depth localization"]
     assert "| FAILS | -0.500 |" in rows["3. natural gap at g = 0"] and "Δ = 6.00 [4.00, 8.00] steps" in text
     assert "| undefined | — |" in rows["4. coupling-induced collapse"]
-    assert rows["0"] == "| 0 | 0.61 [0.42, 0.77] | 0.20 [0.05, 0.40] | — |"
-    assert rows["0.9"] == "| 0.9 | 0.30 [0.10, 0.50] | — | — |"
+    assert rows["0"] == "| 0 | 0.61 [0.42, 0.77] | 1/12 | 0.20 [0.05, 0.40] | — |"
+    assert rows["0.9"] == "| 0.9 | 0.30 [0.10, 0.50] | 0/12 | — | — |"
     assert not any("  " in ln for ln in text.splitlines())  # no double spaces left by an empty CI
-    assert all(ln.count(" | ") == 3 for ln in rows.values())  # 4 cells: no stray pipe in a table row
+    depth_rows = {"g", "---", "0", "0.9"}
+    for key, ln in rows.items():  # no stray pipe in a table row: 4 cells, 5 in the depth table
+        assert ln.count(" | ") == (4 if key in depth_rows else 3), ln
+
+    d["gint_resolved"] = np.zeros((2, 12), bool)  # G_int − 1 within seed noise at every layer
+    ok, margin = compare_report.depth_prediction(d)
+    assert not ok and np.isnan(margin)  # a share of noise decides nothing, even with a CI above uniform
+    text = compare_report.predictions_markdown(({"config": {"model": "m"}}, a), ({}, d))
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 2. depth localization"))
+    assert "| undefined | — |" in row and "above seed noise at 0/12 layers" in row
+
+
+def test_depth_resolves_only_layers_whose_internal_gap_is_above_seed_noise():
+    """A synthetic Protocol II file: every mode's energy is 1 plus 1% seed noise, and at the last layer the
+    trailing band is 1.5× — so G_int − 1 ≈ 0.5 there and ≈ 0 elsewhere. The seed bootstrap must resolve
+    the last layer only, and the plug-in share of |G_int − 1| must sit in its own bootstrap interval.
+    Fails if the bootstrap resamples the wrong axis, if noise counts as a gap, or if a real gap is missed."""
+    from dit_validation.analysis import band_energies, depth_fraction
+    from dit_validation.depth import gint_depth_bootstrap, resolved_layers
+
+    rng = np.random.default_rng(3)
+    S, L, K, M = 3, 4, 8, 16
+    es = 1.0 + 0.01 * rng.standard_normal((S, L, K, M))
+    es[:, -1, -2:, :] *= 1.5  # the trailing quarter of the last layer's modes
+    p2 = {
+        "energy_seed": es[None],
+        "tau_spec": np.array([1.0]),
+        "eig0": np.tile(np.linspace(2.0, 1.0, K), (1, L, 1)),
+    }
+    share, excess = gint_depth_bootstrap(p2, 0, 0.25, 0.25, n_boot=200, seed=0)
+    ci, resolved = resolved_layers(excess)
+    np.testing.assert_array_equal(resolved, [False, False, False, True])
+    assert 0.4 < ci[-1, 0] < 0.5 < ci[-1, 1] < 0.6
+    plug_in = band_energies(es.mean(-1), es, p2["eig0"][0], 1.0, 0.25, 0.25)["G_int"] - 1.0
+    lo, hi = np.percentile(share, [2.5, 97.5])
+    assert lo <= depth_fraction(np.abs(plug_in)) <= hi
+
+    few = np.full((200, L), np.nan)
+    few[:9] = 1.0  # fewer than 10 finite replicates: no interval, nothing resolved
+    ci, resolved = resolved_layers(few)
+    assert np.isnan(ci).all() and not resolved.any()
