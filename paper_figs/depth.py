@@ -5,8 +5,8 @@ Reads a ``depth`` result file (``dit_validation.depth``): per coupling g (panels
 per-block gap |Δs_v(ℓ)| of eq. (50)–(51), (65), and the held-out accuracy of a linear probe of the final
 branch (mean over directions) — each profile scaled to its own maximum, with its depth fraction (share
 of the last quarter of the blocks, 95% bootstrap CI) in the legend and the uniform share as a reference.
-Where G_int − 1 is within seed noise at every layer (its seed-bootstrap interval contains 0), the legend
-says so: the share of such a profile is a share of noise.
+Where G_int − 1 is within seed noise at every layer (its seed-bootstrap interval contains 0), the panel
+title says so: the share of such a profile is a share of noise.
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             _scaled(a["gint_profile"][i]),
             "o-",
             color=_style.COLORS["trail"],
-            label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}"
-            + ("" if np.any(a["gint_resolved"][i]) else " — within seed noise at every layer"),
+            label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
         )
         bp = a["block_profile"][i]
         if np.isfinite(bp).any():
@@ -81,7 +80,8 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
         ax.set_xlabel("layer ℓ")
         ax.set_ylabel("scaled profile / accuracy")
-        ax.set_title(f"g = {g[i]:g} (uniform share {float(a['uniform_share']):.2f})")
+        noise = "" if np.any(a["gint_resolved"][i]) else "\n|G_int − 1| within seed noise at every layer"
+        ax.set_title(f"g = {g[i]:g} (uniform share {float(a['uniform_share']):.2f}){noise}", fontsize=9)
         ax.legend(fontsize=6, loc="best")
     fig.suptitle(f"{model}: where in depth the gap lives (share of the last quarter of the blocks)")
     return _style.save(fig, out_dir, "fig_depth")
