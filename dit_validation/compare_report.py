@@ -353,6 +353,17 @@ def _resolved(d: dict[str, np.ndarray], i: int) -> str:
     return f"{int(r.sum())}/{r.size}"
 
 
+def depth_summary_line(d: dict[str, np.ndarray]) -> str:
+    """Prediction 2's line of the one-screen summary, in the format of the compare predictions above it."""
+    ok, m = depth_prediction(d)
+    j = int(np.argmin(np.abs(d["g"])))
+    return (
+        f"  {'depth_localization':<20} {_verdict(ok, m):<9} margin {_fmt(m, 3)}  (depth.npz: G_int - 1 above "
+        f"seed noise at {_resolved(d, j)} layers at g = 0; last-quarter share "
+        f"{_with_ci(d['gint_depth'][j], d['gint_depth_ci'][j])} vs uniform {float(d['uniform_share']):.2f})"
+    )
+
+
 def depth_table(d: dict[str, np.ndarray]) -> list[str]:
     """The depth-localization statistic per g (markdown rows): the share of each profile in the last
     quarter of the blocks, with 95% bootstrap CIs, beside the share of a profile spread evenly."""

@@ -196,6 +196,9 @@ def test_summary_reports_tau_spec_gap_and_depth(tiny_run: tuple[Path, dict[str, 
     assert fmt_step(p1["tau_spec"][0], 0, 5) in text
     assert "G_int" in text and "largest" in text and "layer" in text
     assert "ctrl" in text
+    _, d = load_result(out / "depth.npz")
+    resolved = f"above seed noise at {int(d['gint_resolved'][0].sum())}/{d['layers'].size} layers at g = 0"
+    assert "depth_localization" in text and resolved in text  # prediction 2 is in the summary too
 
 
 def test_rerun_skips_finished_stages(
