@@ -28,7 +28,7 @@ import torch
 from theory.multiscale import DEFAULT_MIXTURE, patterns
 
 from .models import DiTBundle
-from .sampler import sample_branched
+from .sampler import sample_clones
 
 __all__ = ["BranchDirections", "branch_directions", "dataset_of"]
 
@@ -103,18 +103,8 @@ def branch_directions(
         names = tuple(f"class-PC{f}" for f in range(phi.shape[0]))
         return BranchDirections("class-means", phi, phi @ mu, var, names)
     # any other model: where its own clone pairs split
-    pairs = sample_branched(
-        bundle,
-        list(range(seed, seed + clone_pairs)),
-        [0],
-        g=0.0,
-        shared_trunk_noise=True,
-        num_steps=num_steps,
-        ddim_eta=1.0,
-        sigma=0.0,
-        class_label=class_label,
-        guidance_scale=bundle.guidance_scale,
-        device=bundle.device,
+    pairs = sample_clones(
+        bundle, list(range(seed, seed + clone_pairs)), [0], num_steps=num_steps, class_label=class_label
     )[0]
     xA, xB = (z.double().reshape(z.shape[0], -1).cpu().numpy() for z in pairs)
     phi = _orthonormal_top(xA - xB, min(num, xA.shape[0] - 1))

@@ -21,7 +21,7 @@ from theory.multiscale import DEFAULT_MIXTURE, clone_agreement, clone_experiment
 from .branches import BranchDirections
 from .fits import bootstrap_center
 from .models import DiTBundle
-from .sampler import sample_branched
+from .sampler import sample_clones
 
 __all__ = ["SPLIT_AGREEMENT", "dit_clone_agreement", "exact_clone_agreements", "fit_speciation"]
 
@@ -41,19 +41,13 @@ def dit_clone_agreement(
     progress: bool = False,
 ) -> np.ndarray:
     """Clone agreement along each direction: (F, T, M) in {0, 1} for split steps ``t_ints`` (T,)."""
-    finals = sample_branched(
+    finals = sample_clones(
         bundle,
         list(seeds),
         t_ints,
-        g=0.0,
-        branch_g=float(g),
-        shared_trunk_noise=True,
+        g=g,
         num_steps=num_steps,
-        ddim_eta=1.0,
-        sigma=0.0,
         class_label=class_label,
-        guidance_scale=bundle.guidance_scale,
-        device=bundle.device,
         batch_size=batch_size,
         progress=progress,
     )

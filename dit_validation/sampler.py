@@ -300,3 +300,35 @@ def sample_branched(
     if num_steps in grid:
         branches[num_steps] = trunk  # t_int = S: coupled for the whole trajectory
     return {t: branches[t] for t in grid}
+
+
+def sample_clones(
+    bundle: DiTBundle,
+    seeds: Sequence[int],
+    t_ints: Sequence[int],
+    *,
+    g: float = 0.0,
+    num_steps: int,
+    class_label: int,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """The clone experiment of the comparison: one stochastic DDIM trajectory (η = 1) per seed from z_T,
+    cloned at each step in ``t_ints`` into two copies (σ = 0: no replica offset) that continue with
+    independent noise, coupled at g; {t_int: (z_0^A, z_0^B)} (:func:`sample_branched`)."""
+    return sample_branched(
+        bundle,
+        seeds,
+        t_ints,
+        g=0.0,
+        branch_g=float(g),
+        shared_trunk_noise=True,
+        num_steps=num_steps,
+        ddim_eta=1.0,
+        sigma=0.0,
+        class_label=class_label,
+        guidance_scale=bundle.guidance_scale,
+        device=bundle.device,
+        batch_size=batch_size,
+        progress=progress,
+    )
