@@ -10,14 +10,33 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
+from dit_validation.compare import QUICK
+
 settings.register_profile("ci", deadline=None, derandomize=True, max_examples=100)
 settings.register_profile("dev", deadline=None, max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+#: The smallest comparison grid that still exercises every unit of ``run_compare`` (tests import it).
+TINY_COMPARE = replace(
+    QUICK,
+    g=(0.0, 1.0),
+    num_steps=10,
+    num_directions=2,
+    clone_seeds=4,
+    t_int_stride=2,
+    sym_points=2,
+    em_pairs=8,
+    block_steps=2,
+    random_modes=2,
+    clone_pairs=4,
+    n_boot=5,
+)
 
 
 ROOT = Path(__file__).resolve().parent.parent

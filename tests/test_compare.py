@@ -16,11 +16,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_COMPARE
 
 import theory
 from dit_validation import compare_report
 from dit_validation.branches import branch_directions
-from dit_validation.compare import QUICK, CompareConfig, _Run, run_compare
+from dit_validation.compare import QUICK, _Run, run_compare
 from dit_validation.coupling import install_coupling
 from dit_validation.measure import StepProjector, block_input_projections, linearized_copy, pushed_modes
 from dit_validation.models import resolve_model
@@ -262,19 +263,7 @@ def test_closure_ratio_against_a_loop():
 
 # ---------------------------------------------------------------- a micro comparison end to end
 
-MICRO = CompareConfig(
-    g=(0.0, 0.5),
-    num_steps=6,
-    num_directions=2,
-    clone_seeds=4,
-    t_int_stride=2,
-    sym_points=2,
-    em_pairs=8,
-    block_steps=2,
-    random_modes=2,
-    clone_pairs=4,
-    n_boot=10,
-)
+MICRO = replace(TINY_COMPARE, g=(0.0, 0.5), num_steps=6, n_boot=10)
 
 
 class Killed(Exception):

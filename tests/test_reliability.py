@@ -18,16 +18,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_COMPARE
 from test_reproduce import _fake_run_compare  # the contract-shaped compare stand-in of the reproduce tests
 
 from dit_validation import cli, reproduce
 from dit_validation.boundary import EXIT_INTERRUPTED, EXIT_USAGE, UnitCounter
-from dit_validation.compare import QUICK, CompareConfig
+from dit_validation.compare import CompareConfig
 from dit_validation.depth import DepthConfig
 from dit_validation.models import SHIPPED_DIR
 from dit_validation.protocol1 import Protocol1Config
@@ -38,20 +38,6 @@ from dit_validation.summary import fmt_interval, fmt_step
 from dit_validation.theory_run import TheoryRunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_COMPARE = replace(
-    QUICK,
-    g=(0.0, 1.0),
-    num_steps=10,
-    num_directions=2,
-    clone_seeds=4,
-    t_int_stride=2,
-    sym_points=2,
-    em_pairs=8,
-    block_steps=2,
-    random_modes=2,
-    clone_pairs=4,
-    n_boot=5,
-)
 
 
 def tiny_plan(model: str = "random:tiny", compare: CompareConfig = TINY_COMPARE, seed_chunk: int = 3):
