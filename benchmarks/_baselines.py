@@ -21,6 +21,32 @@ def _schedule(sched: VPSchedule, t: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return b0 + b1 * t, torch.exp(-(b0 * t + 0.5 * b1 * t * t))
 
 
+class _ReverseVP(torch.nn.Module):
+    """A diagonal Itô SDE in reverse time τ = t_start − t with the VP diffusion √β_t (eq. 2); subclasses
+    give the drift ``f``."""
+
+    noise_type = "diagonal"
+    sde_type = "ito"
+
+    def __init__(self, sched: VPSchedule, t_start: float) -> None:
+        super().__init__()
+        self.sched, self.t_start = sched, t_start
+
+    def g(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, _ = _schedule(self.sched, self.t_start - tau)
+        return torch.sqrt(b).expand_as(y)
+
+
+def _euler_final(sde: _ReverseVP, y0: torch.Tensor, t_end: float, n_steps: int) -> torch.Tensor:
+    """Final states (N, 2, d) of ``n_steps`` torchsde Euler steps of ``sde`` from ``y0`` (N, 2, d)."""
+    n, _, d = y0.shape
+    span = sde.t_start - t_end
+    ts = torch.tensor([0.0, span], dtype=y0.dtype, device=y0.device)
+    with torch.no_grad():
+        ys = torchsde.sdeint(sde, y0.reshape(n, 2 * d), ts, method="euler", dt=span / n_steps)
+    return ys[-1].view(n, 2, d)
+
+
 def coupled_ou(
     data: GaussianData,
     sched: VPSchedule,
@@ -34,10 +60,7 @@ def coupled_ou(
     n, _, d = y0.shape
     lam = torch.tensor(data.eigenvalues, dtype=y0.dtype, device=y0.device)  # copy: the array is read-only
 
-    class CoupledOU(torch.nn.Module):
-        noise_type = "diagonal"
-        sde_type = "ito"
-
+    class CoupledOU(_ReverseVP):
         def f(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             b, a2 = _schedule(sched, t_start - tau)
             S = a2 * lam + (1.0 - a2)
@@ -45,16 +68,7 @@ def coupled_ou(
             drift = 0.5 * b * z - b * z / S - g * (z - z.flip(1))  # eq. (4)-(6), linear score eq. (8)
             return drift.reshape(n, 2 * d)
 
-        def g(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            b, _ = _schedule(sched, t_start - tau)
-            return torch.sqrt(b).expand_as(y)
-
-    ts = torch.tensor([0.0, t_start - t_end], dtype=y0.dtype, device=y0.device)
-    with torch.no_grad():
-        ys = torchsde.sdeint(
-            CoupledOU(), y0.reshape(n, 2 * d), ts, method="euler", dt=(t_start - t_end) / n_steps
-        )
-    return ys[-1].view(n, 2, d)
+    return _euler_final(CoupledOU(sched, t_start), y0, t_end, n_steps)
 
 
 def mixture_pairs(
@@ -64,10 +78,7 @@ def mixture_pairs(
     n, _, d = y0.shape
     mu_t = torch.tensor(mu, dtype=y0.dtype, device=y0.device)
 
-    class Mixture(torch.nn.Module):
-        noise_type = "diagonal"
-        sde_type = "ito"
-
+    class Mixture(_ReverseVP):
         def f(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             b, a2 = _schedule(sched, t_start - tau)
             a, var = torch.sqrt(a2), a2 * s2 + (1.0 - a2)
@@ -75,13 +86,4 @@ def mixture_pairs(
             mean = a * torch.tanh(a * (z @ mu_t) / var)[:, None] * mu_t  # posterior mean α E[±μ | z]
             return (0.5 * b * z + b * (mean - z) / var).reshape(n, 2 * d)
 
-        def g(self, tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            b, _ = _schedule(sched, t_start - tau)
-            return torch.sqrt(b).expand_as(y)
-
-    ts = torch.tensor([0.0, t_start - t_end], dtype=y0.dtype, device=y0.device)
-    with torch.no_grad():
-        ys = torchsde.sdeint(
-            Mixture(), y0.reshape(n, 2 * d), ts, method="euler", dt=(t_start - t_end) / n_steps
-        )
-    return ys[-1].view(n, 2, d)
+    return _euler_final(Mixture(sched, t_start), y0, t_end, n_steps)
