@@ -353,15 +353,23 @@ def _resolved(d: dict[str, np.ndarray], i: int) -> str:
     return f"{int(r.sum())}/{r.size}"
 
 
-def depth_summary_line(d: dict[str, np.ndarray]) -> str:
-    """Prediction 2's line of the one-screen summary, in the format of the compare predictions above it."""
+def depth_summary_lines(d: dict[str, np.ndarray]) -> list[str]:
+    """Prediction 2's line of the one-screen summary, in the format of the compare predictions above it,
+    and a warning when Protocol II's internal gap is seed noise everywhere (its lines above then say
+    nothing about collapse either)."""
     ok, m = depth_prediction(d)
     j = int(np.argmin(np.abs(d["g"])))
-    return (
+    lines = [
         f"  {'depth_localization':<20} {_verdict(ok, m):<9} margin {_fmt(m, 3)}  (depth.npz: G_int - 1 above "
         f"seed noise at {_resolved(d, j)} layers at g = 0; last-quarter share "
         f"{_with_ci(d['gint_depth'][j], d['gint_depth_ci'][j])} vs uniform {float(d['uniform_share']):.2f})"
-    )
+    ]
+    if not np.any(d["gint_resolved"]):
+        lines.append(
+            "  note: G_int - 1 is within seed noise at every layer and every g, so Protocol II's internal "
+            "gap and its collapse line above decide nothing at this seed count"
+        )
+    return lines
 
 
 def depth_table(d: dict[str, np.ndarray]) -> list[str]:

@@ -20,7 +20,7 @@ import numpy as np
 from theory import rho as theory_rho
 
 from .analysis import deep_layer_count
-from .compare_report import depth_summary_line, summary_lines
+from .compare_report import depth_summary_lines, summary_lines
 from .results import load_result
 
 __all__ = ["fmt_step", "fmt_interval", "table1_text", "protocol2_lines", "summary_text", "fmt_duration"]
@@ -247,7 +247,7 @@ def summary_text(files: Mapping[str, Path]) -> str:
     if files.get("depth") and files["depth"].is_file():
         meta, d = load_result(files["depth"], kind="depth")
         if meta["complete"]:
-            lines.append(depth_summary_line(dict(d)))
+            lines += depth_summary_lines(dict(d))
     if timing:
         total = sum(timing.values())
         parts = ", ".join(f"{k} {fmt_duration(v)}" for k, v in timing.items())

@@ -199,6 +199,8 @@ def test_summary_reports_tau_spec_gap_and_depth(tiny_run: tuple[Path, dict[str, 
     _, d = load_result(out / "depth.npz")
     resolved = f"above seed noise at {int(d['gint_resolved'][0].sum())}/{d['layers'].size} layers at g = 0"
     assert "depth_localization" in text and resolved in text  # prediction 2 is in the summary too
+    noise_note = "within seed noise at every layer and every g" in text
+    assert noise_note == (not d["gint_resolved"].any())  # Protocol II's lines are flagged only when all noise
 
 
 def test_rerun_skips_finished_stages(
