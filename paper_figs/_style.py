@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from dit_validation._logging import configure_logging
 from dit_validation.boundary import UsageError, guarded, units
 from dit_validation.fits import sigmoid as _sigmoid
-from dit_validation.results import Result, load_result
+from dit_validation.results import Result, load_result, naming
 
 from . import FIGURES
 
@@ -176,7 +176,8 @@ def save(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{ext}" for ext in _FORMATS.get()]
     for p in paths:
-        fig.savefig(p)  # a pyplot-free Figure is freed with its last reference: nothing to close
+        with naming(p):  # a full disk fails inside savefig's writes, naming no file
+            fig.savefig(p)  # a pyplot-free Figure is freed with its last reference: nothing to close
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

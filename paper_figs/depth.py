@@ -47,13 +47,16 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     n_last = deep_quarter(layers.size)
     for i, ax in enumerate(axes):
         ax.axvspan(layers[-n_last] - 0.5, layers[-1] + 0.5, color="0.92", lw=0, label="last quarter")
-        ax.plot(
-            layers,
-            _scaled(a["gint_profile"][i]),
-            "o-",
-            color=_style.COLORS["trail"],
-            label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
-        )
+        if np.isfinite(a["gint_profile"][i]).any():
+            ax.plot(
+                layers,
+                _scaled(a["gint_profile"][i]),
+                "o-",
+                color=_style.COLORS["trail"],
+                label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
+            )
+        else:
+            ax.text(0.02, 0.16, "|G_int − 1|: no τ_spec at this g", transform=ax.transAxes, fontsize=6.5)
         bp = a["block_profile"][i]
         if np.isfinite(bp).any():
             ax.plot(
@@ -63,8 +66,15 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
                 color=_style.COLORS["theory"],
                 label=f"|Δs_v| per block, eq. (50), share {_share(a['block_depth'][i])}",
             )
-        else:
-            ax.plot([], [], "s--", color=_style.COLORS["theory"], label="per-block eq. (50): undefined")
+        else:  # said in the panel: a legend entry without a mark would point at nothing
+            ax.text(
+                0.02,
+                0.02,
+                "per-block eq. (50): κ undefined at every layer",
+                transform=ax.transAxes,
+                fontsize=6.5,
+                color=_style.COLORS["theory"],
+            )
         probed = a["probe_accuracy"][i][:, np.isfinite(a["probe_accuracy"][i]).all(axis=0)]  # (L, probed f)
         if probed.size:
             acc = probed.mean(axis=-1)
@@ -76,6 +86,8 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
                 label="probe accuracy, share of its gains "
                 f"{_share(a['probe_depth'][i], a['probe_depth_ci'][i])}",
             )
+        else:
+            ax.text(0.02, 0.09, "probe: no direction splits at this g", transform=ax.transAxes, fontsize=6.5)
         ax.set_ylim(-0.05, 1.05)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
         ax.set_xlabel("layer ℓ")

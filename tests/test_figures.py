@@ -283,6 +283,8 @@ def test_table1_carries_the_numbers(result_files: dict[str, Path], tmp_path: Pat
     assert table[3]["tau_spec"] == "40.0"
     md = md_path.read_text()
     assert "| 0.5 | 52.5 [47.5, 57.5] | 32.5 | 67.5 | 35.0 |" in md
+    md_rows = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith(("| g ", "| ---"))]
+    assert md_rows == [table1.markdown_row(r) for r in table]  # CSV and Markdown: the same cells
     assert "synthetic-test" in md and "100 sampling steps" in md
 
 
@@ -376,7 +378,13 @@ def test_depth_figure_draws_one_panel_per_g_with_every_profile(
     lines = [[ln.get_label() for ln in ax.get_lines()] for ax in axes]
     assert all(any(lb.startswith("|G_int − 1|") for lb in ls) for ls in lines)
     assert [any(lb.startswith("probe accuracy") for lb in ls) for ls in lines] == [True, True, True, False]
-    assert [any("undefined" in lb for lb in ls) for ls in lines] == [False, False, True, True]
+    texts = [[t.get_text() for t in ax.texts] for ax in axes]
+    assert [any("undefined" in t for t in ts) for ts in texts] == [False, False, True, True]
+    assert [any("no direction splits" in t for t in ts) for ts in texts] == [False, False, False, True]
+    for ax in axes:  # no legend entry without a mark: every labelled line draws at least one point
+        for ln in ax.get_lines():
+            if not ln.get_label().startswith("_"):
+                assert np.isfinite(np.asarray(ln.get_ydata(), dtype=float)).any(), ln.get_label()
 
 
 @settings(max_examples=40, deadline=None)
@@ -410,8 +418,14 @@ def test_table1_rows_round_trip(tau: list[float]) -> None:
     rows = table1.rows(arrays)
     assert len(rows) == t.size
     for r, x in zip(rows, t, strict=True):
-        if np.isfinite(x):  # steps clipped to the sampled grid [0, 100]
-            assert float(r["tau_spec"]) == pytest.approx(np.clip(x, 0, 100), abs=0.05 + 1e-9)
-            assert float(r["delta_tau"]) == pytest.approx(5.0, abs=0.051)  # Δτ = τ_l − τ_g, eq. (73)
-        else:
+        if not np.isfinite(x):
             assert r["tau_spec"] == "n/a" and r["delta_tau"] == "n/a"
+            continue
+        assert float(r["delta_tau"]) == pytest.approx(5.0, abs=0.051)  # Δτ = τ_l − τ_g, eq. (73)
+        if x < 0:  # outside the sampled grid [0, 100]: said in words, never a clipped number
+            assert r["tau_spec"] == "before step 0"
+        elif x > 100:
+            assert r["tau_spec"] == "after step 100"
+        else:
+            assert float(r["tau_spec"]) == pytest.approx(x, abs=0.05 + 1e-9)
+        assert table1.markdown_row(r).count(r["tau_spec"]) >= 1  # the Markdown carries the same cell
