@@ -128,7 +128,7 @@ def test_train_over_a_checkpoint_is_refused(capsys: pytest.CaptureFixture) -> No
         ("--batch-size", "0", "--batch-size must be an integer >= 1, got 0"),
         ("--seed", "-1", "--seed must be an integer >= 0, got -1"),
         ("--device", "foo", "--device must be cpu, cuda or cuda:<index>, got 'foo'"),
-        ("--threads", "0", "--threads must be an integer >= 1, got 0"),
+        ("--threads", "0", f"--threads must be an integer in [1, {os.cpu_count()}] (this machine's CPUs), got 0"),
     ],
 )
 def test_train_with_nonsense_is_refused_before_anything_is_written(
@@ -386,9 +386,9 @@ def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_permission_errors_are_one_line() -> None:
     import errno
 
-    from dit_validation.boundary import _user_error_message
+    from dit_validation.boundary import user_error_message
 
-    msg = _user_error_message(PermissionError(errno.EACCES, "Permission denied", "/ro/protocol1.npz"))
+    msg = user_error_message(PermissionError(errno.EACCES, "Permission denied", "/ro/protocol1.npz"))
     assert (
         msg == "cannot write '/ro/protocol1.npz': permission denied (read-only or not yours); "
         "choose another --out"
@@ -775,6 +775,9 @@ def test_progress_bars_only_on_a_terminal_and_logs_through_tqdm(monkeypatch) -> 
 def test_summary_states_run_time_paths_and_clips_intervals(finished: Path) -> None:
     text = (finished / "summary.txt").read_text()
     assert "run time:" in text and str(finished / "protocol1.npz") in text and "figures and tables:" in text
+    results = next(ln for ln in text.splitlines() if ln.startswith("results: "))
+    written = {str(p) for p in finished.iterdir() if p.is_file() and p.name != LOCK_NAME}
+    assert set(results.removeprefix("results: ").split(", ")) == written  # every file written, depth.npz too
     assert "not Protocol II's G_int above" in text  # compare's gap is a different quantity, named so
     assert fmt_interval(np.array([-9.3, 29.5]), 0, 50) == "[before step 0, 29.5]"
     assert fmt_step(51.0, 0, 50) == "after step 50" and fmt_step(float("nan"), 0, 50) == "n/a"
@@ -805,8 +808,16 @@ def test_summary_reports_disagreement_and_degenerate_predictions(finished: Path,
     b["G_int"] = 1.0 + np.outer(0.1 * rho + 0.01, np.ones(b["layers"].size))
     save_result(run / "protocol2.npz", meta2, b)
     text = summary_text({k: run / f"{k}.npz" for k in reproduce.STAGES} | {"figures": run / "figures"})
-    assert "-> consistent" in text and "collapse             FAILS" in text
-    assert "disagree" in text  # the two verdicts are never left side by side unexplained
+    # one verdict per prediction, with its margin in units; Protocol II's correlation is a measurement
+    # beside the collapse verdict, never a second verdict ("consistent") that the verdict contradicts
+    assert "consistent" not in text
+    verdict_lines = [ln.strip() for ln in text.splitlines()]
+    for name in ("hierarchy", "depth_localization", "natural_gap", "collapse"):
+        assert sum(ln.startswith(f"{name} ") for ln in verdict_lines) == 1, name
+    collapse = next(ln for ln in verdict_lines if ln.startswith("collapse "))
+    assert "FAILS" in collapse and "margin -0.100 steps per unit rho" in collapse
+    assert "margin +1.000 steps" in next(ln for ln in verdict_lines if ln.startswith("hierarchy "))
+    assert "beside collapse: Protocol II's internal gap, corr(rho, |G_int - 1| deep) = +" in text
     assert "no finite speciation step at any g" in text
     assert "never changes sign at g = 0 along" in text
     assert "the measured gap is undefined (only one of its directions splits) at g = " in text
