@@ -254,7 +254,8 @@ def prediction_lines(
     if p2_corr is not None:
         r, n = p2_corr
         why = (
-            "G_int - 1 is within seed noise at every layer and every g, so this says nothing"
+            "G_int - 1 is within seed noise at every layer and every g: this and Protocol II's table "
+            "above say nothing at this seed count"
             if noise_everywhere
             else "a sign, not a test"
             if n < 5
@@ -264,7 +265,7 @@ def prediction_lines(
             f"  {'':<20} beside collapse: Protocol II's internal gap, corr(rho, |G_int - 1| deep) = "
             f"{r:+.2f} over {n} couplings ({why})"
         )
-    if noise_everywhere:
+    if noise_everywhere and p2_corr is None:
         lines.append(
             "  note: G_int - 1 is within seed noise at every layer and every g: Protocol II's internal gap "
             "above decides nothing at this seed count"

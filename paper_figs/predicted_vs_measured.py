@@ -53,24 +53,25 @@ def _factor_tau(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Pat
         tau, ci, split = a["tau_meas"][i], a["tau_meas_ci"][i], a["splits"][i]
         ok = split & np.isfinite(tau)
         err = np.abs(np.stack([tau - ci[:, 0], ci[:, 1] - tau]))
-        ax.errorbar(
-            x[ok],
-            tau[ok],
-            yerr=np.nan_to_num(err[:, ok]),
-            fmt="o",
-            capsize=3,
-            color=_style.COLORS["dit"],
-            label="measured (clone splits)",
-            zorder=3,
-        )
+        if ok.any():  # a legend entry only for a drawn mark
+            ax.errorbar(
+                x[ok],
+                tau[ok],
+                yerr=np.nan_to_num(err[:, ok]),
+                fmt="o",
+                capsize=3,
+                color=_style.COLORS["dit"],
+                label="measured (clone splits)",
+                zorder=3,
+            )
         if (~split).any():
             notes.append("clones never split: " + ", ".join(names[f] for f in np.flatnonzero(~split)))
         for k, (key, label, marker, color) in enumerate(_PRED):
             y = _pred(a, key, i)
             fin = np.isfinite(y)
-            ax.plot(
-                x[fin] + 0.08 * (k + 1), y[fin], marker, ls="none", color=_style.COLORS[color], label=label
-            )
+            if fin.any():
+                xs = x[fin] + 0.08 * (k + 1)  # dodged so predictions beside one direction never overlap
+                ax.plot(xs, y[fin], marker, ls="none", color=_style.COLORS[color], label=label)
             short = label.split(" (")[0].split(" eq.")[0]
             for what, sel in (("never crosses", y == np.inf), ("undefined", np.isnan(y))):
                 if sel.any():
@@ -78,12 +79,18 @@ def _factor_tau(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Pat
         if "tau_exact_kappa" in a and g[i] == 0.0:
             ax.plot(x - 0.08, a["tau_exact_kappa"], "_", ms=14, mew=2, color="k", label="exact κ_f = 1")
         ax.set_xticks(x, names, rotation=20)
+        ax.set_xlim(-0.4, F - 0.6)  # the same for every panel, whatever it draws
         ax.set_ylim(-1, S + 1)
         ax.set_ylabel("speciation step (0 = pure noise)")
         ax.set_title(f"g = {g[i]:g}")
         if notes:  # below the panel, never over a point
             ax.text(0.0, -0.22, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=6)
-    axes[0].legend(loc="lower right", fontsize=6.5)
+    seen: dict[str, object] = {}  # one legend for every panel: the marks any panel draws, each once
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    if seen:
+        axes[0].legend(list(seen.values()), list(seen), loc="lower right", fontsize=6.5)
     fig.suptitle(f"{model}: predicted vs measured speciation step per branch direction")
     return _style.save(fig, out_dir, "fig_factor_tau")
 
