@@ -149,6 +149,10 @@ def _agreement(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path
     return _style.save(fig, out_dir, "fig_factor_agreement")
 
 
+def _gs(g: np.ndarray) -> str:
+    return ", ".join(f"{x:g}" for x in g)
+
+
 def _gap(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
     rho = np.asarray(a["rho"], dtype=np.float64)
     fig, (ax,) = _style.subplots(1, panel=(5.2, 3.6))
@@ -187,34 +191,36 @@ def _gap(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
         )
     gp = np.asarray(a["gap_pred_step"])
     fin = np.isfinite(gp)
+    notes: list[str] = []
     # hollow and dodged right by 0.02 in ρ: a prediction equal to the measurement stays visible beside it
-    ax.plot(
-        rho[fin] + 0.02,
-        gp[fin],
-        "D",
-        mfc="none",
-        mew=1.4,
-        ms=7,
-        zorder=4,
-        color=_style.COLORS["theory"],
-        label="step-level predicted Δ (drawn 0.02 right of its ρ)",
-    )
-    if (~fin).any():
-        ax.text(
-            0.02,
-            0.02,
-            "step-level Δ undefined (a direction never splits) at g = "
-            + ", ".join(f"{x:g}" for x in np.asarray(a["g"])[~fin]),
-            transform=ax.transAxes,
-            fontsize=6.5,
+    if fin.any():
+        ax.plot(
+            rho[fin] + 0.02,
+            gp[fin],
+            "D",
+            mfc="none",
+            mew=1.4,
+            ms=7,
+            zorder=4,
+            color=_style.COLORS["theory"],
+            label="step-level predicted Δ (drawn 0.02 right of its ρ)",
         )
+    gs = np.asarray(a["g"], dtype=np.float64)
+    if (~fin).any():
+        notes.append("step-level Δ undefined (a direction never crosses) at g = " + _gs(gs[~fin]))
+    if ok.any() and (~ok).any():
+        notes.append("measured Δ undefined (a direction never splits) at g = " + _gs(gs[~ok]))
     ax.axhline(0, color="0.5", lw=0.8)
     lead, trail = int(a["gap_lead"][0]), int(a["gap_trail"][0])
     names = [str(n) for n in a["factor_names"]]
     ax.set_xlabel(r"$\rho(g) = (1-g)/(1+g)$, eq. (27)")
     ax.set_ylabel(f"Δ = τ({names[trail]}) − τ({names[lead]}), steps")
-    ax.set_title(f"{model}: the gap against the routing gate (eq. 65–66)")
-    ax.legend(fontsize=6.5, loc="upper left")
+    title = f"{model}: the gap against the routing gate (eq. 65–66)"
+    if notes:  # in the title: text inside the axes would sit on points or on the zero line
+        title += "\n" + "\n".join(notes)
+    ax.set_title(title, fontsize=8 if notes else None)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6.5, loc="upper left")
     return _style.save(fig, out_dir, "fig_gap_vs_rho")
 
 
