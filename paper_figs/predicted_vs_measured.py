@@ -141,11 +141,14 @@ def _agreement(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path
             ax.plot(
                 t, a["agree_theory"][f], "-", lw=1, color=_style.COLORS["theory"], label="exact, closed form"
             )
-        ax.set_ylim(0.3, 1.05)
+        shown = [a["agree"][i0, f].mean(-1), *([a["agree_exact"][f].mean(-1)] if "agree_exact" in a else [])]
+        low = min((float(np.nanmin(y)) for y in shown if np.isfinite(y).any()), default=0.3)
+        ax.set_ylim(min(0.3, low - 0.05), 1.05)  # never a point below the frame
         ax.set_xlabel("split step")
         ax.set_ylabel("clone agreement")
         ax.set_title(f"{names[f]} (g = 0)")
     axes[0].legend(fontsize=6.5, loc="lower right")
+    fig.suptitle(f"{model}: clone agreement against the split step at g = 0, with the sigmoid fits")
     return _style.save(fig, out_dir, "fig_factor_agreement")
 
 
