@@ -41,6 +41,7 @@ from .results import (
     Result,
     ResultFileError,
     load_result,
+    naming,
     package_versions,
 )
 
@@ -143,7 +144,7 @@ def _try_acquire(path: Path, me: Mapping[str, Any]) -> dict[str, Any] | None:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             continue
-        with os.fdopen(fd, "w") as fh:
+        with naming(path), os.fdopen(fd, "w") as fh:  # a full disk names the lock file
             fh.write(json.dumps(me))
         return None
     holder = _read_holder(path) or {}
