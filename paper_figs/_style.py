@@ -206,12 +206,13 @@ def _main(render: Any, description: str, prog: str, argv: list[str] | None) -> i
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("results", nargs="+", type=Path, help="result file(s) (.npz) to read")
-    parser.add_argument(
-        "--out", type=Path, default=Path("figures"), help="output directory (default: figures)"
-    )
+    parser.add_argument("--out", type=str, default="figures", help="output directory (default: figures)")
     parser.add_argument("--pdf", action="store_true", help="also write a PDF of every figure (slower)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     args = parser.parse_args(argv)
+    if not args.out.strip():  # Path("") would be the current directory
+        raise UsageError("--out must not be empty; give a directory")
+    args.out = Path(args.out)
     configure_logging()
     kind = figure_kind(render)
     for path in args.results:  # every input checked before anything is written

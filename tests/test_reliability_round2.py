@@ -341,6 +341,17 @@ def test_an_empty_out_is_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_figure_command_refuses_an_empty_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, p1_file: Path
+) -> None:
+    from paper_figs import _style, table1
+
+    monkeypatch.chdir(tmp_path)
+    main = lambda a: _style.main_for(table1.render, "", a)  # noqa: E731 - python -m paper_figs.table1
+    msg = user_error(capsys, [str(p1_file), "--out", ""], main=main)
+    assert "--out must not be empty" in msg and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["reproduce", "compare"])
 def test_an_existing_directory_that_is_not_a_run_is_refused_and_never_written_over(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture, fake_compare: Path
