@@ -8,6 +8,12 @@
   and exits with 130. Long loops report their units through :data:`units`.
 * Anything else is a bug and keeps its traceback.
 
+Test hook (fault injection, never set outside tests): ``$SYNCHROGAP_TEST_KILL_AT=<stage>:<k>`` makes the
+process SIGKILL itself once ``k`` units of the named stage of ``synchrogap reproduce`` have finished —
+``k`` counts the units the stage resumed as well, ``k = 0`` kills as the stage starts — after printing one
+line saying so on stderr. It is read in one place, :meth:`UnitCounter._kill_point`, so a test can land a
+kill inside a chosen stage on any machine at any load instead of guessing a wall-clock delay.
+
 torch-free, so that figure commands stay light.
 """
 
@@ -16,16 +22,31 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["UsageError", "ReportedError", "UnitCounter", "units", "guarded", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+__all__ = [
+    "UsageError",
+    "ReportedError",
+    "UnitCounter",
+    "units",
+    "guarded",
+    "user_error_message",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
+    "KILL_ENV",
+]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger(__name__)
+
+#: The fault-injection test hook (module docstring): ``<stage>:<k>``.
+KILL_ENV = "SYNCHROGAP_TEST_KILL_AT"
 
 
 class UsageError(Exception):
@@ -59,12 +80,30 @@ class UnitCounter:
         self.done += int(n)
         if self._ceiling is not None:
             self.done = min(self.done, self._ceiling)
+        self._stage_units += int(n)
+        self._kill_point()
 
     def reset(self) -> None:
         self.done = self.total = 0
         self.resumable = True
         self._fixed = False
         self._ceiling: int | None = None
+        self._stage_name: str | None = None
+        self._stage_units = 0
+
+    def _kill_point(self) -> None:
+        """The test hook of the module docstring: SIGKILL once ``k`` units of the named stage are done."""
+        target = os.environ.get(KILL_ENV)
+        if not target or self._stage_name is None:
+            return
+        stage, _, k = target.partition(":")
+        if stage == self._stage_name and self._stage_units >= int(k or 0):
+            print(
+                f"test hook {KILL_ENV}={target}: SIGKILL after {self._stage_units} unit(s) of stage {stage}",
+                file=sys.stderr,
+                flush=True,
+            )
+            os.kill(os.getpid(), signal.SIGKILL)
 
     @contextlib.contextmanager
     def fixed(self, total: int) -> Iterator[None]:
@@ -77,15 +116,21 @@ class UnitCounter:
             self._fixed = False
 
     @contextlib.contextmanager
-    def stage(self, n: int) -> Iterator[None]:
-        """One stage worth ``n`` units: counted done when the block finishes, however its loops count."""
+    def stage(self, n: int, name: str | None = None) -> Iterator[None]:
+        """One stage worth ``n`` units: counted done when the block finishes, however its loops count.
+
+        ``name`` (given when the stage really runs, not when it is skipped) is what the test hook matches.
+        """
         start, outer = self.done, self._ceiling
         self._ceiling = start + int(n)
+        self._stage_name, self._stage_units = name, 0
+        self._kill_point()
         try:
             yield
             self.done = start + int(n)
         finally:
             self._ceiling = outer
+            self._stage_name = None
 
     def message(self) -> str:
         """``interrupted after N of M units; …`` (the boundary's Ctrl-C line)."""
@@ -101,7 +146,7 @@ units = UnitCounter()
 _DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
 
 
-def _user_error_message(exc: BaseException) -> str | None:
+def user_error_message(exc: BaseException) -> str | None:
     """The one-line message of a user error, or None when ``exc`` is a bug."""
     from .results import ConfigMismatchError, ResultFileError  # torch-free
 
@@ -147,7 +192,7 @@ def guarded(main: Callable[[Sequence[str] | None], int], prog: str) -> Callable[
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
         except BaseException as exc:
-            msg = _user_error_message(exc)
+            msg = user_error_message(exc)
             if msg is None:
                 raise
             if debug:

@@ -7,6 +7,13 @@ option, the value and what is allowed), resolves the model (placing it on ``--de
 and calls the library. :func:`main` runs inside :func:`dit_validation.boundary.guarded`: user errors are
 one line with exit status 2, Ctrl-C says how much finished work a re-run will resume, ``--debug`` shows
 tracebacks.
+
+Nothing here imports torch at module level: options are parsed, and the checks that need no model
+(``--threads``, ``--out``, counts) run, before the protocols and the models are imported inside each
+command's ``run``, so a usage error appears at once even on a loaded machine.
+
+``--overwrite`` means start over, in every command: the old run's files are deleted (under the run's
+lock, after every check) before the first unit, so that nothing of it survives or mixes in.
 """
 
 from __future__ import annotations
@@ -20,31 +27,40 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from . import compare as compare_mod
-from . import reproduce
 from ._logging import configure_logging
 from .boundary import UsageError, guarded, units
-from .grids import FIGURE_G, PROTOCOL1_DDIM_ETA, PROTOCOL1_G, PROTOCOL2_DDIM_ETA
-from .models import DiTBundle, model_choices, resolve_model
-from .protocol1 import Protocol1Config, run_protocol1, table1
-from .protocol2 import Protocol2Config, layer_table, run_protocol2
-from .rundir import LOCK_NAME, lock_path_for, run_lock
-from .testbed import train as testbed_train
+from .grids import FIGURE_G, GRIDS, PROTOCOL1_DDIM_ETA, PROTOCOL1_G, PROTOCOL2_DDIM_ETA
+from .rundir import LOCK_NAME, check_out_dir, check_out_file, lock_path_for, run_lock, start_over
 
-__all__ = ["COMMANDS", "DTYPES", "build_parser", "main", "set_threads"]
+if TYPE_CHECKING:
+    import torch
+
+    from .models import DiTBundle
+
+__all__ = ["COMMANDS", "DTYPES", "build_parser", "main", "set_threads", "check_threads"]
 
 logger = logging.getLogger(__name__)
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+#: ``--dtype`` choices: names of torch dtypes, resolved by :func:`dtype_of` once torch is loaded.
+DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32", "float64")
+#: ``--model`` help (static, so that ``--help`` needs no torch; tests/test_dv_cli.py keeps it equal to
+#: :func:`dit_validation.models.model_choices`).
+MODEL_HELP = (
+    "shipped-default (the default), a shipped checkpoint (mixture, mixture-deep, digits), a checkpoint "
+    "directory, facebook/DiT-XL-2-256, or random:<preset> (tiny, small, XL_2)"
+)
+#: Wall time of ``reproduce --quick`` on the shipped default, idle 2-core machine, 1 thread (README, "Run
+#: times"): what a smoke run says the quick grid costs.
+QUICK_IDLE_MINUTES = 7.5
+
+
+def dtype_of(name: str) -> torch.dtype:
+    import torch
+
+    return getattr(torch, name)
+
 
 #: Environment variable that sets the default of ``--threads``.
 THREADS_ENV = "SYNCHROGAP_THREADS"
@@ -56,28 +72,44 @@ DEFAULT_THREADS = 1
 
 
 def _default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def set_threads(n: int | None) -> int:
-    """Set torch's intra-op CPU threads: ``n``, else ``$SYNCHROGAP_THREADS``, else :data:`DEFAULT_THREADS`."""
+def check_threads(n: int | None) -> int:
+    """``n``, else ``$SYNCHROGAP_THREADS``, else :data:`DEFAULT_THREADS`, refused outside [1, CPUs] (more
+    threads than cores only make torch's threads fight each other)."""
+    cpus = os.cpu_count() or 1
+    source = "--threads"
     if n is None:
         env = os.environ.get(THREADS_ENV)
-        if env is not None:
-            try:
-                n = int(env)
-            except ValueError:
-                raise UsageError(f"{THREADS_ENV} must be an integer >= 1, got {env!r}") from None
-        else:
-            n = DEFAULT_THREADS
-    if n < 1:
-        raise UsageError(f"--threads must be an integer >= 1, got {n}")
+        if env is None:
+            return DEFAULT_THREADS
+        source = f"${THREADS_ENV}"
+        try:
+            n = int(env)
+        except ValueError:
+            raise UsageError(f"{source} must be an integer in [1, {cpus}], got {env!r}") from None
+    if not 1 <= n <= cpus:
+        raise UsageError(f"{source} must be an integer in [1, {cpus}] (this machine's CPUs), got {n}")
+    return n
+
+
+def set_threads(n: int | None) -> int:
+    """Set torch's intra-op CPU threads to :func:`check_threads`'s value; returns it."""
+    n = check_threads(n)
+    import torch
+
     torch.set_num_threads(n)
     return n
 
 
-def check_device(name: str) -> torch.device:
-    """A usable device, or a UsageError naming ``--device`` and the choices."""
+def check_device(name: str | None) -> torch.device:
+    """A usable device (default: CUDA where available), or a UsageError naming ``--device``."""
+    import torch
+
+    name = _default_device() if name is None else name
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
@@ -135,11 +167,20 @@ def _validated(make: Callable[[], Any]) -> Any:
 
 
 def _bundle(args: argparse.Namespace) -> DiTBundle:
+    from .models import resolve_model
+
     device = check_device(args.device)
     try:
-        return resolve_model(args.model, dtype=DTYPES[args.dtype], device=device)
+        return resolve_model(args.model, dtype=dtype_of(args.dtype), device=device)
     except ValueError as exc:
         raise UsageError(f"--model: {exc}") from None
+
+
+def _out_arg(out: str) -> Path:
+    """``--out``'s type: a path, never the empty string (which would mean the current directory)."""
+    if not out.strip():
+        raise UsageError("--out must not be empty; give a path")
+    return Path(out)
 
 
 def check_class_label(label: int | None, bundle: DiTBundle) -> None:
@@ -151,11 +192,14 @@ def check_class_label(label: int | None, bundle: DiTBundle) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="shipped-default", help=f"one of {model_choices()}")
-    p.add_argument("--device", default=_default_device(), help="cpu, cuda or cuda:<index>")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--model", default="shipped-default", help=MODEL_HELP)
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:<index> (default: cuda where available)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument(
-        "--threads", type=int, default=None, help=f"torch CPU threads (default ${THREADS_ENV} or 1)"
+        "--threads",
+        type=int,
+        default=None,
+        help=f"torch CPU threads, at most the machine's CPUs (default ${THREADS_ENV} or 1)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
@@ -183,8 +227,13 @@ def _protocol_args(p: argparse.ArgumentParser, default_g: Sequence[float], defau
     )
     p.add_argument("--class-label", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64, help="replica pairs per forward")
-    p.add_argument("--out", type=Path, required=True, help="result file (.npz)")
-    p.add_argument("--overwrite", action="store_true", help="discard an existing result file")
+    p.add_argument("--out", type=str, required=True, help="result file (.npz)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: delete an existing result file of this command first, also one made with other "
+        "options (a file that is not a synchrogap result is never written over)",
+    )
 
 
 def _t_int(args: argparse.Namespace) -> tuple[int, ...] | None:
@@ -197,24 +246,38 @@ def _t_int(args: argparse.Namespace) -> tuple[int, ...] | None:
     return None if args.t_int is None else tuple(args.t_int)
 
 
-def _check_out_file(out: Path) -> None:
-    if out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a directory; give a result file path (.npz)")
+def _early_checks(args: argparse.Namespace) -> None:
+    """A protocol's checks that need neither torch nor the model: ``--out``, ``--threads``."""
+    check_out_file(_out_arg(args.out), args.overwrite)
+    check_threads(args.threads)
 
 
-def _run_protocol(args: argparse.Namespace, cfg: Any, runner: Callable[..., Path], summary: Callable) -> int:
+def _run_protocol(
+    args: argparse.Namespace,
+    make: Callable[[], Any],
+    runner: Callable[..., Path],
+    summary: Callable,
+    check: Callable[[DiTBundle, Any], None] | None = None,
+) -> int:
+    """Validate (options, ``--out``, the model, ``check``'s input files), then run one protocol."""
     configure_logging(args.quiet)
+    out = _out_arg(args.out)
+    check_out_file(out, args.overwrite)
     set_threads(args.threads)
-    _check_out_file(args.out)
+    cfg = _validated(make)
     bundle = _bundle(args)
     check_class_label(args.class_label, bundle)
     try:
         cfg = cfg.resolved(bundle)
     except (TypeError, ValueError) as exc:
         raise UsageError(_option_message(str(exc))) from None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with run_lock(lock_path_for(args.out, is_dir=False), wait=args.wait):
-        path = runner(bundle, cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    if check is not None:
+        check(bundle, cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock(lock_path_for(out, is_dir=False), wait=args.wait):
+        if args.overwrite and out.exists():
+            out.unlink()  # start over: not one array of the old file survives a kill of the new run
+        path = runner(bundle, cfg, out, progress=not args.quiet, overwrite=args.overwrite)
     print(f"wrote {path}")
     print(summary(path))
     return 0
@@ -225,12 +288,16 @@ def add_protocol1(sub: argparse._SubParsersAction) -> None:
     _protocol_args(p, PROTOCOL1_G, PROTOCOL1_DDIM_ETA)
     p.add_argument("--pool", type=int, default=None, help="side of the pooling grid P of eq. (71)")
     p.add_argument("--encoder", default=None, help="feature encoder for eq. (70) (default: the model's)")
-    p.add_argument("--n-boot", type=int, default=Protocol1Config.n_boot, help="bootstrap resamples")
+    p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default 1000)")
     p.add_argument("--no-control", action="store_true", help="skip the g = 0 shared-noise control (Fig. 5)")
 
     def run(args: argparse.Namespace) -> int:
-        cfg = _validated(
-            lambda: Protocol1Config(
+        _early_checks(args)
+        from .protocol1 import Protocol1Config, run_protocol1, table1
+
+        def make() -> Protocol1Config:
+            n_boot = {} if args.n_boot is None else {"n_boot": args.n_boot}
+            return Protocol1Config(
                 g=tuple(args.g),
                 t_int=_t_int(args),
                 num_seeds=args.seeds,
@@ -242,12 +309,12 @@ def add_protocol1(sub: argparse._SubParsersAction) -> None:
                 pool=args.pool,
                 encoder=args.encoder,
                 batch_size=args.batch_size,
-                n_boot=args.n_boot,
                 control=not args.no_control,
                 seed_base=args.seed_base,
+                **n_boot,
             )
-        )
-        return _run_protocol(args, cfg, run_protocol1, table1)
+
+        return _run_protocol(args, make, run_protocol1, table1)
 
     p.set_defaults(run=run)
 
@@ -259,16 +326,30 @@ def add_protocol2(sub: argparse._SubParsersAction) -> None:
         "--tau-spec", type=float, nargs="+", default=None, help="s = τ_spec(g) of eq. (77), one per g"
     )
     p.add_argument(
-        "--protocol1", type=Path, default=None, help="Protocol I result file to read τ_spec(g) from"
+        "--protocol1",
+        type=Path,
+        default=None,
+        help="Protocol I result file to read τ_spec(g) from: same model and --steps, its g grid (with "
+        "the g = 0 control) spanning every --g",
     )
     p.add_argument("--modes", type=int, default=None, help="retained modes K (default M)")
 
     def run(args: argparse.Namespace) -> int:
+        _early_checks(args)
         if args.protocol1 is not None:
             from .results import load_result
 
+            if args.tau_spec is not None:
+                raise UsageError("give either --tau-spec or --protocol1, not both")
             load_result(args.protocol1, kind="protocol1", require_complete=True)  # refuse a wrong input early
-        cfg = _validated(
+        from .protocol2 import Protocol2Config, layer_table, run_protocol2
+
+        def check(bundle: DiTBundle, cfg: Protocol2Config) -> None:
+            if args.protocol1 is not None:
+                _check_protocol1_input(args.protocol1, bundle, cfg)
+
+        return _run_protocol(
+            args,
             lambda: Protocol2Config(
                 g=tuple(args.g),
                 num_seeds=args.seeds,
@@ -282,41 +363,96 @@ def add_protocol2(sub: argparse._SubParsersAction) -> None:
                 protocol1_result=None if args.protocol1 is None else str(args.protocol1),
                 batch_size=args.batch_size,
                 seed_base=args.seed_base,
-            )
+            ),
+            run_protocol2,
+            layer_table,
+            check,
         )
-        return _run_protocol(args, cfg, run_protocol2, layer_table)
 
     p.set_defaults(run=run)
 
 
+def _check_protocol1_input(path: Path, bundle: DiTBundle, cfg: Any) -> None:
+    """``protocol2 --protocol1``: the file's model, step count and g grid (eq. 77 reads s = τ_spec(g) from
+    it), and at least one finite τ_spec among the requested g; a mismatch is one line naming the file."""
+    import numpy as np
+
+    from .protocol2 import tau_from_protocol1
+
+    tau = np.asarray(tau_from_protocol1(path, cfg.g, model=bundle.name, num_steps=cfg.num_steps))
+    flat = [f"{g:g}" for g, t in zip(cfg.g, tau, strict=True) if not np.isfinite(t)]
+    if len(flat) == len(cfg.g):
+        raise UsageError(
+            f"--protocol1 {str(path)!r} has no tau_spec at any requested g ({', '.join(flat)}: flat feature-"
+            "similarity curves), so G_int (eq. 80) would be n/a everywhere; give --tau-spec or other --g"
+        )
+    if flat:
+        logger.warning(
+            "--protocol1 %r has no tau_spec at g = %s (flat curve): G_int is n/a there",
+            str(path),
+            ", ".join(flat),
+        )
+
+
+#: What ``compare`` writes into its directory (``--overwrite`` deletes them first).
+COMPARE_FILES = ("compare.npz", "compare.md")
+
+
 def add_compare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="predicted vs measured speciation and gaps on a DiT")
+    p = sub.add_parser(
+        "compare",
+        help="predicted vs measured speciation and gaps on a DiT (minutes on a CPU)",
+        description="Measures the speciation step along each branch direction from clone splits at every "
+        "coupling g, beside the step-level, per-block eq. (50) and Biroli predictions, and the gap against "
+        "rho(g). Writes compare.npz and compare.md into --out. Takes about 5 min on 2 CPU cores with 1 "
+        "thread (--quick, shipped default, idle machine); --full is the paper-size grid, for a GPU. A "
+        "killed run resumes unit by unit.",
+    )
     _model_args(p)
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--quick", dest="grid", action="store_const", const="quick", help="CPU grid (default)")
     grid.add_argument("--full", dest="grid", action="store_const", const="full", help="paper-size grid (GPU)")
-    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--out", type=str, default="runs/compare", help="output directory (default runs/compare)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="base of every random draw of the comparison (clone pairs, symmetric points, EM pairs)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: delete compare.npz and compare.md of an earlier comparison in --out, also one "
+        "made with other options (files synchrogap did not write are never written over)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         configure_logging(args.quiet)
-        set_threads(args.threads)
-        base = compare_mod.FULL if args.grid == "full" else compare_mod.QUICK
+        out = _out_arg(args.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {str(out)!r} is a file; give a directory")
         if args.seed < 0:
             raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
+        set_threads(args.threads)
+        from . import compare as compare_mod
+
+        base = compare_mod.FULL if args.grid == "full" else compare_mod.QUICK
         cfg = _validated(lambda: replace(base, seed=args.seed))
-        if args.out.exists() and not args.out.is_dir():
-            raise UsageError(f"--out {str(args.out)!r} is a file; give a directory")
+        is_run = (out / "compare.npz").exists() or (out / "reproduce.json").is_file()
+        check_out_dir(out, is_run=is_run, writes=COMPARE_FILES, overwrite=args.overwrite, command="compare")
         bundle = _bundle(args)
         start = time.time()
-        args.out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         units.plan(1)
-        logger.info("compare: %s on the %s grid into %s (minutes on a CPU)", bundle.name, cfg.grid, args.out)
-        with run_lock(args.out / LOCK_NAME, wait=args.wait):
-            path = compare_mod.run_compare(bundle, cfg, args.out, model_name=bundle.name)
+        logger.info("compare: %s on the %s grid into %s (minutes on a CPU)", bundle.name, cfg.grid, out)
+        with run_lock(out / LOCK_NAME, wait=args.wait):
+            if args.overwrite:
+                start_over(out, COMPARE_FILES)
+            path = compare_mod.run_compare(
+                bundle, cfg, out, model_name=bundle.name, overwrite=args.overwrite, progress=not args.quiet
+            )
         units.advance()
-        print((args.out / "compare.md").read_text())
+        print((out / "compare.md").read_text())
         print(f"wrote {path} in {time.time() - start:.1f} s on {bundle.device}")
         return 0
 
@@ -324,31 +460,56 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def add_reproduce(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="the main job: theory, Protocol I/II, compare, then every figure")
+    p = sub.add_parser(
+        "reproduce",
+        help="the main job: theory, Protocol I/II, compare, depth, then every figure",
+        description="Runs every stage — theory, Protocol I, Protocol II, compare, depth — and draws every "
+        "figure. Writes into --out: theory.npz, protocol1.npz, protocol2.npz, compare.npz and compare.md, "
+        "depth.npz, figures/ (PNG figures, table1.csv/.md, predictions.md), summary.txt (also printed), "
+        "reproduce.json and timings.json. Time on 2 CPU cores, 1 thread, shipped default: --grid smoke "
+        "about 1 min (a demo whose numbers decide nothing: try it first), --quick (the CPU default) about "
+        "7.5 min idle and several times that on a busy machine; --full is the paper's grid, for a GPU. A "
+        "killed run resumes where it stopped.",
+    )
     _model_args(p)
     grid = p.add_mutually_exclusive_group()
     grid.add_argument(
-        "--quick", dest="grid", action="store_const", const="quick", help="CPU minutes (CPU default)"
+        "--grid",
+        choices=GRIDS,
+        default=None,
+        help="smoke: every stage and figure in about a minute, numbers meaningless; quick: CPU minutes "
+        "(CPU default); full: the paper's grid (GPU default)",
     )
-    grid.add_argument(
-        "--full", dest="grid", action="store_const", const="full", help="the paper's grid (GPU default)"
-    )
+    grid.add_argument("--smoke", dest="grid", action="store_const", const="smoke", help="= --grid smoke")
+    grid.add_argument("--quick", dest="grid", action="store_const", const="quick", help="= --grid quick")
+    grid.add_argument("--full", dest="grid", action="store_const", const="full", help="= --grid full")
     p.add_argument("--encoder", default=None, help="feature encoder of eq. (70) (default: the model's)")
     p.add_argument("--batch-size", type=int, default=None, help="replica pairs per forward")
     p.add_argument(
-        "--out", type=Path, default=None, help="output directory (default runs/reproduce-<model>-<grid>)"
+        "--out", type=str, default=None, help="output directory (default runs/reproduce-<model>-<grid>)"
     )
-    p.add_argument("--overwrite", action="store_true", help="recompute every stage")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: delete every file of an earlier run in --out (stage files, figures, tables, "
+        "summary), also one with another model or grid, and recompute every stage; in a directory that is "
+        "not a run, write beside its files (never over them)",
+    )
     p.add_argument("--pdf", action="store_true", help="also write PDF figures (default under --full only)")
 
     def run(args: argparse.Namespace) -> int:
         configure_logging(args.quiet)
-        set_threads(args.threads)
-        device = check_device(args.device)
-        grid_name = args.grid or ("full" if device.type == "cuda" else "quick")
+        out_arg = None if args.out is None else _out_arg(args.out)
+        if out_arg is not None and out_arg.exists() and not out_arg.is_dir():
+            raise UsageError(f"--out {str(out_arg)!r} is a file; give a directory")
         if args.batch_size is not None and args.batch_size < 1:
             raise UsageError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
-        out = args.out if args.out is not None else reproduce.default_out(args.model, grid_name)
+        set_threads(args.threads)
+        from . import reproduce
+
+        device = check_device(args.device)
+        grid_name = args.grid or ("full" if device.type == "cuda" else "quick")
+        out = out_arg if out_arg is not None else reproduce.default_out(args.model, grid_name)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {str(out)!r} is a file; give a directory")
         plan = _test_plan(args.model)
@@ -358,7 +519,7 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
             grid_name,
             out,
             device=device,
-            dtype=DTYPES[args.dtype],
+            dtype=dtype_of(args.dtype),
             progress=not args.quiet,
             overwrite=args.overwrite,
             encoder=args.encoder,
@@ -369,13 +530,33 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
         )
         print(reproduce.summary_text(paths))
         print(f"this invocation: {time.time() - start:.1f} s")
+        if grid_name == "smoke":
+            print(_after_smoke(args.model))
         return 0
 
     p.set_defaults(run=run)
 
 
-def _test_plan(model: str) -> reproduce.ReproducePlan | None:
+def _after_smoke(model: str) -> str:
+    """What a smoke run prints last: that its numbers decide nothing, and what the quick grid adds."""
+    from .reproduce import make_plan
+
+    q = make_plan(model, "quick")
+    return (
+        "smoke grid done: every stage ran and every figure was drawn, on far too few samples for any number "
+        "above to decide anything (a demo, not a result). The quick grid, `synchrogap reproduce` (the CPU "
+        f"default), runs Protocol I/II with M = {q.protocol1.num_seeds} seeds and {q.protocol1.num_steps} "
+        f"steps, compare with {q.compare.clone_seeds} clone pairs at {len(q.compare.t_ints())} split "
+        f"steps at {len(q.compare.g)} couplings, and depth with {q.depth.probe_pairs} probe pairs; it "
+        f"takes about {QUICK_IDLE_MINUTES:g} min on an idle 2-core machine (1 thread), longer when the "
+        "machine is busy."
+    )
+
+
+def _test_plan(model: str) -> Any:
     """The plan in ``$SYNCHROGAP_TEST_PLAN`` (a JSON file; for tests), with ``--model`` as its model."""
+    from . import reproduce
+
     name = os.environ.get(reproduce.PLAN_ENV)
     if not name:
         return None
@@ -389,51 +570,56 @@ def _test_plan(model: str) -> reproduce.ReproducePlan | None:
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a testbed DiT (mixture or digits)")
     p.add_argument("--dataset", choices=("mixture", "digits"), default="mixture")
-    p.add_argument("--steps", type=int, default=testbed_train.TrainConfig.steps)
-    p.add_argument("--batch-size", type=int, default=testbed_train.TrainConfig.batch_size)
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per step (default 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index> (bf16 autocast on CUDA)")
+    p.add_argument("--layers", type=int, default=None, help="transformer blocks (default 4)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None, help="default constant")
     p.add_argument(
-        "--layers", type=int, default=testbed_train.TrainConfig.num_layers, help="transformer blocks"
+        "--threads",
+        type=int,
+        default=None,
+        help=f"torch CPU threads, at most the machine's CPUs (default ${THREADS_ENV} or 1)",
     )
-    p.add_argument("--lr", type=float, default=testbed_train.TrainConfig.lr)
-    p.add_argument(
-        "--lr-schedule", choices=("constant", "cosine"), default=testbed_train.TrainConfig.lr_schedule
-    )
-    p.add_argument(
-        "--threads", type=int, default=None, help=f"torch CPU threads (default ${THREADS_ENV} or 1)"
-    )
-    p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--out", type=str, required=True, help="checkpoint directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint directory")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
 
     def run(args: argparse.Namespace) -> int:
         configure_logging(args.quiet)
+        out = _out_arg(args.out)
         threads = set_threads(args.threads)
         device = check_device(args.device)
+        from .testbed import train as testbed_train
+
+        given = {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "num_layers": args.layers,
+            "lr": args.lr,
+            "lr_schedule": args.lr_schedule,
+        }
         cfg = _validated(
             lambda: testbed_train.TrainConfig(
                 dataset=args.dataset,
-                steps=args.steps,
-                batch_size=args.batch_size,
                 seed=args.seed,
                 device=str(device),
-                num_layers=args.layers,
-                lr=args.lr,
-                lr_schedule=args.lr_schedule,
                 threads=threads,
+                **{k: v for k, v in given.items() if v is not None},
             )
         )
-        if args.out.exists() and not args.overwrite:
+        if out.exists() and not args.overwrite:
             raise UsageError(
-                f"--out {str(args.out)!r} already exists; refusing to overwrite a checkpoint "
+                f"--out {str(out)!r} already exists; refusing to overwrite a checkpoint "
                 "(pass --overwrite, or choose another --out)"
             )
         rec = testbed_train.train(
             cfg,
-            args.out,
-            command=testbed_train.command_line(cfg, args.out),
+            out,
+            command=testbed_train.command_line(cfg, out),
             overwrite=args.overwrite,
             progress=not args.quiet,
         )

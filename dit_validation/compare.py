@@ -70,7 +70,7 @@ KIND = "compare"
 class CompareConfig:
     """Grid of the comparison: ``QUICK`` runs in minutes on 2 CPU cores, ``FULL`` is the paper-size grid."""
 
-    grid: Literal["quick", "full"] = "quick"
+    grid: Literal["smoke", "quick", "full"] = "quick"  # smoke: reproduce's demo grid (reproduce_plan)
     g: tuple[float, ...] = FIGURE_G  # every coupling of the paper's Protocol II figures (Figs. 1, 9, 10)
     num_steps: int = 50  # reverse steps S (the paper uses 100 for DiT-XL/2)
     num_directions: int = 4  # F branch directions
@@ -91,8 +91,8 @@ class CompareConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.grid not in ("quick", "full"):
-            raise ValueError(f"grid must be 'quick' or 'full', got {self.grid!r}")
+        if self.grid not in ("smoke", "quick", "full"):
+            raise ValueError(f"grid must be 'smoke', 'quick' or 'full', got {self.grid!r}")
         if not self.g:
             raise ValueError("g must contain at least one coupling strength")
         check_g(np.asarray(self.g))
@@ -179,7 +179,6 @@ class _Run:
     def save(self, unit: str | None, complete: bool = False) -> None:
         if unit is not None:
             self.done.append(unit)
-            units.advance(1)
         meta = make_meta(
             KIND,
             self.config,
@@ -189,6 +188,8 @@ class _Run:
             wall_time_s=self.wall,
         )
         save_result(self.path, meta, self.arrays)
+        if unit is not None:  # a unit is done once it is on disk
+            units.advance(1)
 
     @property
     def bundle64(self) -> DiTBundle:

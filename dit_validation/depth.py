@@ -28,7 +28,8 @@ from theory.validation import check_positive_int
 from .analysis import band_energies, depth_fraction, uniform_share
 from .branches import BranchDirections
 from .models import DiTBundle
-from .results import ResultFileError, load_result, make_meta, save_result
+from .results import ResultFileError, make_meta, save_result
+from .rundir import check_input
 from .sampler import sample_pairs
 
 __all__ = [
@@ -220,8 +221,9 @@ def run_depth(
 ) -> Path:
     """The three depth profiles and their depth fractions per g of the Protocol II file; writes ``depth``."""
     cfg.validate()
-    m2, p2 = load_result(protocol2_path, kind="protocol2", require_complete=True)
-    mc, cmp = load_result(compare_path, kind="compare", require_complete=True)
+    reader = f"the depth stage for {bundle.name}"
+    m2, p2 = check_input(protocol2_path, "protocol2", {"model": bundle.name}, reader)
+    mc, cmp = check_input(compare_path, "compare", {"model": bundle.name}, reader)
     g = np.asarray(p2["g"], dtype=np.float64)
     L = int(np.asarray(p2["layers"]).size)
     F = int(cmp["factor"].size)

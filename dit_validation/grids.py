@@ -19,6 +19,12 @@ __all__ = [
     "QUICK_T_INT_STRIDE",
     "QUICK_SEEDS",
     "QUICK_BOOT",
+    "GRIDS",
+    "SMOKE_G",
+    "SMOKE_STEPS",
+    "SMOKE_T_INT_STRIDE",
+    "SMOKE_SEEDS",
+    "SMOKE_BOOT",
 ]
 
 #: Every coupling strength of §4: Protocol I's Table 1 grid plus g = 0 of Fig. 1 (Protocol II sweeps it all).
@@ -43,3 +49,14 @@ QUICK_STEPS = 50
 QUICK_T_INT_STRIDE = 5
 QUICK_SEEDS = 16
 QUICK_BOOT = 200
+
+#: The grids of ``synchrogap reproduce``, smallest first: a one-minute demo, CPU minutes, the paper's.
+GRIDS: tuple[str, ...] = ("smoke", "quick", "full")
+
+# The smoke grid (``reproduce --grid smoke``): a first run in about a minute that runs every stage and draws
+# every figure; far too few samples for its numbers to decide anything. 20 steps divide 1000 (exact DDIM).
+SMOKE_G: tuple[float, ...] = (0.0, 0.3, 0.9)  # Fig. 1 and Fig. 10's couplings: g = 0, and a weak and strong g
+SMOKE_STEPS = 20
+SMOKE_T_INT_STRIDE = 5
+SMOKE_SEEDS = 4
+SMOKE_BOOT = 50

@@ -27,7 +27,8 @@ from .capture import DifferenceCapture, ModeProjector, RowCollector, gram_basis
 from .coupling import install_coupling
 from .grids import FIGURE_G, PAPER_NUM_SEEDS, PAPER_NUM_STEPS, PROTOCOL2_DDIM_ETA
 from .models import DiTBundle
-from .results import load_result, make_meta, open_for_resume, save_result
+from .results import ConfigMismatchError, load_result, make_meta, open_for_resume, save_result
+from .rundir import check_input
 from .sampler import initial_pairs, make_scheduler, predict_eps, resolve_guidance, sample_pairs
 
 logger = logging.getLogger(__name__)
@@ -101,9 +102,17 @@ def seeds_of(cfg: Protocol2Config) -> list[int]:
     return [cfg.seed_base + i for i in range(cfg.num_seeds)]
 
 
-def tau_from_protocol1(path: str | Path, g: Sequence[float]) -> tuple[float, ...]:
-    """τ_spec(g) read from a complete Protocol I file; g = 0 uses the shared-noise control (Fig. 5)."""
-    _, a = load_result(path, kind="protocol1", require_complete=True)
+def tau_from_protocol1(
+    path: str | Path, g: Sequence[float], model: str | None = None, num_steps: int | None = None
+) -> tuple[float, ...]:
+    """τ_spec(g) read from a complete Protocol I file; g = 0 uses the shared-noise control (Fig. 5).
+
+    The file must have been made for ``model`` with ``num_steps`` steps (when given: a τ in another model's
+    or another step count's steps means nothing here) and its g grid must span every requested g; else a
+    :class:`ConfigMismatchError` naming the file and the field.
+    """
+    want = {k: v for k, v in (("model", model), ("num_steps", num_steps)) if v is not None}
+    _, a = check_input(path, "protocol1", want, f"Protocol II (eq. 77) for {model or 'this model'}")
     gs, taus = list(a["g"]), list(a["tau_spec"])
     if "control_tau_spec" in a:
         gs, taus = [0.0, *gs], [float(a["control_tau_spec"]), *taus]
@@ -112,8 +121,10 @@ def tau_from_protocol1(path: str | Path, g: Sequence[float]) -> tuple[float, ...
     out = []
     for x in g:
         if not gs[0] <= x <= gs[-1]:
-            raise ValueError(
-                f"g = {x} lies outside the Protocol I grid [{gs[0]:g}, {gs[-1]:g}] of {str(path)!r}"
+            raise ConfigMismatchError(
+                f"{str(path)!r} covers g in [{gs[0]:g}, {gs[-1]:g}] (its Protocol I grid"
+                f"{' and g = 0 control' if 'control_tau_spec' in a else ', no g = 0 control'}), "
+                f"but g = {x:g} was asked for; give a Protocol I file whose grid spans it"
             )
         out.append(float(np.interp(x, gs, taus)))
     return tuple(out)
@@ -196,7 +207,8 @@ def run_protocol2(
     """Run (or resume) Protocol II; one unit per g (the basis couples all seeds); returns the file path."""
     cfg = cfg.resolved(bundle)
     if cfg.tau_spec is None and cfg.protocol1_result is not None:
-        cfg = replace(cfg, tau_spec=tau_from_protocol1(cfg.protocol1_result, cfg.g))
+        tau = tau_from_protocol1(cfg.protocol1_result, cfg.g, model=bundle.name, num_steps=cfg.num_steps)
+        cfg = replace(cfg, tau_spec=tau)
     config = {**asdict(cfg), "model": bundle.name}
     seeds = seeds_of(cfg)
     G, S, L, K, M = len(cfg.g), cfg.num_steps, len(cfg.layers), cfg.num_modes, cfg.num_seeds

@@ -16,7 +16,11 @@ the checks of a directory against them live in :mod:`.reproduce_plan`, the one-s
 directory honest:
 
 * everything is validated (options, model, every stage's configuration, an existing run's plan and stage
-  files) before anything is created, so a refused command leaves nothing behind;
+  files, ``--out`` itself) before anything is created, so a refused command leaves nothing behind;
+* ``--out`` is a new or empty directory or a reproduce run; another directory only with ``--overwrite``,
+  and no file synchrogap did not write is ever written over (:func:`dit_validation.rundir.check_out_dir`);
+* ``--overwrite`` starts over: every file of the old run (:data:`RUN_FILES`: stage files, reports,
+  figures, tables, summary) is deleted before the first stage, so nothing of it survives or mixes in;
 * ``reproduce.json`` records the plan's identity (batch sizes aside: results do not depend on them); another
   plan, or stage files made by another command or model, are refused unless ``--overwrite``;
 * one run per directory at a time (:func:`dit_validation.rundir.run_lock`; ``--wait`` queues);
@@ -45,7 +49,7 @@ from paper_figs._style import formats
 
 from . import compare as compare_mod
 from ._logging import progress as progress_bar
-from .boundary import ReportedError, UsageError, units
+from .boundary import ReportedError, UsageError, units, user_error_message
 from .branches import dataset_of
 from .compare_report import markdown_table, predictions_markdown
 from .depth import run_depth
@@ -53,6 +57,7 @@ from .models import DiTBundle, resolve_model
 from .protocol1 import run_protocol1
 from .protocol2 import run_protocol2
 from .reproduce_plan import (
+    GRIDS,
     PLAN_ENV,
     STAGES,
     Expected,
@@ -69,7 +74,14 @@ from .reproduce_plan import (
     stage_done,
 )
 from .results import ConfigMismatchError, Result, load_result, write_text_atomic
-from .rundir import LOCK_NAME, read_stage, remove_stale_temporaries, run_lock
+from .rundir import (
+    LOCK_NAME,
+    check_out_dir,
+    read_stage,
+    remove_stale_temporaries,
+    run_lock,
+    start_over,
+)
 from .summary import summary_text
 from .theory_run import run_theory
 
@@ -89,7 +101,24 @@ __all__ = [
     "PLAN_ENV",
     "STAGES",
     "ConfigMismatchError",
+    "GRIDS",
+    "RUN_FILES",
+    "FIGURE_FILES",
 ]
+
+#: What ``render_figures`` writes into ``figures/`` (globs).
+FIGURE_FILES = ("fig_*.png", "fig_*.pdf", "table1.csv", "table1.md", "predictions.md", "manifest.json")
+#: Every file a reproduce run writes into ``--out`` (globs): ``--overwrite`` deletes them before starting
+#: over, and a directory that is not a run may not hold one that synchrogap did not write.
+RUN_FILES = (
+    *(f"{k}.npz" for k in STAGES),
+    *(f"{k}.npz.corrupt*" for k in STAGES),
+    "compare.md",
+    "reproduce.json",
+    "timings.json",
+    "summary.txt",
+    *(f"figures/{f}" for f in FIGURE_FILES),
+)
 
 
 class _Stages:
@@ -107,16 +136,17 @@ class _Stages:
         self.ran: list[str] = []
 
     def run(self, name: str, units_worth: int, done: bool, work: Callable[[], Any]) -> None:
-        with units.stage(units_worth):
-            if done and not self.overwrite:
+        if done and not self.overwrite:
+            with units.stage(units_worth):
                 logger.info("stage %s: complete, skipped", name)
-                return
+            return
+        logger.info("stage %s: running", name)
+        with units.stage(units_worth, name=name):  # named: the test hook may kill inside it
             start = time.perf_counter()
-            logger.info("stage %s: running", name)
             work()
             took = time.perf_counter() - start
             self.timings[name] = self.timings.get(name, 0.0) + took
-            self.timing_file.write_text(json.dumps(self.timings, indent=1))
+            write_text_atomic(self.timing_file, json.dumps(self.timings, indent=1))
             self.ran.append(name)
             logger.info("stage %s: done in %.1f s", name, took)
 
@@ -143,9 +173,15 @@ def render_figures(
     files: Mapping[str, Path], fig_dir: Path, formats_: tuple[str, ...] = ("png",), show: bool = False
 ) -> list[Path]:
     """Every ``paper_figs`` renderer whose result kind is among ``files`` (kind → complete result path);
-    ``figures/manifest.json`` records what was drawn from which inputs."""
+    ``figures/manifest.json`` records what was drawn from which inputs, and a file the previous drawing
+    listed that this one does not write (a coupling no longer on the grid) is removed: never a stale
+    figure beside current ones."""
     manifest = fig_dir / "manifest.json"
     inputs = _figure_inputs(files)
+    try:
+        previous = json.loads(manifest.read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        previous = []
     written: list[Path] = []
     with formats(*formats_):
         for name in progress_bar(list(FIGURES), desc="figures", enabled=show):
@@ -162,7 +198,13 @@ def render_figures(
         text = predictions_markdown(load_result(files["compare"], kind="compare"), depth)
         written.append(write_text_atomic(fig_dir / "predictions.md", text))
     names = sorted({p.relative_to(fig_dir).as_posix() for p in written})
-    manifest.write_text(json.dumps({"inputs": inputs, "formats": list(formats_), "files": names}, indent=1))
+    for stale in sorted(set(map(str, previous)) - set(names)):
+        if "/" not in stale and (fig_dir / stale).is_file():
+            (fig_dir / stale).unlink()
+            logger.info("removed %s: the previous drawing's, not drawn from these results", fig_dir / stale)
+    write_text_atomic(
+        manifest, json.dumps({"inputs": inputs, "formats": list(formats_), "files": names}, indent=1)
+    )
     logger.info("stage figures: %d files in %s", len(written), fig_dir)
     return written
 
@@ -191,7 +233,7 @@ def _ensure_compare_md(path: Path) -> None:
     except (KeyError, ValueError, IndexError) as exc:  # a compare file without the report's fields
         logger.warning("could not rewrite %s from %s: %s", md, path.name, exc)
         return
-    md.write_text(text)
+    write_text_atomic(md, text)
     logger.info("rewrote %s from %s", md, path.name)
 
 
@@ -267,12 +309,24 @@ def run_reproduce(
             protocol2=replace(plan.protocol2, batch_size=batch_size),
         )
     out = Path(out_dir) if out_dir is not None else default_out(plan.model, plan.grid)
+    if not str(out_dir if out_dir is not None else out).strip():
+        raise UsageError("--out must not be empty; give a directory")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; give a directory")
     # validate everything before the disk is touched: model, every stage's configuration, the directory
-    bundle = resolve_model(plan.model, dtype=dtype, device=device)
+    try:
+        bundle = resolve_model(plan.model, dtype=dtype, device=device)
+    except ValueError as exc:  # an unknown name; a missing path is a ModelNotFoundError, one line already
+        raise UsageError(f"--model: {exc}") from None
     want = expected_configs(plan, bundle)
     check_directory(out, plan, want, overwrite)
+    check_out_dir(
+        out,
+        is_run=(out / "reproduce.json").is_file(),
+        writes=RUN_FILES,
+        overwrite=overwrite,
+        command="reproduce",
+    )
     files = {k: out / f"{k}.npz" for k in STAGES}
     paths = {**files, "figures": out / "figures", "summary": out / "summary.txt"}
     if not _writable(out):
@@ -283,7 +337,9 @@ def run_reproduce(
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out / LOCK_NAME, wait=wait):
         remove_stale_temporaries(out)
-        (out / "reproduce.json").write_text(json.dumps(plan_identity(plan), indent=1, sort_keys=True))
+        if overwrite:
+            start_over(out, RUN_FILES)
+        write_text_atomic(out / "reproduce.json", json.dumps(plan_identity(plan), indent=1, sort_keys=True))
         _run_stages(plan, bundle, want, files, paths, overwrite, progress, pdf)
     return paths
 
@@ -363,10 +419,12 @@ def _run_stages(
                 counts["compare"],
                 stage_done(found["compare"], "compare", want.compare),
                 lambda: compare_mod.run_compare(
-                    bundle, plan.compare, out, model_name=bundle.name, progress=progress
+                    bundle, plan.compare, out, model_name=bundle.name, overwrite=overwrite, progress=progress
                 ),
             )
-        except Exception as exc:  # noqa: BLE001 - logged with its traceback, reported after the figures
+        except Exception as exc:  # noqa: BLE001 - a bug: logged with its traceback, reported after the figures
+            if user_error_message(exc) is not None:
+                raise  # a user's error (a full disk, a foreign file): the boundary's one line, no traceback
             logger.exception("stage compare failed")
             failed.append(f"compare ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
         else:
@@ -395,7 +453,7 @@ def _run_stages(
             _figures_current(_complete_files(files), paths["figures"], fig_formats),
             lambda: render_figures(_complete_files(files), paths["figures"], fig_formats, show=progress),
         )
-    paths["summary"].write_text(summary_text(paths) + "\n")
+    write_text_atomic(paths["summary"], summary_text(paths) + "\n")
     if failed:
         # loud, after writing what did run: never a faked result file for a missing stage
         raise ReportedError(

@@ -23,6 +23,7 @@ from .depth import DepthConfig
 from .encoders import ENCODERS
 from .grids import (
     FIGURE_G,
+    GRIDS,
     PAPER_G,
     PROTOCOL1_G,
     QUICK_BOOT,
@@ -30,6 +31,11 @@ from .grids import (
     QUICK_SEEDS,
     QUICK_STEPS,
     QUICK_T_INT_STRIDE,
+    SMOKE_BOOT,
+    SMOKE_G,
+    SMOKE_SEEDS,
+    SMOKE_STEPS,
+    SMOKE_T_INT_STRIDE,
 )
 from .models import DiTBundle
 from .protocol1 import Protocol1Config
@@ -40,6 +46,8 @@ from .theory_run import TheoryRunConfig
 
 __all__ = [
     "Grid",
+    "GRIDS",
+    "SMOKE_COMPARE",
     "STAGES",
     "PLAN_ENV",
     "ReproducePlan",
@@ -55,7 +63,7 @@ __all__ = [
     "stage_done",
 ]
 
-Grid = Literal["quick", "full"]
+Grid = Literal["smoke", "quick", "full"]
 STAGES = ("theory", "protocol1", "protocol2", "compare", "depth")
 #: For tests: a JSON file with a plan (``plan_to_json``) that replaces the grids of ``--quick``/``--full``
 #: (the fault-injection test runs the command line at tiny settings through it).
@@ -75,16 +83,57 @@ class ReproducePlan:
     depth: DepthConfig = DepthConfig()
 
 
+#: The comparison of the smoke grid: every unit runs, on samples far too few to decide anything.
+SMOKE_COMPARE = replace(
+    compare_mod.QUICK,
+    grid="smoke",
+    g=SMOKE_G,
+    num_steps=SMOKE_STEPS,
+    clone_seeds=8,
+    t_int_stride=SMOKE_T_INT_STRIDE,
+    sym_points=2,
+    em_pairs=16,
+    block_steps=3,
+    random_modes=2,
+    clone_pairs=16,
+    n_boot=SMOKE_BOOT,
+)
+
+
+def _strided(steps: int, stride: int) -> tuple[int, ...]:
+    return tuple(sorted(set(range(0, steps + 1, stride)) | {steps}))
+
+
 def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePlan:
-    """The grids of one reproduce run: ``full`` is the paper's, ``quick`` a CPU-minutes subset."""
+    """The grids of one reproduce run: ``full`` is the paper's, ``quick`` a CPU-minutes subset, ``smoke`` a
+    one-minute demo of every stage and figure whose numbers decide nothing."""
+    if grid == "smoke":
+        p1 = Protocol1Config(
+            g=tuple(g for g in SMOKE_G if g > 0),  # g = 0 is Protocol I's shared-noise control
+            t_int=_strided(SMOKE_STEPS, SMOKE_T_INT_STRIDE),
+            num_seeds=SMOKE_SEEDS,
+            num_steps=SMOKE_STEPS,
+            n_boot=SMOKE_BOOT,
+            seed_chunk=SMOKE_SEEDS,
+            encoder=encoder,
+        )
+        p2 = Protocol2Config(g=SMOKE_G, num_seeds=SMOKE_SEEDS, num_steps=SMOKE_STEPS)
+        return ReproducePlan(
+            model=model,
+            grid=grid,
+            protocol1=p1,
+            protocol2=p2,
+            theory=TheoryRunConfig(g=PAPER_G),
+            compare=SMOKE_COMPARE,
+            depth=DepthConfig(probe_pairs=16, n_boot=SMOKE_BOOT),
+        )
     if grid == "full":
         p1 = Protocol1Config(g=PROTOCOL1_G, encoder=encoder)  # defaults are the paper's (§4.1)
         p2 = Protocol2Config(g=PAPER_G)  # all layers, 100 steps, M = 32 (§4.2)
     elif grid == "quick":
-        t_int = tuple(sorted(set(range(0, QUICK_STEPS + 1, QUICK_T_INT_STRIDE)) | {QUICK_STEPS}))
         p1 = Protocol1Config(
             g=QUICK_G,
-            t_int=t_int,
+            t_int=_strided(QUICK_STEPS, QUICK_T_INT_STRIDE),
             num_seeds=QUICK_SEEDS,
             num_steps=QUICK_STEPS,
             n_boot=QUICK_BOOT,
@@ -93,7 +142,7 @@ def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePl
         )
         p2 = Protocol2Config(g=FIGURE_G, num_seeds=QUICK_SEEDS, num_steps=QUICK_STEPS)
     else:
-        raise ValueError(f"grid must be 'quick' or 'full', got {grid!r}")
+        raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
     cmp_cfg = compare_mod.FULL if grid == "full" else compare_mod.QUICK
     return ReproducePlan(
         model=model,

@@ -13,13 +13,14 @@ torch-free: figures and notebooks read results through this module without loadi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import subprocess
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, is_dataclass
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "open_for_resume",
     "normalize_config",
     "write_text_atomic",
+    "naming",
 ]
 
 META_KEY = "__meta__"
@@ -162,20 +164,33 @@ def save_result(path: str | os.PathLike, meta: Mapping[str, Any], arrays: Mappin
     return path
 
 
+@contextlib.contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise an OSError that names no file (a full disk fails on write or flush, not on open) as one
+    naming ``path``, so that the error boundary's one line says which file could not be written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
+        raise
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write a text file (a report beside a result) atomically, with the umask's permissions."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.chmod(tmp, _umask_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     return path
 
 

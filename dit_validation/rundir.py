@@ -11,6 +11,12 @@ its schema or holds another kind of result is moved aside to ``<name>.corrupt`` 
 runs again; :func:`config_differences` names the configuration keys in which a file differs from what
 the run would write (keys in :data:`EXECUTION_KEYS` never count: they change how, not what, is computed).
 
+What may serve as ``--out`` (:func:`check_out_dir`): a new or empty directory, or a run of the same
+command; any other directory only with ``--overwrite``, and even then no file that synchrogap did not
+write is written over. ``--overwrite`` on a run starts over (:func:`start_over`): every file of the old
+run is deleted before the first stage, so that no array, figure or table of it survives. A stage that
+reads another stage's file checks where it came from (:func:`check_input`): model, step count, grid.
+
 torch-free (layer 1), so that ``compare`` and the figure commands can use it too.
 """
 
@@ -29,7 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from .boundary import UsageError
-from .results import EXECUTION_KEYS, Result, ResultFileError, load_result, package_versions
+from .results import (
+    EXECUTION_KEYS,
+    ConfigMismatchError,
+    Result,
+    ResultFileError,
+    load_result,
+    naming,
+    package_versions,
+)
 
 __all__ = [
     "LOCK_NAME",
@@ -42,6 +56,10 @@ __all__ = [
     "config_differences",
     "version_difference",
     "remove_stale_temporaries",
+    "check_input",
+    "check_out_dir",
+    "check_out_file",
+    "start_over",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,7 +144,7 @@ def _try_acquire(path: Path, me: Mapping[str, Any]) -> dict[str, Any] | None:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             continue
-        with os.fdopen(fd, "w") as fh:
+        with naming(path), os.fdopen(fd, "w") as fh:  # a full disk names the lock file
             fh.write(json.dumps(me))
         return None
     holder = _read_holder(path) or {}
@@ -239,4 +257,102 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
             removed.append(p)
     if removed:
         log.info("removed %d temporary file(s) left by a killed run in %s", len(removed), directory)
+    return removed
+
+
+def check_input(path: str | os.PathLike, kind: str, want: Mapping[str, Any], reader: str) -> Result:
+    """A complete ``kind`` file whose stored configuration equals ``want`` in every field given; else a
+    :class:`ConfigMismatchError` naming the file, the field and both values (``reader`` says who asks)."""
+    result = load_result(path, kind=kind, require_complete=True)
+    have = result.meta.get("config", {})
+    for field, value in want.items():
+        if have.get(field) != value:
+            raise ConfigMismatchError(
+                f"{str(path)!r} was made with {field} = {have.get(field)!r}, but {reader} needs "
+                f"{field} = {value!r}; give a {kind} file made with it"
+            )
+    return result
+
+
+def _entries(directory: Path) -> list[str]:
+    """What a directory holds besides this package's lock and killed writers' temporaries."""
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.name != LOCK_NAME and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
+
+
+def _listing(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _ours(path: Path) -> bool:
+    """Whether a file provably came from synchrogap: a result file, or a report beside its result file."""
+    if path.suffix == ".npz":
+        try:
+            load_result(path)
+        except ResultFileError:
+            return False
+        return True
+    if path.name == "compare.md":
+        return _ours(path.with_suffix(".npz"))
+    return False
+
+
+def _matches(out: Path, patterns: tuple[str, ...]) -> list[Path]:
+    return sorted({p for pat in patterns for p in out.glob(pat) if p.is_file() or p.is_symlink()})
+
+
+def check_out_dir(out: Path, *, is_run: bool, writes: tuple[str, ...], overwrite: bool, command: str) -> None:
+    """Refuse ``--out`` unless it is new, empty or a run of ``command`` (``is_run``); another directory
+    only with ``overwrite``, and never when a file the run writes (``writes``: globs relative to ``out``)
+    already lies there without having come from synchrogap. Call before anything is written."""
+    if not str(out).strip():
+        raise UsageError("--out must not be empty; give a directory")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; give a directory")
+    names = _entries(out)
+    if is_run or not names:
+        return
+    if not overwrite:
+        raise UsageError(
+            f"--out {str(out)!r} is not empty and is not a `synchrogap {command}` run (it holds "
+            f"{_listing(names)}); choose a new or empty directory, or pass --overwrite to write the run "
+            "beside those files (none of them is written over)"
+        )
+    clash = [str(p.relative_to(out)) for p in _matches(out, writes) if not _ours(p)]
+    if clash:
+        raise UsageError(
+            f"--out {str(out)!r} holds {_listing(clash)}, which the run would write over and which "
+            "synchrogap did not write; move them away or choose another --out"
+        )
+
+
+def check_out_file(out: Path, overwrite: bool) -> None:
+    """``--out`` of a command writing one result file: not empty, not a directory, and with ``overwrite``
+    never a file that is not a synchrogap result (without it, resuming refuses such a file by name)."""
+    if not str(out).strip():
+        raise UsageError("--out must not be empty; give a result file path (.npz)")
+    if out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a directory; give a result file path (.npz)")
+    if overwrite and out.exists() and not _ours(out):
+        raise UsageError(
+            f"--out {str(out)!r} exists and is not a synchrogap result file; refusing to write over it "
+            "even with --overwrite (move it away or choose another --out)"
+        )
+
+
+def start_over(out: Path, writes: tuple[str, ...]) -> list[Path]:
+    """``--overwrite``: delete every file of an old run (``writes``, globs relative to ``out``) before the
+    first stage, so that none of its arrays, figures or tables survives beside the new run's. Call under
+    the run's lock, after :func:`check_out_dir`."""
+    removed = []
+    for p in _matches(out, writes):
+        p.unlink()
+        removed.append(p)
+    if removed:
+        log.info("--overwrite: removed %d file(s) of the previous run in %s", len(removed), out)
     return removed

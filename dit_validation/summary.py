@@ -4,8 +4,10 @@ Each printed number has one definition and one name: Protocol I's τ's are sigmo
 steps (eq. 73), Protocol II's G_int is the trail/lead band-energy ratio at s = τ_spec(g) (eq. 80) over that
 run's layers, and the comparison's numbers (``compare``) come from its own runs (clone experiment, last
 block at s = τ_clone) and are labelled so. Intervals outside the sampled steps are written "before step 0"
-/ "after step S" rather than as negative or impossible steps. When two measurements disagree, the summary
-says so instead of printing both verdicts side by side.
+/ "after step S" rather than as negative or impossible steps. Each of §2.7's four predictions gets one
+verdict, in one place (:func:`prediction_lines`), with its margin in units; Protocol II's correlation with
+ρ(g) is printed as a measurement beside the collapse verdict, never as a second verdict. The ``results:``
+line lists every file the run wrote.
 """
 
 from __future__ import annotations
@@ -20,10 +22,27 @@ import numpy as np
 from theory import rho as theory_rho
 
 from .analysis import deep_layer_count
-from .compare_report import depth_summary_lines, summary_lines
+from .compare_report import depth_prediction, summary_lines
 from .results import load_result
 
-__all__ = ["fmt_step", "fmt_interval", "table1_text", "protocol2_lines", "summary_text", "fmt_duration"]
+__all__ = [
+    "fmt_step",
+    "fmt_interval",
+    "table1_text",
+    "protocol2_lines",
+    "prediction_lines",
+    "summary_text",
+    "fmt_duration",
+    "MARGIN_UNITS",
+]
+
+#: What each §2.7 prediction's margin measures, in its units (compare_report.predictions, depth_prediction).
+MARGIN_UNITS = {
+    "hierarchy": "steps (smallest increase of the measured tau from one direction to the next, g = 0)",
+    "depth_localization": "share (lower 95% end of the last quarter's share of |G_int - 1| minus uniform)",
+    "natural_gap": "steps (lower 95% end of the measured gap at g = 0)",
+    "collapse": "steps per unit rho (lower 95% end of the slope of the gap against rho(g))",
+}
 
 
 def fmt_step(x: float, first: float, last: float) -> str:
@@ -92,7 +111,8 @@ def _protocol1_lines(meta: Mapping, a: Mapping[str, np.ndarray]) -> list[str]:
 
 
 def protocol2_lines(a: Mapping[str, np.ndarray]) -> list[str]:
-    """Where the internal gap lives in depth, and whether it shrinks with ρ(g) (eq. 66), from Protocol II."""
+    """Where the internal gap lives in depth, and how it varies with ρ(g) (eq. 66), from Protocol II: a
+    measurement; the collapse verdict is :func:`prediction_lines`'."""
     g, layers = np.asarray(a["g"], dtype=np.float64), np.asarray(a["layers"])
     gap = np.abs(np.asarray(a["G_int"], dtype=np.float64) - 1.0)  # |G_int − 1|, eq. (80)
     n_deep = deep_layer_count(layers.size)  # §4.2: the gap sits in the final ~5 of 28 blocks
@@ -121,12 +141,10 @@ def protocol2_lines(a: Mapping[str, np.ndarray]) -> list[str]:
         lines.append(f"  {g[i]:4.2f}  {rho[i]:4.2f}  {_f(deep[i]):>{wd}}  {_f(early[i]):>{we}}  {where}")
     verdict = collapse_verdict(rho, deep)
     if verdict is not None:
-        r, holds = verdict
         n = int(np.isfinite(deep).sum())
-        caveat = "" if n >= 5 else f"; {n} couplings give a sign, not a test"
         lines.append(
-            f"  collapse (eq. 66: the gap shrinks as rho(g) -> 0): corr(rho, {deep_name}) = {r:+.2f} "
-            f"-> {'consistent' if holds else 'not consistent'}{caveat}"
+            f"  corr(rho, {deep_name}) = {verdict[0]:+.2f} over {n} couplings (eq. 66 expects > 0; the "
+            "collapse verdict is below)"
         )
     return lines
 
@@ -171,29 +189,88 @@ def degenerate_predictions(a: Mapping[str, np.ndarray]) -> list[str]:
     return out
 
 
-def _compare_lines(meta: Mapping, a: Mapping[str, np.ndarray], p2_collapse: bool | None) -> list[str]:
+def _compare_lines(meta: Mapping, a: Mapping[str, np.ndarray]) -> list[str]:
     cfg = meta.get("config", {})
+    tau_lines = summary_lines(dict(meta), dict(a))
+    cut = next((i for i, ln in enumerate(tau_lines) if ln.startswith("Section 2.7")), len(tau_lines))
     lines = [
         f"Comparison (compare.npz, its own runs: clone splits at every g, M = {cfg.get('clone_seeds', '?')} "
         f"pairs per split step; its gap is tau(most local) - tau(most global) in steps, not Protocol II's "
         "G_int above)",
-        *summary_lines(dict(meta), dict(a)),
+        *tau_lines[:cut],  # the §2.7 verdicts are printed once, by prediction_lines
     ]
     degenerate = degenerate_predictions(a)
     if degenerate:
         lines += ["  degenerate predictions:", *(f"    - {d}" for d in degenerate)]
-    names = [str(n) for n in a.get("prediction_names", [])]
-    if p2_collapse is not None and "collapse" in names:
-        k = names.index("collapse")
-        cmp_holds = bool(a["prediction_holds"][k])
-        if (
-            np.isfinite(float(a["prediction_margin"][k])) and cmp_holds != p2_collapse
-        ):  # undefined: no verdict
-            lines.append(
-                f"  note: on the collapse, Protocol II ({'consistent' if p2_collapse else 'not consistent'}) "
-                f"and compare ({'holds' if cmp_holds else 'FAILS'}) disagree: they measure different gaps "
-                "(internal mode energies at tau_spec vs clone-split steps), at this grid size"
-            )
+    return lines
+
+
+def _verdict(holds: bool, margin: float) -> str:
+    return "undefined" if not np.isfinite(margin) else ("holds" if holds else "FAILS")
+
+
+def _margin(margin: float, name: str) -> str:
+    unit = MARGIN_UNITS[name].split(" (")[0]
+    return f"margin {margin:+.3f} {unit}" if np.isfinite(margin) else "margin n/a"
+
+
+def prediction_lines(
+    compare: Mapping[str, np.ndarray] | None,
+    depth: Mapping[str, np.ndarray] | None,
+    p2_corr: tuple[float, int] | None,
+    smoke: bool = False,
+) -> list[str]:
+    """§2.7's four predictions, one verdict each, with the margin in its units (:data:`MARGIN_UNITS`) and
+    what decided it. Protocol II's corr(ρ, internal gap) (``p2_corr``: r and the number of couplings) is
+    shown beside the collapse verdict as a measurement of a different gap, not as a second verdict."""
+    verdicts: dict[str, tuple[bool, float, str]] = {}
+    if compare is not None and "prediction_names" in compare:
+        for n, h, m in zip(
+            compare["prediction_names"],
+            compare["prediction_holds"],
+            compare["prediction_margin"],
+            strict=True,
+        ):
+            verdicts[str(n)] = (bool(h), float(m), "compare.npz")
+    noise_everywhere = False
+    if depth is not None:
+        ok, m = depth_prediction(dict(depth))
+        j = int(np.argmin(np.abs(depth["g"])))
+        r = np.asarray(depth["gint_resolved"][j], bool)
+        verdicts["depth_localization"] = (
+            ok,
+            m,
+            f"depth.npz: G_int - 1 above seed noise at {int(r.sum())}/{r.size} layers at g = 0",
+        )
+        noise_everywhere = not np.any(depth["gint_resolved"])
+    head = "Section 2.7 predictions, one verdict each (a margin > 0 holds; n/a: undecided)"
+    lines = [head + (" -- smoke grid: too few samples, these decide nothing" if smoke else "") + ":"]
+    for name in ("hierarchy", "depth_localization", "natural_gap", "collapse"):
+        if name not in verdicts:
+            lines.append(f"  {name:<20} {'undefined':<9} (not measured in this run)")
+            continue
+        holds, margin, source = verdicts[name]
+        lines.append(f"  {name:<20} {_verdict(holds, margin):<9} {_margin(margin, name)}  ({source})")
+    if p2_corr is not None:
+        r, n = p2_corr
+        why = (
+            "G_int - 1 is within seed noise at every layer and every g: this and Protocol II's table "
+            "above say nothing at this seed count"
+            if noise_everywhere
+            else "a sign, not a test"
+            if n < 5
+            else "not a test: no interval"
+        )
+        lines.append(
+            f"  {'':<20} beside collapse: Protocol II's internal gap, corr(rho, |G_int - 1| deep) = "
+            f"{r:+.2f} over {n} couplings ({why})"
+        )
+    if noise_everywhere and p2_corr is None:
+        lines.append(
+            "  note: G_int - 1 is within seed noise at every layer and every g: Protocol II's internal gap "
+            "above decides nothing at this seed count"
+        )
+    lines += ["  what each margin is:", *(f"    {k}: {v}" for k, v in MARGIN_UNITS.items())]
     return lines
 
 
@@ -212,23 +289,41 @@ def _timings(path: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def _written(files: Mapping[str, Path]) -> list[str]:
+    """Every file of the run directory the run wrote (stage files, reports, plan, timings, summary)."""
+    out = next((p.parent for k, p in files.items() if k in ("protocol1", "protocol2", "compare")), None)
+    names = [files[k] for k in ("theory", "protocol1", "protocol2", "compare", "depth") if files.get(k)]
+    if out is not None:
+        names += [out / "compare.md", out / "reproduce.json", out / "timings.json"]
+    if files.get("summary"):
+        names.append(files["summary"])  # being written with this text
+    return [str(p) for p in names if p.is_file() or p == files.get("summary")]
+
+
 def summary_text(files: Mapping[str, Path]) -> str:
-    """One screen from the files of a run: header with run time, Protocol I, Protocol II, compare, paths."""
+    """One screen from the files of a run: header with run time, Protocol I, Protocol II, compare, the §2.7
+    verdicts, every file written."""
     lines: list[str] = []
-    p2_collapse: bool | None = None
+    p2_corr: tuple[float, int] | None = None
+    compare = depth = None
     out = next((p.parent for k, p in files.items() if k in ("protocol1", "protocol2", "compare")), None)
     timing = _timings(out / "timings.json") if out is not None else {}
+    grid = _plan_grid(out / "reproduce.json") if out is not None else ""
+    smoke = grid == " (smoke grid)"
     if files.get("protocol1") and files["protocol1"].is_file():
         meta, a = load_result(files["protocol1"])
         if meta["complete"]:
             cfg = meta["config"]
-            grid = _plan_grid(files["protocol1"].parent / "reproduce.json")
             lines += [
                 f"synchrogap reproduce: {cfg.get('model', '?')}{grid}, {cfg.get('num_steps')} DDIM steps, "
                 f"M = {len(meta.get('seeds', []))} seeds",
-                "",
-                *_protocol1_lines(meta, a),
             ]
+            if smoke:
+                lines.append(
+                    "smoke grid: a demo that every stage runs and every figure draws; far too few samples "
+                    "for any number below to decide anything"
+                )
+            lines += ["", *_protocol1_lines(meta, a)]
     if files.get("protocol2") and files["protocol2"].is_file():
         meta, b = load_result(files["protocol2"])
         if meta["complete"]:
@@ -239,26 +334,27 @@ def summary_text(files: Mapping[str, Path]) -> str:
                 n_deep = deep_layer_count(np.asarray(b["layers"]).size)
                 deep = np.nanmean(np.abs(np.asarray(b["G_int"], dtype=np.float64) - 1)[:, -n_deep:], axis=1)
             verdict = collapse_verdict(np.atleast_1d(theory_rho(g)), deep)
-            p2_collapse = None if verdict is None else verdict[1]
+            p2_corr = None if verdict is None else (verdict[0], int(np.isfinite(deep).sum()))
     if files.get("compare") and files["compare"].is_file():
         meta, c = load_result(files["compare"], kind="compare")
         if meta["complete"]:
-            lines += ["", *_compare_lines(meta, c, p2_collapse)]
+            lines += ["", *_compare_lines(meta, c)]
+            compare = c
     if files.get("depth") and files["depth"].is_file():
         meta, d = load_result(files["depth"], kind="depth")
         if meta["complete"]:
-            lines += depth_summary_lines(dict(d))
+            depth = d
+    if compare is not None or depth is not None:
+        lines += ["", *prediction_lines(compare, depth, p2_corr, smoke)]
     if timing:
         total = sum(timing.values())
         parts = ", ".join(f"{k} {fmt_duration(v)}" for k, v in timing.items())
         lines += ["", f"run time: {fmt_duration(total)} of computation ({parts})"]
-    results = [
-        str(files[k])
-        for k in ("theory", "protocol1", "protocol2", "compare")
-        if files.get(k) and files[k].is_file()
-    ]
+    results = _written(files)
     if results:
         lines.append("results: " + ", ".join(results))
     if files.get("figures"):
-        lines.append(f"figures and tables: {files['figures']}")
+        fig_dir = Path(files["figures"])
+        n = sum(1 for p in fig_dir.iterdir() if p.is_file()) if fig_dir.is_dir() else 0
+        lines.append(f"figures and tables: {fig_dir} ({n} files, listed in its manifest.json)")
     return "\n".join(lines)

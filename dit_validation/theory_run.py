@@ -41,7 +41,8 @@ from theory.validation import check_g, check_positive_int, check_range
 from ._logging import configure_logging
 from .boundary import UsageError, guarded
 from .grids import PAPER_G
-from .results import load_result, make_meta, save_result
+from .results import make_meta, save_result
+from .rundir import check_input
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,9 @@ def theory_arrays(
 def run_theory(config: TheoryRunConfig, out_path: str | Path, compare_path: str | Path | None = None) -> Path:
     """Compute :func:`theory_arrays` (from ``compare_path`` when given and present) and write ``out_path``."""
     compare = None
-    if compare_path is not None:
-        _, compare = load_result(compare_path, kind="compare", require_complete=True)
+    if compare_path is not None:  # κ maps of another model's comparison would be drawn under this name
+        want = {} if config.model == TheoryRunConfig.model else {"model": config.model}
+        _, compare = check_input(compare_path, "compare", want, f"the theory file of {config.model}")
     arrays = theory_arrays(config, compare)
     config_dict: dict[str, Any] = asdict(config)
     config_dict["compare"] = str(compare_path) if compare is not None else None

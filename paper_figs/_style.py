@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from dit_validation._logging import configure_logging
 from dit_validation.boundary import UsageError, guarded, units
 from dit_validation.fits import sigmoid as _sigmoid
-from dit_validation.results import Result, load_result
+from dit_validation.results import Result, load_result, naming
 
 from . import FIGURES
 
@@ -176,7 +176,8 @@ def save(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{ext}" for ext in _FORMATS.get()]
     for p in paths:
-        fig.savefig(p)  # a pyplot-free Figure is freed with its last reference: nothing to close
+        with naming(p):  # a full disk fails inside savefig's writes, naming no file
+            fig.savefig(p)  # a pyplot-free Figure is freed with its last reference: nothing to close
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 
@@ -205,12 +206,13 @@ def _main(render: Any, description: str, prog: str, argv: list[str] | None) -> i
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("results", nargs="+", type=Path, help="result file(s) (.npz) to read")
-    parser.add_argument(
-        "--out", type=Path, default=Path("figures"), help="output directory (default: figures)"
-    )
+    parser.add_argument("--out", type=str, default="figures", help="output directory (default: figures)")
     parser.add_argument("--pdf", action="store_true", help="also write a PDF of every figure (slower)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     args = parser.parse_args(argv)
+    if not args.out.strip():  # Path("") would be the current directory
+        raise UsageError("--out must not be empty; give a directory")
+    args.out = Path(args.out)
     configure_logging()
     kind = figure_kind(render)
     for path in args.results:  # every input checked before anything is written

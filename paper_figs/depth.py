@@ -46,14 +46,19 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     fig, axes = _style.subplots(g.size, ncols=min(g.size, 2), panel=(4.4, 3.2))
     n_last = deep_quarter(layers.size)
     for i, ax in enumerate(axes):
+        notes = []  # what a panel cannot draw, said in its title (a legend entry needs a mark; text in the
+        # axes would sit under the legend)
         ax.axvspan(layers[-n_last] - 0.5, layers[-1] + 0.5, color="0.92", lw=0, label="last quarter")
-        ax.plot(
-            layers,
-            _scaled(a["gint_profile"][i]),
-            "o-",
-            color=_style.COLORS["trail"],
-            label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
-        )
+        if np.isfinite(a["gint_profile"][i]).any():
+            ax.plot(
+                layers,
+                _scaled(a["gint_profile"][i]),
+                "o-",
+                color=_style.COLORS["trail"],
+                label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
+            )
+        else:
+            notes.append("|G_int − 1|: no τ_spec at this g")
         bp = a["block_profile"][i]
         if np.isfinite(bp).any():
             ax.plot(
@@ -64,7 +69,7 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
                 label=f"|Δs_v| per block, eq. (50), share {_share(a['block_depth'][i])}",
             )
         else:
-            ax.plot([], [], "s--", color=_style.COLORS["theory"], label="per-block eq. (50): undefined")
+            notes.append("per-block eq. (50): κ undefined at every layer")
         probed = a["probe_accuracy"][i][:, np.isfinite(a["probe_accuracy"][i]).all(axis=0)]  # (L, probed f)
         if probed.size:
             acc = probed.mean(axis=-1)
@@ -76,12 +81,16 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
                 label="probe accuracy, share of its gains "
                 f"{_share(a['probe_depth'][i], a['probe_depth_ci'][i])}",
             )
+        else:
+            notes.append("no probe: no direction splits at this g")
         ax.set_ylim(-0.05, 1.05)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
         ax.set_xlabel("layer ℓ")
         ax.set_ylabel("scaled profile / accuracy")
-        noise = "" if np.any(a["gint_resolved"][i]) else "\n|G_int − 1| within seed noise at every layer"
-        ax.set_title(f"g = {g[i]:g} (uniform share {float(a['uniform_share']):.2f}){noise}", fontsize=9)
+        if not np.any(a["gint_resolved"][i]):
+            notes.insert(0, "|G_int − 1| within seed noise at every layer")
+        title = f"g = {g[i]:g} (uniform share {float(a['uniform_share']):.2f})"
+        ax.set_title("\n".join([title, *notes]), fontsize=8)
         ax.legend(fontsize=6, loc="best")
     fig.suptitle(f"{model}: where in depth the gap lives (share of the last quarter of the blocks)")
     return _style.save(fig, out_dir, "fig_depth")

@@ -3,11 +3,12 @@
 Reads a ``theory`` result file written with a compare file available (``dit_validation.theory_run``):
 ``kappa_vk`` (G, S_m, L, K), ``steps`` (S_m,), ``layers`` (L,), ``kappa_g`` (G,) (falls back to
 ``g``), ``s_spec`` (G, L, K) (first κ = 1 crossing along s, eq. 51) and ``gap_steps`` (G, L) (eq. 65).
-One figure per g with two heat maps, the leading branch direction (first of ``modes``) and the trailing
-one (last); the κ = 1 contour is the speciation front, the stars are s_spec per layer. κ is *undefined*
-(NaN) where the validity condition (55) fails or the score gain γ is not positive — the mean-field
-picture says nothing there — and those cells are grey; κ = 0 (no detectable branch separation, m = 0)
-takes the colour map's "under" colour.
+One figure per g with a heat map for every branch direction that has a finite κ > 0 somewhere at that g
+(when none has, the leading and trailing directions, each panel saying so); the κ = 1 contour is the
+speciation front, the stars are s_spec per layer. κ is *undefined* (NaN) where the validity condition (55)
+fails or the score gain γ is not positive — the mean-field picture says nothing there — and those cells
+are grey; κ = 0 (no detectable branch separation, m = 0) takes the colour map's "under" colour. A legend
+entry appears only for what its panel draws.
 """
 
 from __future__ import annotations
@@ -62,17 +63,30 @@ def _heat(ax: Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_
     )  # the contour runs through finite κ only, never along a mask edge
     if valid.sum() >= 4 and finite_k.min() < 0 < finite_k.max() and steps.size > 1 and layers.size > 1:
         ax.contour(steps, layers, finite_k, levels=[0.0], colors="k", linewidths=1.0)
+        ax.plot([], [], "k-", lw=1.0, label="κ = 1 contour")  # a contour has no legend handle of its own
     finite = np.isfinite(s_spec)
-    ax.plot(s_spec[finite], layers[finite], "k*", ms=6, label=r"$s_{spec}$: κ = 1, eq. (51)")
-    ax.plot([], [], "k-", lw=1.0, label="κ = 1 contour")
-    ax.fill_between([], [], color="0.8", label="κ undefined: eq. (55) fails or γ ≤ 0")
-    ax.fill_between([], [], color="#d9ecff", label="κ = 0: no branch separation (m = 0)")
+    if finite.any():
+        ax.plot(s_spec[finite], layers[finite], "k*", ms=6, label=r"$s_{spec}$: κ = 1, eq. (51)")
+    if np.isnan(kappa).any():
+        ax.fill_between([], [], color="0.8", label="κ undefined: eq. (55) fails or γ ≤ 0")
+    if zero.any():
+        ax.fill_between([], [], color="#d9ecff", label="κ = 0: no branch separation (m = 0)")
     ax.set_xlabel("sampling step s (0 = pure noise)")
     ax.set_ylabel(r"layer $\ell$")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=6.5)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=6.5)
     return mesh
+
+
+def shown_modes(kappa: np.ndarray) -> list[int]:
+    """The directions to draw for one g, from κ (S_m, L, K): every one with a finite κ > 0 somewhere; when
+    none has, the leading and trailing ones (their panels say that κ is nowhere defined)."""
+    k = np.asarray(kappa, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        have = [int(f) for f in range(k.shape[-1]) if np.any(np.isfinite(k[..., f]) & (k[..., f] > 0))]
+    return have or sorted({0, k.shape[-1] - 1})
 
 
 @_style.styled
@@ -88,13 +102,14 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     s_spec = np.asarray(a["s_spec"], dtype=np.float64)  # (G, L, K)
     paths: list[Path] = []
     g_axis = a["kappa_g"] if "kappa_g" in a else a["g"]  # the compare grid the maps were measured on
+    K = kappa.shape[-1]
     for i, g in enumerate(np.asarray(g_axis, dtype=np.float64)):
-        fig, axes = _style.subplots(2, ncols=2, panel=(4.4, 3.4))
+        modes = shown_modes(kappa[i])
+        fig, axes = _style.subplots(len(modes), ncols=2, panel=(4.4, 3.4))
         mesh = None
-        for ax, k, name in ((axes[0], 0, "leading direction"), (axes[1], -1, "trailing direction")):
-            mesh = _heat(
-                ax, steps, layers, kappa[i, :, :, k], s_spec[i, :, k], f"{name} f = {k % kappa.shape[-1]}"
-            )
+        for ax, k in zip(axes, modes, strict=True):
+            role = "leading direction" if k == 0 else "trailing direction" if k == K - 1 else "direction"
+            mesh = _heat(ax, steps, layers, kappa[i, :, :, k], s_spec[i, :, k], f"{role} f = {k}")
         fig.colorbar(
             mesh, ax=list(axes), extend="min", label=r"$\log_{10}\kappa_{v,k}(s, \ell; g)$, eq. (50)"
         )

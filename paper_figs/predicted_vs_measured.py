@@ -53,24 +53,25 @@ def _factor_tau(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Pat
         tau, ci, split = a["tau_meas"][i], a["tau_meas_ci"][i], a["splits"][i]
         ok = split & np.isfinite(tau)
         err = np.abs(np.stack([tau - ci[:, 0], ci[:, 1] - tau]))
-        ax.errorbar(
-            x[ok],
-            tau[ok],
-            yerr=np.nan_to_num(err[:, ok]),
-            fmt="o",
-            capsize=3,
-            color=_style.COLORS["dit"],
-            label="measured (clone splits)",
-            zorder=3,
-        )
+        if ok.any():  # a legend entry only for a drawn mark
+            ax.errorbar(
+                x[ok],
+                tau[ok],
+                yerr=np.nan_to_num(err[:, ok]),
+                fmt="o",
+                capsize=3,
+                color=_style.COLORS["dit"],
+                label="measured (clone splits)",
+                zorder=3,
+            )
         if (~split).any():
             notes.append("clones never split: " + ", ".join(names[f] for f in np.flatnonzero(~split)))
         for k, (key, label, marker, color) in enumerate(_PRED):
             y = _pred(a, key, i)
             fin = np.isfinite(y)
-            ax.plot(
-                x[fin] + 0.08 * (k + 1), y[fin], marker, ls="none", color=_style.COLORS[color], label=label
-            )
+            if fin.any():
+                xs = x[fin] + 0.08 * (k + 1)  # dodged so predictions beside one direction never overlap
+                ax.plot(xs, y[fin], marker, ls="none", color=_style.COLORS[color], label=label)
             short = label.split(" (")[0].split(" eq.")[0]
             for what, sel in (("never crosses", y == np.inf), ("undefined", np.isnan(y))):
                 if sel.any():
@@ -78,12 +79,18 @@ def _factor_tau(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Pat
         if "tau_exact_kappa" in a and g[i] == 0.0:
             ax.plot(x - 0.08, a["tau_exact_kappa"], "_", ms=14, mew=2, color="k", label="exact κ_f = 1")
         ax.set_xticks(x, names, rotation=20)
+        ax.set_xlim(-0.4, F - 0.6)  # the same for every panel, whatever it draws
         ax.set_ylim(-1, S + 1)
         ax.set_ylabel("speciation step (0 = pure noise)")
         ax.set_title(f"g = {g[i]:g}")
         if notes:  # below the panel, never over a point
             ax.text(0.0, -0.22, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=6)
-    axes[0].legend(loc="lower right", fontsize=6.5)
+    seen: dict[str, object] = {}  # one legend for every panel: the marks any panel draws, each once
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    if seen:
+        axes[0].legend(list(seen.values()), list(seen), loc="lower right", fontsize=6.5)
     fig.suptitle(f"{model}: predicted vs measured speciation step per branch direction")
     return _style.save(fig, out_dir, "fig_factor_tau")
 
@@ -134,12 +141,19 @@ def _agreement(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path
             ax.plot(
                 t, a["agree_theory"][f], "-", lw=1, color=_style.COLORS["theory"], label="exact, closed form"
             )
-        ax.set_ylim(0.3, 1.05)
+        shown = [a["agree"][i0, f].mean(-1), *([a["agree_exact"][f].mean(-1)] if "agree_exact" in a else [])]
+        low = min((float(np.nanmin(y)) for y in shown if np.isfinite(y).any()), default=0.3)
+        ax.set_ylim(min(0.3, low - 0.05), 1.05)  # never a point below the frame
         ax.set_xlabel("split step")
         ax.set_ylabel("clone agreement")
         ax.set_title(f"{names[f]} (g = 0)")
     axes[0].legend(fontsize=6.5, loc="lower right")
+    fig.suptitle(f"{model}: clone agreement against the split step at g = 0, with the sigmoid fits")
     return _style.save(fig, out_dir, "fig_factor_agreement")
+
+
+def _gs(g: np.ndarray) -> str:
+    return ", ".join(f"{x:g}" for x in g)
 
 
 def _gap(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
@@ -180,23 +194,36 @@ def _gap(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
         )
     gp = np.asarray(a["gap_pred_step"])
     fin = np.isfinite(gp)
-    ax.plot(rho[fin], gp[fin], "D", color=_style.COLORS["theory"], label="step-level predicted Δ")
-    if (~fin).any():
-        ax.text(
-            0.02,
-            0.02,
-            "step-level Δ undefined (a direction never splits) at g = "
-            + ", ".join(f"{x:g}" for x in np.asarray(a["g"])[~fin]),
-            transform=ax.transAxes,
-            fontsize=6.5,
+    notes: list[str] = []
+    # hollow and dodged right by 0.02 in ρ: a prediction equal to the measurement stays visible beside it
+    if fin.any():
+        ax.plot(
+            rho[fin] + 0.02,
+            gp[fin],
+            "D",
+            mfc="none",
+            mew=1.4,
+            ms=7,
+            zorder=4,
+            color=_style.COLORS["theory"],
+            label="step-level predicted Δ (drawn 0.02 right of its ρ)",
         )
+    gs = np.asarray(a["g"], dtype=np.float64)
+    if (~fin).any():
+        notes.append("step-level Δ undefined (a direction never crosses) at g = " + _gs(gs[~fin]))
+    if ok.any() and (~ok).any():
+        notes.append("measured Δ undefined (a direction never splits) at g = " + _gs(gs[~ok]))
     ax.axhline(0, color="0.5", lw=0.8)
     lead, trail = int(a["gap_lead"][0]), int(a["gap_trail"][0])
     names = [str(n) for n in a["factor_names"]]
     ax.set_xlabel(r"$\rho(g) = (1-g)/(1+g)$, eq. (27)")
     ax.set_ylabel(f"Δ = τ({names[trail]}) − τ({names[lead]}), steps")
-    ax.set_title(f"{model}: the gap against the routing gate (eq. 65–66)")
-    ax.legend(fontsize=6.5, loc="upper left")
+    title = f"{model}: the gap against the routing gate (eq. 65–66)"
+    if notes:  # in the title: text inside the axes would sit on points or on the zero line
+        title += "\n" + "\n".join(notes)
+    ax.set_title(title, fontsize=8 if notes else None)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6.5, loc="upper left")
     return _style.save(fig, out_dir, "fig_gap_vs_rho")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -62,7 +64,10 @@ def test_protocol1_and_protocol2_end_to_end(tmp_path, capsys):
         (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
         (["--class-label", "99"], "--class-label must lie in [0, 3]"),
         (["--device", "foo"], "--device must be cpu, cuda or cuda:<index>, got 'foo'"),
-        (["--threads", "0"], "--threads must be an integer >= 1, got 0"),
+        (
+            ["--threads", "0"],
+            f"--threads must be an integer in [1, {os.cpu_count()}]",
+        ),
         (["--model", "/nonexistent/model"], "--model '/nonexistent/model': no such directory"),
     ],
 )
@@ -74,6 +79,8 @@ def test_out_of_memory_hint(tmp_path, capsys, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(cli, "run_protocol1", oom)
+    from dit_validation import protocol1
+
+    monkeypatch.setattr(protocol1, "run_protocol1", oom)  # the command imports it when it runs
     msg = _error(capsys, ["protocol1", *BASE, "--batch-size", "512", "--out", str(tmp_path / "x.npz")])
     assert "ran out of memory; lower --batch-size" in msg

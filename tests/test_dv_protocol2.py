@@ -103,8 +103,15 @@ def test_bands_interpolation_and_tau_lookup(tmp_path, make_arrays):
     )
     save_result(p1, make_meta("protocol1", {}, [], complete=True), arrays)
     np.testing.assert_allclose(tau_from_protocol1(p1, [0.0, 0.1, 0.3]), [53.0, 60.0, 50.0])
-    with pytest.raises(ValueError, match="g = 0.9 lies outside the Protocol I grid"):
+    with pytest.raises(ValueError, match=r"covers g in \[0, 0.5\] .* but g = 0.9 was asked for"):
         tau_from_protocol1(p1, [0.9])
+    # provenance: another model's or another step count's τ is refused, naming the file and the field
+    meta = make_meta("protocol1", {"model": "random:small", "num_steps": 50}, [], complete=True)
+    save_result(p1, meta, arrays)
+    with pytest.raises(ValueError, match=r"p1.npz' was made with model = 'random:small', .* model = 'x'"):
+        tau_from_protocol1(p1, [0.1], model="x")
+    with pytest.raises(ValueError, match=r"made with num_steps = 50, .* needs num_steps = 20"):
+        tau_from_protocol1(p1, [0.1], model="random:small", num_steps=20)
 
 
 def test_run_protocol2_file_and_resume(tiny64, forward_counter, tmp_path):

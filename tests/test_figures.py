@@ -283,6 +283,8 @@ def test_table1_carries_the_numbers(result_files: dict[str, Path], tmp_path: Pat
     assert table[3]["tau_spec"] == "40.0"
     md = md_path.read_text()
     assert "| 0.5 | 52.5 [47.5, 57.5] | 32.5 | 67.5 | 35.0 |" in md
+    md_rows = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith(("| g ", "| ---"))]
+    assert md_rows == [table1.markdown_row(r) for r in table]  # CSV and Markdown: the same cells
     assert "synthetic-test" in md and "100 sampling steps" in md
 
 
@@ -325,6 +327,77 @@ def test_kappa_map_one_figure_per_g(result_files: dict[str, Path], tmp_path: Pat
     ]
     # without compare-derived maps the renderer writes nothing rather than an empty figure
     assert kappa_map.render(result_files["theory"], tmp_path / "none") == []
+
+
+def _drawn_axes(module, monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """Stem → the visible axes of every figure ``module`` saves (its ``_style.save`` wrapped)."""
+    drawn: dict[str, list] = {}
+    real_save = module._style.save
+
+    def keep(fig, out_dir, stem):  # noqa: ANN001, ANN202
+        drawn[stem] = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+        return real_save(fig, out_dir, stem)
+
+    monkeypatch.setattr(module._style, "save", keep)
+    return drawn
+
+
+def test_kappa_map_draws_every_direction_with_a_finite_kappa(
+    tmp_path: Path, make_arrays, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: the maps of the directions that have a finite κ > 0 (was: always f = 0 and the last, grey
+    where only f = 2 had κ); where none has, the leading and trailing panels say so."""
+    from paper_figs import kappa_map
+
+    arrays = kappa_map_arrays(np.random.default_rng(0), np.array([0.0, 0.5, 1.0]))
+    kappa = np.full_like(arrays["kappa_vk"], np.nan)
+    kappa[0, 3:, :, 1] = 2.0  # g = 0: only the middle direction has κ
+    kappa[1, :, 1:, 1] = 0.5  # g = 0.5: the middle one and the trailing one
+    kappa[1, 2, 2, 2] = 3.0
+    kappa[2, :, :, 0] = 0.0  # g = 1: κ = 0 (m = 0) and undefined only, no κ = 1 crossing
+    arrays["kappa_vk"] = kappa
+    arrays["s_spec"][2] = np.nan
+    path = write_result(make_arrays, tmp_path / "t.npz", "theory", {**theory_arrays(), **arrays})
+    drawn = _drawn_axes(kappa_map, monkeypatch)
+    kappa_map.render(path, tmp_path)
+    titles = {stem: [ax.get_title() for ax in axes] for stem, axes in drawn.items()}
+    assert titles["fig_kappa_map_g0.00"] == ["direction f = 1"]
+    assert titles["fig_kappa_map_g0.50"] == ["direction f = 1", "trailing direction f = 2"]
+    assert titles["fig_kappa_map_g1.00"] == ["leading direction f = 0", "trailing direction f = 2"]
+    for ax in drawn["fig_kappa_map_g1.00"]:
+        assert any("no κ > 0 here" in t.get_text() for t in ax.texts)
+    zero, undefined = (
+        [t.get_text() for t in ax.get_legend().get_texts()] for ax in drawn["fig_kappa_map_g1.00"]
+    )
+    for labels in (zero, undefined):  # nothing of the kind drawn: no contour, no κ = 1 crossing
+        assert not any("contour" in lb or "s_{spec}" in lb for lb in labels)
+    assert any("κ = 0" in lb for lb in zero) and not any("undefined" in lb for lb in zero)
+    assert any("undefined" in lb for lb in undefined) and not any("κ = 0" in lb for lb in undefined)
+    assert [ax.get_legend() for ax in drawn["fig_kappa_map_g0.00"]][0] is not None
+
+
+def test_predicted_vs_measured_legends_only_list_drawn_marks(
+    result_files: dict[str, Path], tmp_path: Path, make_arrays, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: no legend entry without a mark (per-block eq. 50 undefined everywhere), and the step-level
+    Δ of fig_gap_vs_rho stays visible beside a measured Δ of the same value (dodged, hollow)."""
+    from paper_figs import predicted_vs_measured
+
+    rng = np.random.default_rng(1)
+    arrays = compare_arrays(rng, np.array([0.0, 0.5, 1.0]))
+    arrays["tau_pred_block"] = np.full_like(arrays["tau_pred_block"], np.nan)
+    arrays["gap_pred_step"] = np.asarray(arrays["gap_meas"], dtype=float).copy()  # prediction = measurement
+    path = write_result(make_arrays, tmp_path / "c.npz", "compare", arrays)
+    drawn = _drawn_axes(predicted_vs_measured, monkeypatch)
+    predicted_vs_measured.render(path, tmp_path)
+    labels = [t.get_text() for t in drawn["fig_factor_tau"][0].get_legend().get_texts()]
+    assert labels and not any("per-block" in lb for lb in labels)
+    (ax,) = drawn["fig_gap_vs_rho"]
+    meas = next(c for c in ax.containers if c.get_label().startswith("measured")).lines[0]
+    pred = next(ln for ln in ax.get_lines() if ln.get_label().startswith("step-level predicted"))
+    np.testing.assert_allclose(pred.get_ydata(), meas.get_ydata())
+    assert np.all(np.asarray(pred.get_xdata()) - np.asarray(meas.get_xdata()) > 0.01)  # dodged in ρ
+    assert pred.get_markerfacecolor() == "none"
 
 
 def test_predicted_vs_measured_renders_all_parts(result_files: dict[str, Path], tmp_path: Path) -> None:
@@ -376,7 +449,13 @@ def test_depth_figure_draws_one_panel_per_g_with_every_profile(
     lines = [[ln.get_label() for ln in ax.get_lines()] for ax in axes]
     assert all(any(lb.startswith("|G_int − 1|") for lb in ls) for ls in lines)
     assert [any(lb.startswith("probe accuracy") for lb in ls) for ls in lines] == [True, True, True, False]
-    assert [any("undefined" in lb for lb in ls) for ls in lines] == [False, False, True, True]
+    titles = [ax.get_title() for ax in axes]  # what a panel cannot draw is said in its title
+    assert ["κ undefined at every layer" in t for t in titles] == [False, False, True, True]
+    assert ["no direction splits" in t for t in titles] == [False, False, False, True]
+    for ax in axes:  # no legend entry without a mark: every labelled line draws at least one point
+        for ln in ax.get_lines():
+            if not ln.get_label().startswith("_"):
+                assert np.isfinite(np.asarray(ln.get_ydata(), dtype=float)).any(), ln.get_label()
 
 
 @settings(max_examples=40, deadline=None)
@@ -410,8 +489,14 @@ def test_table1_rows_round_trip(tau: list[float]) -> None:
     rows = table1.rows(arrays)
     assert len(rows) == t.size
     for r, x in zip(rows, t, strict=True):
-        if np.isfinite(x):  # steps clipped to the sampled grid [0, 100]
-            assert float(r["tau_spec"]) == pytest.approx(np.clip(x, 0, 100), abs=0.05 + 1e-9)
-            assert float(r["delta_tau"]) == pytest.approx(5.0, abs=0.051)  # Δτ = τ_l − τ_g, eq. (73)
-        else:
+        if not np.isfinite(x):
             assert r["tau_spec"] == "n/a" and r["delta_tau"] == "n/a"
+            continue
+        assert float(r["delta_tau"]) == pytest.approx(5.0, abs=0.051)  # Δτ = τ_l − τ_g, eq. (73)
+        if x < 0:  # outside the sampled grid [0, 100]: said in words, never a clipped number
+            assert r["tau_spec"] == "before step 0"
+        elif x > 100:
+            assert r["tau_spec"] == "after step 100"
+        else:
+            assert float(r["tau_spec"]) == pytest.approx(x, abs=0.05 + 1e-9)
+        assert table1.markdown_row(r).count(r["tau_spec"]) >= 1  # the Markdown carries the same cell

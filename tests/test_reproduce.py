@@ -101,7 +101,7 @@ def _write_compare(
 
 
 def test_run_theory_writes_contract_file(tmp_path: Path, make_arrays) -> None:
-    cmp_path = _write_compare(tmp_path / "compare.npz", make_arrays)
+    cmp_path = _write_compare(tmp_path / "compare.npz", make_arrays, model="tiny")
     path = run_theory(TheoryRunConfig(n_kappa=11, model="tiny"), tmp_path / "theory.npz", cmp_path)
     meta, a = load_result(path)
     assert meta["kind"] == "theory" and meta["complete"] and meta["config"]["compare"] == str(cmp_path)
@@ -255,7 +255,7 @@ def test_make_plan_grids() -> None:
     assert full.protocol2.g == (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0) and full.protocol2.layers is None
     assert quick.protocol1.num_steps < full.protocol1.num_steps
     assert set(quick.protocol2.g) >= {0.0, 0.1, 0.3, 0.9}  # Figs. 1, 9, 10
-    with pytest.raises(ValueError, match="grid must be 'quick' or 'full', got 'huge'"):
+    with pytest.raises(ValueError, match="grid must be one of smoke, quick, full, got 'huge'"):
         reproduce.make_plan("m", "huge")  # type: ignore[arg-type]
 
 
