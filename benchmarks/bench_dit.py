@@ -139,7 +139,7 @@ def report(B: int, iters: int, times: dict[str, list[float]], recompiled: int) -
     host, step = tmed(times[HOST_NOISE]) / iters, tmed(times[STEP]) / iters
     print(
         f"\nhost work of the production sampler per step, outside the timed steps above (keyed noise "
-        f"draws + transfer): {1e3 * host:.2f} ms (median) = {100 * host / step:.1f} % of a step"
+        f"draws + transfer): {1e3 * host:.2f} ms (median) = {100 * host / step:.2g} % of a step"
     )
     print(f"graphs compiled inside the timed rounds: {recompiled} (0 expected)")
     med, lo, hi = paired_overhead(times[STEP], times[CAPTURE])
