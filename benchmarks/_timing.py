@@ -16,14 +16,21 @@ from typing import Any
 
 
 def alternate(
-    jobs: dict[str, Callable[[], Any]], rounds: int
+    jobs: dict[str, Callable[[], Any]],
+    rounds: int,
+    setup: dict[str, Callable[[], None]] | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Run every job once per round, order alternating; return (wall times per job, last results)."""
+    """Run every job once per round, order alternating; return (wall times per job, last results).
+
+    ``setup[k]``, when given, runs untimed right before each run of job ``k`` (a job that needs a
+    state another job may have changed sets it there, so the order of jobs never matters)."""
     times: dict[str, list[float]] = {k: [] for k in jobs}
     results: dict[str, Any] = {}
     names = list(jobs)
     for r in range(rounds):
         for k in names if r % 2 == 0 else names[::-1]:
+            if setup is not None and k in setup:
+                setup[k]()
             t0 = time.perf_counter()
             results[k] = jobs[k]()
             times[k].append(time.perf_counter() - t0)

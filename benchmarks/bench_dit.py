@@ -5,15 +5,30 @@
 
 Reports image-forwards/s (one image through the transformer = 1), every variant alternated round by
 round (``--rounds``, ≥ 3; min and median of the rounds; benchmarks/_timing.py), for
-  (a) the plain diffusers DiT forward (stock attention processors);
-  (b) the same batch with coupled processors installed, every pair at g = 0.5 (two SDPA calls per layer);
-  (c) the same with Protocol I's row mix: 27 % of the pairs coupled (the trunk), 73 % at g = 0 (the
+  (a) the plain diffusers DiT forward with its **stock** attention processors (the coupling's are
+      swapped out for this row and back in for the others);
+  (b) the coupled processors at g = 0 (the inter-replica call skipped): what installing them costs;
+  (c) the same batch with every pair at g = 0.5 (two SDPA calls per layer);
+  (d) the same with Protocol I's row mix: 27 % of the pairs coupled (the trunk), 73 % at g = 0 (the
       decoupled branches) — the inter-replica call runs on the coupled rows only;
-  (d) our full coupled sampler step (guidance-doubled batch, per-pair g, DDIM update, keyed noise);
-  (e) the sampler step with the Protocol II capture hooks projecting onto a K = 32 float64 basis;
-optionally torch.compile'd and CUDA-graph rows; the peak GPU memory of (d) and (e); the wall clock of the
-paper's Protocol I grid with prefix sharing; and the targets of issue 13 (on a GPU): coupled sampler ≥ 0.9×
-the eager plain forward, compiled coupled ≥ 2× it, capture overhead ≤ 5 %.
+  (e) our full coupled sampler step (guidance-doubled batch, per-pair g, DDIM update);
+  (f) the sampler step with the Protocol II capture hooks projecting onto a K = 32 float64 basis;
+optionally torch.compile'd and CUDA-graph rows (coupled, g = 0.5); the peak GPU memory of (e) and (f);
+the wall clock of the paper's Protocol I grid with prefix sharing; and the targets of issue 13 (on a
+GPU): coupled sampler ≥ 0.9× the eager plain forward, compiled coupled ≥ 2× it, capture overhead ≤ 5 %.
+
+What is timed, and what is not:
+* every job installs its own processors and sets its own g before each of its rounds, untimed (then
+  a device sync), so no job inherits a state from the one before it and a reordering cannot trigger
+  a recompilation inside the timed rounds (the count of compiled graphs is checked and printed);
+* the DDIM noise of the timed sampler steps is drawn **ahead** of the timing from the sampler's own
+  keyed streams (per seed, replica and step: ``sampler._step_noise``) and moved to the device in one
+  transfer; each timed step takes its slice, so host RNG work and host-to-device copies stay outside
+  the kernels' time. What that host work costs the production sampler per step (it draws inside its
+  loop) is timed as a separate job and printed beside the step;
+* the capture overhead is the median over rounds of the paired ratio (capture step / plain step of
+  the same round), with the min-time ratio beside it: the minimum of 3 noisy rounds alone can even
+  come out negative.
 Random weights (re-initialized, ``models.reinit_weights``; the XL/2 preset has the pretrained model's
 FLOPs); numbers are printed, never asserted.
 """
@@ -21,6 +36,8 @@ FLOPs); numbers are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import alternate, tmed, tmin  # noqa: E402
 
 from dit_validation.capture import DifferenceCapture, ModeProjector  # noqa: E402
-from dit_validation.coupling import install_coupling  # noqa: E402
+from dit_validation.coupling import attention_layers, install_coupling  # noqa: E402
 from dit_validation.models import build_random_dit  # noqa: E402
 from dit_validation.sampler import (  # noqa: E402
     _ddim,
@@ -76,6 +93,98 @@ def cuda_graphed(fn: Callable[[], torch.Tensor], device: torch.device) -> Callab
     return replay
 
 
+def compiled_graphs() -> int:
+    """Graphs torch.compile has built so far in this process (dynamo's counter)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def noise_feed(noise: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The next step's pre-generated noise (K, 2P, C, H, W) → (2P, C, H, W): a view, no host work."""
+    k = itertools.count()
+    return lambda: noise[next(k) % noise.shape[0]]
+
+
+def keyed_noise(seeds: list[int], steps: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The sampler's keyed DDIM noise (replica A rows, then B) for steps 0 … steps−1, (steps, 2P, C, H, W)
+    in float32 on ``device``, moved in one transfer."""
+    host = torch.stack([torch.cat(_step_noise(seeds, s, shape, shared=False)) for s in range(steps)])
+    return host.to(device, torch.float32)
+
+
+def paired_overhead(t_base: list[float], t_extra: list[float]) -> tuple[float, float, float]:
+    """(median, min, max) over rounds of t_extra[r] / t_base[r] − 1: each round's two runs are adjacent
+    in time, so their ratio cancels most of a shared machine's drifting load."""
+    ratios = [b / a - 1.0 for a, b in zip(t_base, t_extra, strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+HOST_NOISE = "host: keyed noise draws + transfer"
+PLAIN, STEP, CAPTURE = "plain (stock processors)", "coupled sampler step", "sampler step + P-II capture"
+COMPILED = "coupled compiled (g = 0.5)"
+
+
+def report(B: int, iters: int, times: dict[str, list[float]], recompiled: int) -> None:
+    """The table of rates and the issue-13 targets, from min and median times."""
+    work = B * iters  # image-forwards per timed round
+    rate = {k: work / tmin(v) for k, v in times.items() if k != HOST_NOISE}
+    rate_med = {k: work / tmed(v) for k, v in times.items() if k != HOST_NOISE}
+    print(f"\n{'variant':34s} {'img-fwd/s (min time)':>22s} {'(median)':>10s}  x plain (min)  (median)")
+    for k in rate:
+        print(
+            f"{k:34s} {rate[k]:22.1f} {rate_med[k]:10.1f}  {rate[k] / rate[PLAIN]:13.3f}  "
+            f"{rate_med[k] / rate_med[PLAIN]:.3f}"
+        )
+    host, step = tmed(times[HOST_NOISE]) / iters, tmed(times[STEP]) / iters
+    print(
+        f"\nhost work of the production sampler per step, outside the timed steps above (keyed noise "
+        f"draws + transfer): {1e3 * host:.2f} ms (median) = {100 * host / step:.2g} % of a step"
+    )
+    print(f"graphs compiled inside the timed rounds: {recompiled} (0 expected)")
+    med, lo, hi = paired_overhead(times[STEP], times[CAPTURE])
+    by_min = tmin(times[CAPTURE]) / tmin(times[STEP]) - 1.0
+    print("\ntargets of issue 13 (meant for a GPU; min / median):")
+    print(
+        f"  coupled sampler step / plain eager = {rate[STEP] / rate[PLAIN]:.3f} / "
+        f"{rate_med[STEP] / rate_med[PLAIN]:.3f} (target >= 0.9)"
+    )
+    if COMPILED in rate:
+        print(
+            f"  compiled coupled / plain eager = {rate[COMPILED] / rate[PLAIN]:.3f} / "
+            f"{rate_med[COMPILED] / rate_med[PLAIN]:.3f} (target >= 2)"
+        )
+    print(
+        f"  Protocol II capture overhead = {100 * med:.1f} % (median of the per-round paired ratios; "
+        f"range {100 * lo:.1f} … {100 * hi:.1f} %; ratio of the minima {100 * by_min:.1f} %) (target <= 5 %)"
+    )
+
+
+def peak_memory(device: torch.device, fns: dict[str, Callable[[], object]]) -> None:
+    for name, fn in fns.items():
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        extra = (peak - base) / 2**30
+        print(f"peak GPU memory, {name}: {peak / 2**30:.2f} GiB ({extra:.2f} GiB over resident)")
+
+
+def paper_grid(step_rate: float) -> None:
+    """Wall clock of the paper's Protocol I grid at ``step_rate`` image-forwards/s."""
+    S, M, G = 100, 32, 6 + 1  # 6 g + the g = 0 control, 32 seeds, t_int = 0..100, 100 steps, guidance
+    per_seed = branched_row_steps(S, range(S + 1))  # pair-steps with prefix sharing
+    scratch = (S + 1) * S  # pair-steps if every t_int were run from scratch
+    images = G * M * per_seed * 2 * 2  # 2 replicas x 2 (guidance)
+    print(
+        f"\npaper Protocol I grid: {images:.3e} image-forwards with prefix sharing "
+        f"({per_seed / scratch:.3f} of from-scratch); at the coupled sampler-step rate (median) "
+        f"{images / step_rate / 3600:.2f} h on this device"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -83,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=None, help="images per forward (multiple of 4)")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="bfloat16 on CUDA, float32 on CPU")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd forwards")
+    ap.add_argument(
+        "--compile-backend", default="inductor", help="torch.compile backend (eager: a cheap CPU check)"
+    )
     ap.add_argument("--cuda-graphs", action="store_true", help="also time CUDA-graph replays (CUDA only)")
     ap.add_argument("--rounds", type=int, default=5, help="alternated rounds per variant (>= 3)")
     ap.add_argument("--iters", type=int, default=3, help="calls per timed round")
@@ -90,13 +202,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.rounds < 3:
         ap.error(f"--rounds must be an integer >= 3, got {args.rounds}")
+    if args.iters < 1:
+        ap.error(f"--iters must be an integer >= 1, got {args.iters}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     preset = args.preset or ("XL_2" if cuda else "small")
     B = args.batch or (256 if cuda else 16)
-    if B % 4:
-        ap.error(f"--batch must be a multiple of 4 (pairs x guidance), got {B}")
+    if B < 4 or B % 4:
+        ap.error(f"--batch must be a positive multiple of 4 (pairs x guidance), got {B}")
     dtype = DTYPES[args.dtype or ("bfloat16" if cuda else "float32")]
     torch.backends.cuda.matmul.allow_tf32 = True
     bundle = build_random_dit(preset, seed=0, dtype=dtype, device=device)  # placed once
@@ -116,26 +230,48 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             return dit(x, timestep=t, class_labels=y).sample
 
+    layers = attention_layers(dit)
+    stock = [layer.processor for layer in layers]  # diffusers' own processors, before the coupling's
     handle = install_coupling(dit, g=0.0)
-    row_g = {
-        "plain": None,
-        "coupled forward (all g = 0.5)": np.full(B, 0.5),
-        "coupled forward (Protocol I mix)": np.tile(np.where(np.arange(B // 2) % 4 == 0, 0.5, 0.0), 2),
-    }
+    coupled = [layer.processor for layer in layers]
+
+    def state(procs: list[object], g: float | np.ndarray | None) -> Callable[[], None]:
+        """Setup of one job: its processors and its g (None: the job sets g itself), then a sync."""
+
+        def run() -> None:
+            for layer, proc in zip(layers, procs, strict=True):
+                layer.set_processor(proc)
+            if g is not None:
+                handle.set_g(g)
+            if cuda:
+                torch.cuda.synchronize(device)
+
+        return run
+
+    jobs: dict[str, Callable[[], object]] = {}
+    setup: dict[str, Callable[[], None]] = {}
+
+    def add(name: str, fn: Callable[[], object], procs: list[object], g: float | np.ndarray | None) -> None:
+        jobs[name], setup[name] = fn, state(procs, g)
+
+    add(PLAIN, fwd, stock, None)
+    add("coupled processors, g = 0", fwd, coupled, 0.0)
+    add("coupled forward (all g = 0.5)", fwd, coupled, 0.5)
+    mix = np.tile(np.where(np.arange(B // 2) % 4 == 0, 0.5, 0.0), 2)
+    add("coupled forward (Protocol I mix)", fwd, coupled, mix)
+
     P = B // 4
     sched = make_scheduler(bundle, 100)
     z = torch.randn(2 * P, C, H, H, generator=gen).to(device, torch.float32)
-    seeds = list(range(P))
+    seeds, shape = list(range(P)), (C, H, H)
+    calls = (args.rounds + 1) * args.iters  # warm-up round + timed rounds of one sampler job
+    noise = keyed_noise(seeds, calls, shape, device)
+    g_pairs = np.full(P, 0.5)
 
-    def sampler_step() -> torch.Tensor:
-        eps = predict_eps(bundle, handle, z, 499, np.full(P, 0.5), 0, 4.0)
-        nA, nB = _step_noise(seeds, 3, (C, H, H), shared=False)
-        return _ddim(sched, eps, 499, z, 1.0, torch.cat([nA, nB]).to(device, torch.float32))
-
-    def with_g(g: np.ndarray | None) -> Callable[[], torch.Tensor]:
+    def sampler_step(next_noise: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
         def run() -> torch.Tensor:
-            handle.set_g(0.0 if g is None else g)
-            return fwd()
+            eps = predict_eps(bundle, handle, z, 499, g_pairs, 0, 4.0)
+            return _ddim(sched, eps, 499, z, 1.0, next_noise())
 
         return run
 
@@ -144,32 +280,38 @@ def main(argv: list[str] | None = None) -> None:
     projector = ModeProjector(
         [torch.randn(K, D, dtype=torch.float64, device=device) for _ in range(bundle.num_layers)], 1, P
     )
+    step_with_capture = sampler_step(noise_feed(noise))
 
     def captured_step() -> torch.Tensor:
         with DifferenceCapture(dit, range(bundle.num_layers), True, projector.into(range(P))):
-            return sampler_step()
+            return step_with_capture()
 
-    jobs: dict[str, Callable[[], object]] = {name: with_g(g) for name, g in row_g.items()}
-    jobs["coupled sampler step"] = sampler_step
-    jobs["sampler step + P-II capture"] = captured_step
+    add(STEP, sampler_step(noise_feed(noise)), coupled, None)  # predict_eps sets g
+    add(CAPTURE, captured_step, coupled, None)
+    host_step = itertools.count()
+
+    def host_noise() -> torch.Tensor:  # what the production sampler does on the host each step
+        return torch.cat(_step_noise(seeds, next(host_step), shape, shared=False)).to(device, torch.float32)
+
+    jobs[HOST_NOISE] = host_noise
     if args.compile:
-        handle.set_g(0.5)
+        state(coupled, 0.5)()
         fwd()  # create the coupling's g buffers eagerly, so the compiled graph has no break for them
-        compiled = torch.compile(dit)
+        compiled = torch.compile(dit, backend=args.compile_backend)
 
         def cfwd() -> torch.Tensor:
             with torch.no_grad():
                 return compiled(x, timestep=t, class_labels=y).sample
 
-        jobs["coupled compiled"] = cfwd
+        add(COMPILED, cfwd, coupled, 0.5)
     if args.cuda_graphs:
         if not cuda:
             print("--cuda-graphs needs CUDA; skipped")
         else:
-            handle.set_g(0.5)
-            jobs["coupled CUDA graph"] = cuda_graphed(fwd, device)
+            state(coupled, 0.5)()
+            add("coupled CUDA graph (g = 0.5)", cuda_graphed(fwd, device), coupled, 0.5)
             if args.compile:
-                jobs["coupled compiled + graph"] = cuda_graphed(jobs["coupled compiled"], device)
+                add("coupled compiled + graph", cuda_graphed(cfwd, device), coupled, 0.5)
 
     def repeated(fn: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:
@@ -179,51 +321,21 @@ def main(argv: list[str] | None = None) -> None:
 
         return synced(run, device)
 
-    for fn in jobs.values():  # warm-up (and compilation) outside the timed rounds
-        repeated(fn)()
-    times, _ = alternate({k: repeated(v) for k, v in jobs.items()}, args.rounds)
-    rate = {k: B * args.iters / tmin(v) for k, v in times.items()}
-    rate_med = {k: B * args.iters / tmed(v) for k, v in times.items()}
-    print(f"\n{'variant':34s} {'img-fwd/s (min time)':>22s} {'(median)':>10s}  x plain eager")
-    for k in jobs:
-        print(f"{k:34s} {rate[k]:22.1f} {rate_med[k]:10.1f}  {rate[k] / rate['plain']:.3f}")
-
+    timed = {k: repeated(v) for k, v in jobs.items()}
+    for k, fn in timed.items():  # warm-up (and compilation) outside the timed rounds
+        if k in setup:
+            setup[k]()
+        fn()
+    graphs = compiled_graphs()
+    times, _ = alternate(timed, args.rounds, setup)
+    recompiled = compiled_graphs() - graphs
+    report(B, args.iters, times, recompiled)
     if cuda:
-        for name, fn in (
-            ("sampler step", sampler_step),
-            ("sampler step + Protocol II capture", captured_step),
-        ):
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-            fn()
-            torch.cuda.synchronize(device)
-            peak = torch.cuda.max_memory_allocated(device)
-            extra = (peak - base) / 2**30
-            print(f"peak GPU memory, {name}: {peak / 2**30:.2f} GiB ({extra:.2f} GiB over resident)")
+        state(coupled, None)()
+        peak_memory(device, {"sampler step": jobs[STEP], "sampler step + Protocol II capture": captured_step})
     else:
         print("peak GPU memory: n/a on CPU")
-
-    overhead = rate["coupled sampler step"] / rate["sampler step + P-II capture"] - 1
-    print("\ntargets of issue 13 (meant for a GPU):")
-    step_ratio = rate["coupled sampler step"] / rate["plain"]
-    print(f"  coupled sampler step / plain eager = {step_ratio:.3f} (target >= 0.9)")
-    if "coupled compiled" in rate:
-        print(
-            f"  compiled coupled / plain eager = {rate['coupled compiled'] / rate['plain']:.3f} (target >= 2)"
-        )
-    print(f"  Protocol II capture overhead = {100 * overhead:.1f} % (target <= 5 %)")
-
-    # Protocol I grid of the paper: 6 g + the g = 0 control, 32 seeds, t_int = 0..100, 100 steps, guidance
-    S, M, G = 100, 32, 6 + 1
-    per_seed = branched_row_steps(S, range(S + 1))  # pair-steps with prefix sharing
-    scratch = (S + 1) * S  # pair-steps if every t_int were run from scratch
-    images = G * M * per_seed * 2 * 2  # 2 replicas x 2 (guidance)
-    print(
-        f"\npaper Protocol I grid: {images:.3e} image-forwards with prefix sharing "
-        f"({per_seed / scratch:.3f} of from-scratch); at the coupled sampler-step rate "
-        f"{images / rate['coupled sampler step'] / 3600:.2f} h on this device"
-    )
+    paper_grid(B * args.iters / tmed(times[STEP]))
 
 
 if __name__ == "__main__":

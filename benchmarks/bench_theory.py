@@ -5,7 +5,9 @@
     simultaneous 95 % interval, Šidák), for
     * Var(v) per mode of coupled OU replicas (eq. 10; error = max over modes): closed form
       (``mode_variance``), the exact transition (one step, ``simulate_replicas(method="exact")``),
-      our Euler–Maruyama and ``torchsde.sdeint`` Euler;
+      our Euler–Maruyama and ``torchsde.sdeint`` Euler (driven by plain N(0, h) increments,
+      ``_baselines.ForwardIncrements``: its default ``BrownianInterval`` is machinery a fixed-step
+      forward sweep does not need, and would slow the baseline by ~1.8×);
     * the split probability of clones in a symmetric Gaussian mixture: closed form
       (``split_probability_exact``), our EM (``split_probability_simulated``) and torchsde EM.
     EM step and pair counts are *chosen from measurements*: the bias from a step-count sweep
@@ -15,10 +17,15 @@
     target the cheapest (steps × pairs) meeting bias + z·SE ≤ target is timed; runs larger than a
     budget are timed at fewer steps/pairs and scaled linearly (marked *).
 (b) **Equal steps** — pair-steps/s at 1e5 pairs × 100 steps (d = 4, float64 unless stated): numpy,
-    numba, torch float64/float32 (u/v form) and torchsde.
-(c) **Solver** — ``solve_self_consistency`` on 1e7 κ vs a Python ``brentq`` loop (per element, on a
-    subsample) and vs a vectorized ``scipy.optimize.newton`` on the same array; peak memory
-    (tracemalloc) as a multiple of the input.
+    numba, torch float64/float32 (u/v form) and torchsde (plain increments, and its default
+    ``BrownianInterval`` for the record); beside them the **RNG floor** of each — the time to draw
+    the same standard normals alone, from the same generators — so that a kernel's time per
+    pair-step reads as a multiple of the physical floor.
+(c) **Solver** — ``solve_self_consistency`` on 2e6 κ vs vectorized ``scipy.optimize.newton`` and
+    ``scipy.optimize.elementwise.find_root`` on the same array, at equal accuracy (each run to the
+    loosest tolerance that meets a target, errors measured against a 60-digit mpmath reference;
+    ``_bench_solver.py``), and a per-element ``brentq`` loop for scale; peak memory (tracemalloc) as
+    a multiple of the input.
 
 Every table alternates its variants round by round (≥ 3 rounds) and reports min and median.
 Usage: ``python benchmarks/bench_theory.py [--quick] [--rounds 3] [--threads 1] [--only a|b|c]``.
@@ -51,6 +58,7 @@ from theory import (
     split_probability_simulated,
     symmetric_mixture,
 )
+from theory.ou_streams import _STREAM_STEPS, _NormalStream
 from theory.schedules import alpha, beta, sigma2
 
 SCHED = VPSchedule()  # Song et al. (2021) VP-SDE: β from 0.1 to 20
@@ -113,13 +121,13 @@ def ours_var_v(method: str, n: int, N: int, seed: int) -> np.ndarray:
 
 def torchsde_var_v(n: int, N: int, seed: int) -> np.ndarray:
     y0 = torch.randn((N, 2, OU_DATA.dim), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    z = coupled_ou(OU_DATA, SCHED, T0, T_END, G, n, y0)
+    z = coupled_ou(OU_DATA, SCHED, T0, T_END, G, n, y0, seed=seed + 1)
     return ((z[:, 0] - z[:, 1]) * SQRT_HALF).var(dim=0).numpy()
 
 
 def torchsde_split(n: int, N: int, seed: int) -> float:
     x = torch.as_tensor(sample_marginal(MIX, SCHED, T_CLONE, N, seed))
-    z = mixture_pairs(MU, S2, SCHED, T_CLONE, T_END, n, torch.stack([x, x], dim=1))
+    z = mixture_pairs(MU, S2, SCHED, T_CLONE, T_END, n, torch.stack([x, x], dim=1), seed=seed + 1)
     side = (z @ torch.as_tensor(MU)) > 0  # (N, 2): the component each replica ends in
     return float((side[:, 0] != side[:, 1]).double().mean())
 
@@ -213,7 +221,7 @@ def tta_variance(quick: bool, rounds: int) -> None:
         n, N, _ = plan(bias, rel_var, eps, z_d)
         for label, who, fn in (
             (f"our EM ({OURS}, f64)", "ours", lambda n, N: ours_var_v("euler_maruyama", n, N, 12)),
-            ("torchsde EM (f64)", "sde", lambda n, N: torchsde_var_v(n, N, 13)),
+            ("torchsde EM (f64, plain dW)", "sde", lambda n, N: torchsde_var_v(n, N, 13)),
         ):
             n_run, N_run = run_size(n, N, budget[who], min_pairs)
             key = f"{who}{n_run}x{N_run}"
@@ -271,7 +279,7 @@ def tta_split(quick: bool, rounds: int) -> None:
                 "ours",
                 lambda n, N: split_probability_simulated(MIX, SCHED, T_CLONE, T_END, N, n, seed=21),
             ),
-            ("torchsde EM (f64)", "sde", lambda n, N: torchsde_split(n, N, seed=22)),
+            ("torchsde EM (f64, plain dW)", "sde", lambda n, N: torchsde_split(n, N, seed=22)),
         ):
             n_run, N_run = run_size(n, N, budget[who], min_pairs)
             key = f"{who}{n_run}x{N_run}"
@@ -285,7 +293,76 @@ def tta_split(quick: bool, rounds: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# (b) equal steps
+# (b) equal steps, and the RNG floor under each
+SDE_PLAIN, SDE_INTERVAL = "torchsde euler, plain dW (float64)", "torchsde euler, BrownianInterval (float64)"
+FLOOR_NUMBA, FLOOR_NUMPY = "numba Generator.standard_normal", "numpy Generator.standard_normal"
+FLOOR_TORCH64, FLOOR_TORCH32 = "torch.randn float64", "torch.randn float32"
+FLOOR_OF = {  # the normals each implementation draws, from the same kind of generator
+    SDE_PLAIN: FLOOR_TORCH64,
+    SDE_INTERVAL: FLOOR_TORCH64,
+    "ours numpy EM (float64)": FLOOR_NUMPY,
+    "ours numpy exact (float64)": FLOOR_NUMPY,
+    "ours numba EM (float64)": FLOOR_NUMBA,
+    "ours numba exact (float64)": FLOOR_NUMBA,
+    "ours torch EM u/v (float64)": FLOOR_TORCH64,
+    "ours torch EM u/v (float32)": FLOOR_TORCH32,
+}
+
+
+def _numba_floor() -> Callable[[Any, np.ndarray, int], None] | None:
+    """The numba kernels' own draw loop (``_ou_numba._draw``) over K steps, without the update."""
+    if importlib.util.find_spec("numba") is None:
+        return None
+    import numba
+
+    from theory._ou_numba import _draw
+
+    @numba.njit(nogil=True)
+    def draw_steps(gen: Any, buf: np.ndarray, n_steps: int) -> None:  # pragma: no cover - compiled
+        for _ in range(n_steps):
+            _draw(gen, buf)
+
+    return draw_steps
+
+
+def rng_floors(n_pairs: int, n_steps: int, seed: int) -> dict[str, Callable[[], Any]]:
+    """Jobs drawing the (n_steps, n_pairs, 2, d) standard normals of one run and nothing else: per-block
+    PCG64 streams as the simulator uses them (numba block-major, numpy step-major), and one torch
+    generator per run (torch u/v and torchsde's increments)."""
+    d = OU_DATA.dim
+
+    def stream() -> _NormalStream:
+        return _NormalStream(n_pairs, d, seed, _STREAM_STEPS, 4096, "numpy", None, np.float64)
+
+    def numpy_floor() -> None:
+        st, out = stream(), np.empty((n_pairs, 2, d))
+        for _ in range(n_steps):
+            st.draw(out)
+
+    def torch_floor(dtype: torch.dtype) -> None:
+        gen, out = torch.Generator().manual_seed(seed), torch.empty((n_pairs, 2 * d), dtype=dtype)
+        for _ in range(n_steps):
+            torch.randn((n_pairs, 2 * d), generator=gen, dtype=dtype, out=out)
+
+    jobs: dict[str, Callable[[], Any]] = {
+        FLOOR_NUMPY: numpy_floor,
+        FLOOR_TORCH64: lambda: torch_floor(torch.float64),
+        FLOOR_TORCH32: lambda: torch_floor(torch.float32),
+    }
+    draw_steps = _numba_floor()
+    if draw_steps is not None:
+
+        def numba_floor() -> None:
+            st = stream()
+            buf = np.empty((st.B, 2, d))
+            for gen in st.gens:
+                draw_steps(gen, buf, n_steps)
+
+        draw_steps(np.random.default_rng(0), np.empty((1, 2, d)), 1)  # compile outside the timing
+        jobs[FLOOR_NUMBA] = numba_floor
+    return jobs
+
+
 def equal_steps(n_pairs: int, n_steps: int, rounds: int) -> None:
     grid = np.linspace(T0, T_END, n_steps + 1)
     z0 = init_replicas(n_pairs, OU_DATA.dim, seed=0)
@@ -293,7 +370,10 @@ def equal_steps(n_pairs: int, n_steps: int, rounds: int) -> None:
     y0 = torch.as_tensor(z0)
     sim = simulate_replicas
     jobs: dict[str, Callable[[], Any]] = {
-        "torchsde.sdeint euler (float64)": lambda: coupled_ou(OU_DATA, SCHED, T0, T_END, G, n_steps, y0),
+        SDE_PLAIN: lambda: coupled_ou(OU_DATA, SCHED, T0, T_END, G, n_steps, y0, seed=1),
+        SDE_INTERVAL: lambda: coupled_ou(
+            OU_DATA, SCHED, T0, T_END, G, n_steps, y0, brownian="interval", seed=1
+        ),
         "ours numpy EM (float64)": lambda: sim(OU_DATA, SCHED, grid, z0, G, backend="numpy"),
         "ours numba EM (float64)": lambda: sim(OU_DATA, SCHED, grid, z0, G, backend="numba"),
         "ours numba exact (float64)": lambda: sim(
@@ -318,35 +398,59 @@ def equal_steps(n_pairs: int, n_steps: int, rounds: int) -> None:
 
         jobs["ours torch EM u/v (cuda, float64)"] = lambda: cuda(torch.float64)
         jobs["ours torch EM u/v (cuda, float32)"] = lambda: cuda(torch.float32)
-    times, _ = alternate(jobs, rounds)
-    ref_min, ref_med = (
-        tmin(times["torchsde.sdeint euler (float64)"]),
-        tmed(times["torchsde.sdeint euler (float64)"]),
-    )
+    floors = rng_floors(n_pairs, n_steps, seed=1)
+    times, _ = alternate({**jobs, **{f"normals alone: {k}": v for k, v in floors.items()}}, rounds)
+    ref_min, ref_med = tmin(times[SDE_PLAIN]), tmed(times[SDE_PLAIN])
     work = n_pairs * n_steps
+    ns = {k: 1e9 * tmin(ts) / work for k, ts in times.items()}
+    ns_med = {k: 1e9 * tmed(ts) / work for k, ts in times.items()}
+
+    def over_floor(name: str) -> str:
+        floor = f"normals alone: {FLOOR_OF[name]}" if name in FLOOR_OF else None
+        if floor not in ns:
+            return "-"
+        return f"{ns[name] / ns[floor]:.2f} / {ns_med[name] / ns_med[floor]:.2f}"
+
     rows = [
         [
             name,
             fmt_s(tmin(ts)),
             fmt_s(tmed(ts)),
-            f"{work / tmin(ts):.3g}",
-            fmt_x(ref_min / tmin(ts)),
-            fmt_x(ref_med / tmed(ts)),
+            f"{ns[name]:.1f}",
+            f"{ns_med[name]:.1f}",
+            fmt_x(ref_min / tmin(ts)) if name in jobs else "-",
+            fmt_x(ref_med / tmed(ts)) if name in jobs else "-",
+            over_floor(name),
         ]
         for name, ts in times.items()
     ]
     table(
-        f"(b) equal steps: {n_pairs:.0e} pairs x {n_steps} steps, d = 4, g = {G}, {rounds} rounds alternated "
-        "(target: >= 10x torchsde in float64)",
+        f"(b) equal steps: {n_pairs:.0e} pairs x {n_steps} steps, d = 4, g = {G}, {rounds} rounds "
+        f"alternated; the reference is {SDE_PLAIN}; 'normals alone' = the RNG floor: the same "
+        f"{2 * OU_DATA.dim} standard normals per pair-step drawn from the same generators, nothing else",
         [
             "implementation",
             "wall min [s]",
             "median [s]",
-            "pair-steps/s (min)",
+            "ns/pair-step (min)",
+            "(median)",
             "vs torchsde (min)",
             "(median)",
+            "x its RNG floor (min / median)",
         ],
         rows,
+    )
+    em, floor = "ours numba EM (float64)", f"normals alone: {FLOOR_NUMBA}"
+    if em in ns and floor in ns:
+        print(
+            f"  numba EM: {ns[em]:.1f} ns per pair-step = {ns[em] / ns[floor]:.2f}x the RNG floor "
+            f"({ns[floor]:.1f} ns: its own normals drawn alone) (min; median "
+            f"{ns_med[em] / ns_med[floor]:.2f}x; target <= 1.5x)"
+        )
+    print(
+        f"  torchsde: plain dW is {tmin(times[SDE_INTERVAL]) / ref_min:.2f}x faster than its default "
+        f"BrownianInterval (min; median {tmed(times[SDE_INTERVAL]) / ref_med:.2f}x); the RNG floor under it "
+        f"(torch.randn float64) is {ns[f'normals alone: {FLOOR_TORCH64}'] / ns[SDE_PLAIN]:.0%} of its time"
     )
 
 
@@ -356,7 +460,8 @@ def _warm_up() -> None:
     for method in ("euler_maruyama", "exact"):
         simulate_replicas(OU_DATA, SCHED, [T0, 0.5, T_END], z0, G, method=method, backend="auto")
     simulate_replicas(OU_DATA, SCHED, [T0, 0.5, T_END], torch.as_tensor(z0), G, backend="torch")
-    coupled_ou(OU_DATA, SCHED, T0, T_END, G, 2, torch.as_tensor(z0))
+    for brownian in ("plain", "interval"):
+        coupled_ou(OU_DATA, SCHED, T0, T_END, G, 2, torch.as_tensor(z0), brownian=brownian)
     torchsde_split(2, 64, seed=0)
 
 
@@ -381,7 +486,10 @@ def main() -> None:
     if args.only in (None, "b"):
         equal_steps(*((10_000, 20) if args.quick else (100_000, 100)), args.rounds)
     if args.only in (None, "c"):
-        solver(*((10**6, 2000) if args.quick else (10**7, 20_000)), args.rounds)
+        if args.quick:
+            solver(10**5, 1000, args.rounds, n_ref=200, n_peak=10**6)
+        else:
+            solver(2 * 10**6, 20_000, args.rounds)
     print("\n" + machine_line(torch.get_num_threads()).replace("machine:", "machine at the end:"))
     blas.restore_original_limits()
 
