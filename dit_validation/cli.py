@@ -28,6 +28,7 @@ from . import compare as compare_mod
 from . import reproduce
 from ._logging import configure_logging
 from .boundary import UsageError, guarded, units
+from .gint import BASIS_PAIRS, GINT_BOOT, HELDOUT_MODES
 from .grids import FIGURE_G, PROTOCOL1_DDIM_ETA, PROTOCOL1_G, PROTOCOL2_DDIM_ETA
 from .models import DiTBundle, model_choices, resolve_model
 from .protocol1 import Protocol1Config, run_protocol1, table1
@@ -106,6 +107,9 @@ OPTION_OF = {
     "g": "--g",
     "t_int": "--t-int",
     "num_modes": "--modes",
+    "gint_modes": "--gint-modes",
+    "basis_pairs": "--basis-pairs",
+    "basis_seed_base": "--basis-seed-base",
     "tau_spec": "--tau-spec",
     "guidance_scale": "--guidance",
     "seed": "--seed",
@@ -261,7 +265,18 @@ def add_protocol2(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--protocol1", type=Path, default=None, help="Protocol I result file to read τ_spec(g) from"
     )
-    p.add_argument("--modes", type=int, default=None, help="retained modes K (default M)")
+    p.add_argument("--modes", type=int, default=None, help="modes K of the paper's basis (default M)")
+    p.add_argument(
+        "--gint-modes",
+        type=int,
+        default=HELDOUT_MODES,
+        help="modes K of the held-out basis of the calibrated G_int (fixed, not a function of --seeds)",
+    )
+    p.add_argument(
+        "--basis-pairs", type=int, default=BASIS_PAIRS, help="held-out pairs that build that basis"
+    )
+    p.add_argument("--basis-seed-base", type=int, default=0, help="first key of the held-out pairs")
+    p.add_argument("--n-boot", type=int, default=GINT_BOOT, help="bootstrap replicates of G_int's interval")
 
     def run(args: argparse.Namespace) -> int:
         if args.protocol1 is not None:
@@ -278,6 +293,10 @@ def add_protocol2(sub: argparse._SubParsersAction) -> None:
                 class_label=args.class_label,
                 guidance_scale=args.guidance,
                 num_modes=args.modes,
+                gint_modes=args.gint_modes,
+                basis_pairs=args.basis_pairs,
+                basis_seed_base=args.basis_seed_base,
+                n_boot=args.n_boot,
                 tau_spec=None if args.tau_spec is None else tuple(args.tau_spec),
                 protocol1_result=None if args.protocol1 is None else str(args.protocol1),
                 batch_size=args.batch_size,
