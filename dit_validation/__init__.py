@@ -6,7 +6,7 @@ Replica-coupled attention (eq. 18–19) installed as diffusers attention process
 Layers, each importing only from the ones before it (``tests/test_architecture.py`` checks this):
 
 1. ``theory`` (numpy/scipy; torch only inside autodiff functions);
-2. torch-free results and summaries: ``schema``, ``results``, ``analysis``, ``fits``, ``grids``,
+2. torch-free results and summaries: ``schema``, ``results``, ``analysis``, ``gint``, ``fits``, ``grids``,
    ``boundary``, ``_logging``, ``compare_report``, ``theory_run``, ``rundir`` (run lock, quarantine),
    ``summary`` — and the figures (``paper_figs``), which read result files through them;
 3. the engine: ``models``, ``layout``, ``heads``, ``coupling``, ``sampler``, ``capture``, ``encoders``,

@@ -88,10 +88,15 @@ class DifferenceCapture:
 
 
 class RowCollector:
-    """Stores V_{0,ℓ} (M, D) per captured layer; :meth:`into` gives the consumer for a batch of seed rows."""
+    """Stores V_{0,ℓ} (M, D) per captured layer; :meth:`into` gives the consumer for a batch of seed rows.
 
-    def __init__(self, num_layers: int, M: int) -> None:
+    ``dtype`` of the stored rows: float64 by default; float32 halves the memory of a large basis set
+    (M_B·D per layer), whose Gram matrix is still formed in float64 by the caller.
+    """
+
+    def __init__(self, num_layers: int, M: int, dtype: torch.dtype = torch.float64) -> None:
         self.M = M
+        self.dtype = dtype
         self.V: list[torch.Tensor | None] = [None] * num_layers
 
     def into(self, rows: Sequence[int]) -> Consumer:
@@ -99,8 +104,8 @@ class RowCollector:
 
         def consume(j: int, v: torch.Tensor) -> None:
             if self.V[j] is None:
-                self.V[j] = torch.zeros(self.M, v.shape[1], dtype=torch.float64, device=v.device)
-            self.V[j][rows] = v
+                self.V[j] = torch.zeros(self.M, v.shape[1], dtype=self.dtype, device=v.device)
+            self.V[j][rows] = v.to(self.dtype)
 
         return consume
 

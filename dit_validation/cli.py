@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._logging import configure_logging
 from .boundary import UsageError, guarded, units
+from .gint import BASIS_PAIRS, GINT_BOOT, HELDOUT_MODES
 from .grids import FIGURE_G, GRIDS, PROTOCOL1_DDIM_ETA, PROTOCOL1_G, PROTOCOL2_DDIM_ETA
 from .rundir import LOCK_NAME, check_out_dir, check_out_file, lock_path_for, run_lock, start_over
 
@@ -138,6 +139,9 @@ OPTION_OF = {
     "g": "--g",
     "t_int": "--t-int",
     "num_modes": "--modes",
+    "gint_modes": "--gint-modes",
+    "basis_pairs": "--basis-pairs",
+    "basis_seed_base": "--basis-seed-base",
     "tau_spec": "--tau-spec",
     "guidance_scale": "--guidance",
     "seed": "--seed",
@@ -332,7 +336,18 @@ def add_protocol2(sub: argparse._SubParsersAction) -> None:
         help="Protocol I result file to read τ_spec(g) from: same model and --steps, its g grid (with "
         "the g = 0 control) spanning every --g",
     )
-    p.add_argument("--modes", type=int, default=None, help="retained modes K (default M)")
+    p.add_argument("--modes", type=int, default=None, help="modes K of the paper's basis (default M)")
+    p.add_argument(
+        "--gint-modes",
+        type=int,
+        default=HELDOUT_MODES,
+        help="modes K of the held-out basis of the calibrated G_int (fixed, not a function of --seeds)",
+    )
+    p.add_argument(
+        "--basis-pairs", type=int, default=BASIS_PAIRS, help="held-out pairs that build that basis"
+    )
+    p.add_argument("--basis-seed-base", type=int, default=0, help="first key of the held-out pairs")
+    p.add_argument("--n-boot", type=int, default=GINT_BOOT, help="bootstrap replicates of G_int's interval")
 
     def run(args: argparse.Namespace) -> int:
         _early_checks(args)
@@ -359,6 +374,10 @@ def add_protocol2(sub: argparse._SubParsersAction) -> None:
                 class_label=args.class_label,
                 guidance_scale=args.guidance,
                 num_modes=args.modes,
+                gint_modes=args.gint_modes,
+                basis_pairs=args.basis_pairs,
+                basis_seed_base=args.basis_seed_base,
+                n_boot=args.n_boot,
                 tau_spec=None if args.tau_spec is None else tuple(args.tau_spec),
                 protocol1_result=None if args.protocol1 is None else str(args.protocol1),
                 batch_size=args.batch_size,

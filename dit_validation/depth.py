@@ -1,7 +1,8 @@
 """Depth localization (§2.7 prediction 2, the paper's "last ≈ 5 of 28 blocks"), measured three ways per g.
 
-1. **Internal gap** — Protocol II's |G_int(ℓ) − 1| per layer at s = τ_spec(g) (eq. 80; Figs. 1, 9, 10),
-   with a seed bootstrap, and per layer whether G_int − 1 is resolved from 0 at all (above seed noise).
+1. **Internal gap** — Protocol II's |G_int(ℓ) − 1| per layer at s = τ_spec(g) (eq. 80; Figs. 1, 9, 10)
+   on its held-out basis (:mod:`dit_validation.gint`), with Protocol II's seed-bootstrap interval, and per
+   layer whether G_int − 1 is resolved from 0 at all (above seed noise).
 2. **Predicted commitment** — the per-block eq. (50) of the comparison: the predicted gap
    |Δs_v(ℓ)| = |s_spec(trailing) − s_spec(leading)| per block (eq. 51, 65) where defined.
 3. **Readability** — where in depth the branch decision along each direction φ_f becomes linearly
@@ -25,8 +26,9 @@ import torch
 
 from theory.validation import check_positive_int
 
-from .analysis import band_energies, depth_fraction, uniform_share
+from .analysis import depth_fraction, uniform_share
 from .branches import BranchDirections
+from .gint import percentile_ci
 from .models import DiTBundle
 from .results import ResultFileError, make_meta, save_result
 from .rundir import check_input
@@ -36,7 +38,7 @@ __all__ = [
     "DepthConfig",
     "run_depth",
     "gint_profile",
-    "gint_depth_bootstrap",
+    "gint_depth_interval",
     "resolved_layers",
     "block_profile",
     "probe_readability",
@@ -45,39 +47,31 @@ __all__ = [
 
 
 def gint_profile(p2: dict[str, np.ndarray], i: int) -> np.ndarray:
-    """|G_int(ℓ) − 1| at s = τ_spec(g_i) (eq. 80) from a Protocol II file's arrays, (L,)."""
-    return np.abs(np.asarray(p2["G_int"][i], dtype=np.float64) - 1.0)
+    """|G_int(ℓ) − 1| at s = τ_spec(g_i) (eq. 80) on Protocol II's held-out basis, (L,)."""
+    return np.abs(np.asarray(p2["gint_excess"][i], dtype=np.float64))
 
 
-def gint_depth_bootstrap(
-    p2: dict[str, np.ndarray], i: int, lead_frac: float, trail_frac: float, n_boot: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap replicates over Protocol II's seeds: the depth fraction of |G_int − 1|, (n_boot,), and
-    G_int − 1 per layer (eq. 80), (n_boot, L) — the latter says whether a layer's gap is above seed noise."""
-    es = np.asarray(p2["energy_seed"][i], dtype=np.float64)  # (S, L, K, M)
-    tau = float(p2["tau_spec"][i])
-    rng = np.random.default_rng(seed)
-    M, L = es.shape[-1], es.shape[1]
-    share, excess = np.full(n_boot, np.nan), np.full((n_boot, L), np.nan)
-    if not np.isfinite(tau):
-        return share, excess
-    for b in range(n_boot):
-        idx = rng.integers(0, M, M)
-        e = es[..., idx]
-        excess[b] = band_energies(e.mean(-1), e, p2["eig0"][i], tau, lead_frac, trail_frac)["G_int"] - 1.0
-        share[b] = depth_fraction(np.abs(excess[b]))
-    return share, excess
+def resolved_layers(excess_ci: np.ndarray) -> np.ndarray:
+    """Whether a layer's 95% interval of G_int − 1 (L, 2) excludes 0, (L,): only then is its internal gap
+    measured above seed noise, and only a profile with such a layer can localize anything. NaN: no."""
+    ci = np.asarray(excess_ci, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return (ci[:, 0] > 0) | (ci[:, 1] < 0)
 
 
-def resolved_layers(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """95% percentile interval of G_int − 1 per layer from bootstrap replicates (n_boot, L) → (L, 2), and
-    whether it excludes 0 (L,): only then is that layer's internal gap measured above seed noise, and only
-    a profile with such a layer can localize anything."""
-    ok = np.isfinite(excess).all(axis=1)
-    if ok.sum() < 10:
-        return np.full((excess.shape[1], 2), np.nan), np.zeros(excess.shape[1], bool)
-    ci = np.percentile(excess[ok], [2.5, 97.5], axis=0).T
-    return ci, (ci[:, 0] > 0) | (ci[:, 1] < 0)
+def gint_depth_interval(p2: dict[str, np.ndarray], i: int) -> tuple[float, np.ndarray]:
+    """The depth fraction of |G_int − 1| (eq. 80) at g_i and its 95% interval (2,), from Protocol II's
+    seed-bootstrap replicates of G_int − 1 (one resample of the measured seeds for all layers; the
+    held-out basis is independent of them, so the replicates carry all the seed noise).
+
+    The basic (reflected) bootstrap interval [2θ̂ − q_97.5, 2θ̂ − q_2.5], clipped to [0, 1]: |·| lifts
+    noise layers in every replicate once more than in θ̂, which pulls the replicates' shares below θ̂;
+    reflecting undoes that shift where the percentile interval would repeat it.
+    """
+    share = depth_fraction(gint_profile(p2, i))
+    boot = np.asarray(p2["gint_excess_boot"][i], dtype=np.float64)  # (B, L)
+    lo, hi = percentile_ci(np.array([depth_fraction(np.abs(b)) for b in boot]))
+    return share, np.clip([2 * share - hi, 2 * share - lo], 0.0, 1.0)
 
 
 def block_profile(compare: dict[str, np.ndarray], i: int) -> np.ndarray:
@@ -204,7 +198,7 @@ class DepthConfig:
     """Settings of the depth-localization stage."""
 
     probe_pairs: int = 128  # replica pairs per g for the readability probes
-    n_boot: int = 200
+    n_boot: int = 200  # the probes' bootstrap; G_int's replicates come from Protocol II
     seed: int = 0
 
     def validate(self) -> None:
@@ -262,15 +256,11 @@ def run_depth(
         "probe_depth": np.full(g.size, np.nan),
         "probe_depth_ci": np.full((g.size, 2), np.nan),
     }
-    c2 = m2["config"]
     for i, gi in enumerate(g):
         out["gint_profile"][i] = gint_profile(p2, i)
-        out["gint_depth"][i] = depth_fraction(out["gint_profile"][i])
-        boot, excess = gint_depth_bootstrap(p2, i, c2["lead_frac"], c2["trail_frac"], cfg.n_boot, cfg.seed)
-        out["gint_excess_ci"][i], out["gint_resolved"][i] = resolved_layers(excess)
-        boot = boot[np.isfinite(boot)]
-        if boot.size >= 10:
-            out["gint_depth_ci"][i] = np.percentile(boot, [2.5, 97.5])
+        out["gint_depth"][i], out["gint_depth_ci"][i] = gint_depth_interval(p2, i)
+        out["gint_excess_ci"][i] = p2["gint_excess_ci"][i]
+        out["gint_resolved"][i] = resolved_layers(p2["gint_excess_ci"][i])
         j = np.flatnonzero(np.isclose(cmp["g"], gi))
         if j.size == 0:
             continue

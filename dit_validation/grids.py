@@ -18,6 +18,7 @@ __all__ = [
     "QUICK_STEPS",
     "QUICK_T_INT_STRIDE",
     "QUICK_SEEDS",
+    "QUICK_PROTOCOL2_SEEDS",
     "QUICK_BOOT",
     "GRIDS",
     "SMOKE_G",
@@ -48,6 +49,12 @@ QUICK_G: tuple[float, ...] = tuple(g for g in FIGURE_G if g > 0)
 QUICK_STEPS = 50
 QUICK_T_INT_STRIDE = 5
 QUICK_SEEDS = 16
+#: Protocol II's measured seeds in the quick grid. On the shipped mixture model the held-out G_int − 1 at
+#: g = 0 is −0.12, −0.10, −0.07 at blocks 1–3 (M = 512; benchmarks/bench_gint_calibration.py) with a seed
+#: SE of ≈ 0.09/√M at blocks 2–3 (0.015 at M = 32 over 64 disjoint sets). M = 32 resolves the smallest of
+#: them (t ≈ 4.7, power ≈ 0.99 at the 95% level); M = 16 (t ≈ 3.0–3.4) would miss it in roughly one run in
+#: ten. The gaps at g = 0.3, 0.9 (|G_int − 1| ≲ 0.02) are not resolvable in CPU minutes. Docs: DESIGN.md.
+QUICK_PROTOCOL2_SEEDS = 32
 QUICK_BOOT = 200
 
 #: The grids of ``synchrogap reproduce``, smallest first: a one-minute demo, CPU minutes, the paper's.

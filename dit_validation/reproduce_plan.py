@@ -28,6 +28,7 @@ from .grids import (
     PROTOCOL1_G,
     QUICK_BOOT,
     QUICK_G,
+    QUICK_PROTOCOL2_SEEDS,
     QUICK_SEEDS,
     QUICK_STEPS,
     QUICK_T_INT_STRIDE,
@@ -140,7 +141,7 @@ def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePl
             seed_chunk=QUICK_SEEDS,
             encoder=encoder,
         )
-        p2 = Protocol2Config(g=FIGURE_G, num_seeds=QUICK_SEEDS, num_steps=QUICK_STEPS)
+        p2 = Protocol2Config(g=FIGURE_G, num_seeds=QUICK_PROTOCOL2_SEEDS, num_steps=QUICK_STEPS)
     else:
         raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
     cmp_cfg = compare_mod.FULL if grid == "full" else compare_mod.QUICK

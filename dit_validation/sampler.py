@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 # Random stream ids: z_T, δ (eq. 67) and per-step DDIM noise of replica A and B.
 STREAM_Z, STREAM_DELTA, STREAM_NOISE_A, STREAM_NOISE_B = 0, 1, 2, 3
+# z_T, δ of the held-out pairs that build Protocol II's mode basis: streams of their own, so basis pair i
+# and measured pair i are independent draws whatever the seed integers.
+STREAM_BASIS_Z, STREAM_BASIS_DELTA = 4, 5
+MEASURED_STREAMS = (STREAM_Z, STREAM_DELTA)
+BASIS_STREAMS = (STREAM_BASIS_Z, STREAM_BASIS_DELTA)
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
@@ -62,11 +67,18 @@ def replica_correlation(sigma: float | np.ndarray) -> float | np.ndarray:
 
 
 def initial_pairs(
-    seeds: Sequence[int], shape: Sequence[int], sigma: float
+    seeds: Sequence[int],
+    shape: Sequence[int],
+    sigma: float,
+    streams: tuple[int, int] = MEASURED_STREAMS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z_T^A, z_T^B), each (M, *shape) float64 on CPU, one z_T and δ stream per seed (eq. 67)."""
-    z = torch.stack([stream_normal(s, STREAM_Z, 0, shape) for s in seeds])  # (M, C, H, W)
-    delta = torch.stack([stream_normal(s, STREAM_DELTA, 0, shape) for s in seeds])
+    """(z_T^A, z_T^B), each (M, *shape) float64 on CPU, one z_T and δ stream per seed (eq. 67).
+
+    ``streams`` = (z_T stream, δ stream): :data:`MEASURED_STREAMS` for sampled pairs,
+    :data:`BASIS_STREAMS` for Protocol II's held-out basis pairs.
+    """
+    z = torch.stack([stream_normal(s, streams[0], 0, shape) for s in seeds])  # (M, C, H, W)
+    delta = torch.stack([stream_normal(s, streams[1], 0, shape) for s in seeds])
     return replica_init(z, delta, sigma)
 
 

@@ -114,25 +114,37 @@ PROTOCOL1 = ResultSchema(
 
 PROTOCOL2 = ResultSchema(
     kind="protocol2",
-    doc="Protocol II (§3.2): lead/trail mode energies per layer at s = τ_spec(g), G_int (eq. 74–80)",
-    coords={"g": "g", "step": "steps", "layer": "layers", "seed": "seeds"},
+    doc="Protocol II (§3.2): lead/trail mode energies per layer at s = τ_spec(g), G_int (eq. 74–80) on the "
+    "paper's basis (from the measured seeds) and on a held-out basis with a seed-bootstrap interval",
+    coords={"g": "g", "step": "steps", "layer": "layers", "seed": "seeds", "basis_seed": "basis_seeds"},
     arrays={
         "g": _a("g", presence="always"),
         "steps": _a("step", "i", "always", "reverse steps (the forward of step s)"),
         "layers": _a("layer", "i", "always", "transformer blocks"),
-        "seeds": _a("seed", "i", "always"),
+        "seeds": _a("seed", "i", "always", "measured replica pairs"),
+        "basis_seeds": _a("basis_seed", "i", "always", "held-out pairs of the held-out basis (own streams)"),
         "eig0": _a("g layer mode", presence="always", doc="initial eigenvalues λ_k^(0,ℓ), eq. (76)"),
         "energy": _a("g step layer mode", presence="always", doc="λ_k(s, ℓ), eq. (75)"),
         "energy_seed": _a("g step layer mode seed", presence="always", doc="per-seed eq. (75)"),
+        "heldout_eig": _a("g layer hmode", presence="always", doc="eigenvalues of the held-out basis"),
+        "heldout_proj": _a(
+            "g step layer hmode seed", presence="always", doc="(v_{s,m}·r_k)² on the held-out basis"
+        ),
         "done_mask": _a("g", "b", "always"),
         "tau_spec": _a("g", doc="s = τ_spec(g) of eq. (77)"),
         "lead": _a("g layer", doc="λ̄_lead, eq. (78)"),
         "trail": _a("g layer", doc="λ̄_trail, eq. (79)"),
         "lead_std": _a("g layer"),
         "trail_std": _a("g layer"),
-        "G_int": _a("g layer", doc="G_int = λ̄_trail/λ̄_lead, eq. (80)"),
+        "G_int": _a("g layer", doc="G_int = λ̄_trail/λ̄_lead, eq. (80), paper's basis"),
         "lead_band": _a("g layer mode", "b"),
         "trail_band": _a("g layer mode", "b"),
+        "heldout_energy": _a("g step layer hmode", doc="eq. (75) over the measured seeds, held-out basis"),
+        "gint_excess": _a("g layer", doc="G_int − 1 at τ_spec(g), held-out basis (dit_validation.gint)"),
+        "gint_excess_ci": _a("g layer ci", doc="its 95% seed-bootstrap interval"),
+        "gint_excess_boot": _a("g boot layer", doc="its bootstrap replicates (one resample for all layers)"),
+        "gint_null": _a("g layer", doc="split-half null G − 1 at s = 0 (true value 0)"),
+        "gint_null_ci": _a("g layer ci", doc="its 95% bootstrap interval"),
     },
 )
 
@@ -266,11 +278,13 @@ DEPTH = ResultSchema(
         "layers": _a("layer", "i", "always"),
         "factor": _a("factor", "i", "always"),
         "uniform_share": _a("", presence="always", doc="depth fraction of a profile spread evenly"),
-        "gint_profile": _a("g layer", presence="always", doc="|G_int − 1| per layer at τ_spec(g), eq. (80)"),
+        "gint_profile": _a(
+            "g layer", presence="always", doc="|G_int − 1| per layer at τ_spec(g), eq. (80), held-out basis"
+        ),
         "gint_depth": _a("g", presence="always", doc="share of the last quarter of the blocks"),
-        "gint_depth_ci": _a("g ci", presence="always", doc="95% seed bootstrap"),
+        "gint_depth_ci": _a("g ci", presence="always", doc="95% seed bootstrap (Protocol II's replicates)"),
         "gint_excess_ci": _a(
-            "g layer ci", presence="always", doc="95% seed bootstrap of G_int − 1 per layer"
+            "g layer ci", presence="always", doc="95% seed bootstrap of G_int − 1 per layer (Protocol II)"
         ),
         "gint_resolved": _a("g layer", "b", "always", doc="that interval excludes 0: above seed noise"),
         "block_profile": _a("g layer", presence="always", doc="|Δs_v(ℓ)| of the per-block eq. (50)"),

@@ -3,12 +3,15 @@
 Reads a ``protocol2`` result file: ``lead``, ``trail`` (G, L) = band means of eq. (78)–(79) of the
 fixed-basis energies λ_k(s, ℓ) of eq. (75) at s = τ_spec(g) (eq. 77), their spread over seeds
 ``lead_std``, ``trail_std`` (G, L), ``layers`` (L,), ``g`` (G,), ``tau_spec`` (G,), ``seeds`` (M,) and the
-internal gap ratio ``G_int`` = trail/lead (G, L) of eq. (80).
+internal gap ratio ``G_int`` = trail/lead (G, L) of eq. (80) — all on the paper's basis (built from the M
+measured seeds) — and ``gint_excess``, ``gint_excess_ci`` (G, L[, 2]): G_int − 1 on Protocol II's held-out
+basis with its 95% seed-bootstrap interval (``dit_validation.gint``), the calibrated internal gap.
 
 One figure per g (Fig. 1 is g = 0; Figs. 9–10 are g = 0.1, 0.3, 0.9 in the paper): the band energies with
 their standard error over the M seeds as error bars (the uncertainty of the means being compared), below them
-G_int − 1 on its own axis with its zero line. The overview ``fig_mode_energy_all`` has one energy panel per
-g and a last panel with G_int − 1 of every g; a spare grid slot holds the legend.
+G_int − 1 on its own axis with its zero line: held-out basis with its interval, the paper's basis dashed.
+The overview ``fig_mode_energy_all`` has one energy panel per g and a last panel with the held-out
+G_int − 1 of every g; a spare grid slot holds the legend.
 """
 
 from __future__ import annotations
@@ -60,19 +63,29 @@ def _energy_panel(ax: Axes, a: dict[str, np.ndarray], i: int, title: str) -> Non
 
 
 def _gap_panel(ax: Axes, a: dict[str, np.ndarray], rows: list[int], colors: list[str] | None = None) -> None:
-    """G_int(ℓ; g) − 1 (eq. 80) vs layer for the given couplings, on an axis that always shows zero."""
+    """G_int(ℓ; g) − 1 (eq. 80) vs layer for the given couplings, on an axis that always shows zero: the
+    held-out basis' estimate with its 95% interval; for a single g also the paper's basis, dashed."""
     layers = np.asarray(a["layers"])
-    gap = np.asarray(a["G_int"], dtype=np.float64)[rows] - 1.0
+    excess = np.asarray(a["gint_excess"], dtype=np.float64)[rows]  # (n, L)
+    ci = np.asarray(a["gint_excess_ci"], dtype=np.float64)[rows]  # (n, L, 2)
+    paper = np.asarray(a["G_int"], dtype=np.float64)[rows] - 1.0
     for k, i in enumerate(rows):
         color = _style.COLORS["data"] if colors is None else colors[k]
-        ax.plot(layers, gap[k], "s--", ms=3, lw=1, color=color, label=f"g = {float(a['g'][i]):g}")
+        yerr = np.abs(ci[k].T - excess[k])  # (2, L), NaN where undefined
+        label = f"g = {float(a['g'][i]):g}" if len(rows) > 1 else "held-out basis, 95% seed interval"
+        ax.errorbar(layers, excess[k], yerr=yerr, fmt="o-", ms=3, lw=1, capsize=2, color=color, label=label)
+    if len(rows) == 1:
+        ax.plot(layers, paper[0], "s--", ms=3, lw=0.8, color="0.6", label="paper's basis (from the M seeds)")
     ax.axhline(0.0, color="0.6", lw=0.8)
-    finite = gap[np.isfinite(gap)]
+    shown = np.concatenate([excess.ravel(), ci.ravel(), paper.ravel() if len(rows) == 1 else []])
+    finite = shown[np.isfinite(shown)]
     half = max(0.01, 1.2 * float(np.abs(finite).max())) if finite.size else 0.01
     ax.set_ylim(-half, half)  # symmetric about zero: a sign is read at a glance, noise is not magnified
     ax.set_xlabel(r"transformer layer $\ell$")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(r"$\mathcal{G}_{int} - 1$ (trail/lead − 1), eq. (80)")
+    if len(rows) == 1:
+        ax.legend(loc="best", fontsize=6.5)
 
 
 def _one_g(a: dict[str, np.ndarray], i: int, model: str) -> Figure:

@@ -157,8 +157,13 @@ def forward_counter():
     return ForwardCounter
 
 
+#: Dimensions whose size the schema's meaning fixes; any other dimension missing from ``sizes`` gets 2.
+_FIXED_SIZES = {"ci": 2, "fit3": 3, "param": 4}
+
+
 def synthetic_arrays(kind: str, sizes: dict[str, int], optional: bool = True, **given):
-    """Every array of ``kind``'s schema filled with placeholders (NaN, False, 0, "") for dimension ``sizes``;
+    """Every array of ``kind``'s schema filled with placeholders (NaN, False, 0, "") for dimension ``sizes``
+    (a dimension not given there gets its fixed size or 2);
     arrays in ``given`` replace the placeholders. For tests that need a schema-valid file around a few
     arrays they control."""
     import numpy as np
@@ -172,7 +177,7 @@ def synthetic_arrays(kind: str, sizes: dict[str, int], optional: bool = True, **
             continue
         if spec.presence == "optional" and not optional:
             continue
-        shape = tuple(sizes[d] for d in spec.dims)
+        shape = tuple(sizes.get(d, _FIXED_SIZES.get(d, 2)) for d in spec.dims)
         kind_ = spec.dtype[0]
         fill = {"f": np.nan, "b": False, "i": 0, "u": 0, "U": ""}[kind_]
         dtype = {"f": float, "b": bool, "i": np.int64, "u": np.uint64, "U": "<U1"}[kind_]

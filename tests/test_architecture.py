@@ -31,6 +31,7 @@ LAYER_1 = {
     "schema",
     "results",
     "analysis",
+    "gint",
     "fits",
     "grids",
     "boundary",

@@ -449,34 +449,3 @@ def test_predictions_markdown_states_each_verdict_and_the_depth_statistic_per_g(
     text = compare_report.predictions_markdown(({"config": {"model": "m"}}, a), ({}, d))
     row = next(ln for ln in text.splitlines() if ln.startswith("| 2. depth localization"))
     assert "| undefined | — |" in row and "above seed noise at 0/12 layers" in row
-
-
-def test_depth_resolves_only_layers_whose_internal_gap_is_above_seed_noise():
-    """A synthetic Protocol II file: every mode's energy is 1 plus 1% seed noise, and at the last layer the
-    trailing band is 1.5× — so G_int − 1 ≈ 0.5 there and ≈ 0 elsewhere. The seed bootstrap must resolve
-    the last layer only, and the plug-in share of |G_int − 1| must sit in its own bootstrap interval.
-    Fails if the bootstrap resamples the wrong axis, if noise counts as a gap, or if a real gap is missed."""
-    from dit_validation.analysis import band_energies, depth_fraction
-    from dit_validation.depth import gint_depth_bootstrap, resolved_layers
-
-    rng = np.random.default_rng(3)
-    S, L, K, M = 3, 4, 8, 16
-    es = 1.0 + 0.01 * rng.standard_normal((S, L, K, M))
-    es[:, -1, -2:, :] *= 1.5  # the trailing quarter of the last layer's modes
-    p2 = {
-        "energy_seed": es[None],
-        "tau_spec": np.array([1.0]),
-        "eig0": np.tile(np.linspace(2.0, 1.0, K), (1, L, 1)),
-    }
-    share, excess = gint_depth_bootstrap(p2, 0, 0.25, 0.25, n_boot=200, seed=0)
-    ci, resolved = resolved_layers(excess)
-    np.testing.assert_array_equal(resolved, [False, False, False, True])
-    assert 0.4 < ci[-1, 0] < 0.5 < ci[-1, 1] < 0.6
-    plug_in = band_energies(es.mean(-1), es, p2["eig0"][0], 1.0, 0.25, 0.25)["G_int"] - 1.0
-    lo, hi = np.percentile(share, [2.5, 97.5])
-    assert lo <= depth_fraction(np.abs(plug_in)) <= hi
-
-    few = np.full((200, L), np.nan)
-    few[:9] = 1.0  # fewer than 10 finite replicates: no interval, nothing resolved
-    ci, resolved = resolved_layers(few)
-    assert np.isnan(ci).all() and not resolved.any()

@@ -147,7 +147,17 @@ def test_load_names_the_file_for_every_kind_of_bad_file(tmp_path, make_arrays):
 def test_to_xarray_labels_dimensions_with_the_schema(tmp_path, make_arrays):
     import xarray as xr  # the optional extra; the test extra installs it
 
-    sizes = {"g": 3, "step": 4, "layer": 2, "mode": 3, "seed": 2}
+    sizes = {
+        "g": 3,
+        "step": 4,
+        "layer": 2,
+        "mode": 3,
+        "seed": 2,
+        "hmode": 2,
+        "basis_seed": 4,
+        "boot": 5,
+        "ci": 2,
+    }
     arrays = make_arrays(
         "protocol2", sizes, g=[0.0, 0.3, 0.9], G_int=np.arange(6.0).reshape(3, 2), layers=[0, 1]
     )

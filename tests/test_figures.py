@@ -115,6 +115,24 @@ def protocol2_arrays(rng: np.random.Generator, g: np.ndarray, n_layers: int = 6)
         "G_int": trail / lead,
         "lead_band": np.broadcast_to(np.arange(n_k) < 2, (n_g, n_layers, n_k)).copy(),
         "trail_band": np.broadcast_to(np.arange(n_k) >= 2, (n_g, n_layers, n_k)).copy(),
+        **heldout_arrays(rng, energy_seed, trail / lead - 1.0),
+    }
+
+
+def heldout_arrays(rng: np.random.Generator, proj: np.ndarray, excess: np.ndarray) -> dict:
+    """Protocol II's held-out-basis arrays (dit_validation.gint) around a given G_int − 1 (g, layer)."""
+    n_g, n_s, n_layers, n_k, m = proj.shape
+    boot = excess[:, None, :] + 0.05 * rng.standard_normal((n_g, 20, n_layers))
+    return {
+        "basis_seeds": np.arange(8),
+        "heldout_eig": np.broadcast_to(np.linspace(2.0, 1.0, n_k), (n_g, n_layers, n_k)).copy(),
+        "heldout_proj": proj,
+        "heldout_energy": proj.sum(-1) / proj[:, :1].sum(-1),
+        "gint_excess": excess,
+        "gint_excess_ci": np.stack([excess - 0.1, excess + 0.1], axis=-1),
+        "gint_excess_boot": boot,
+        "gint_null": 0.05 * rng.standard_normal((n_g, n_layers)),
+        "gint_null_ci": np.broadcast_to([-0.3, 0.3], (n_g, n_layers, 2)).copy(),
     }
 
 

@@ -48,7 +48,9 @@ def tiny_plan(model: str = "random:tiny", compare: CompareConfig = TINY_COMPARE,
         protocol1=Protocol1Config(
             g=(0.3, 0.9), t_int=(0, 1, 3, 5), num_seeds=3, num_steps=steps, n_boot=20, seed_chunk=seed_chunk
         ),
-        protocol2=Protocol2Config(g=(0.0, 0.3, 0.9), num_seeds=3, num_steps=steps),
+        protocol2=Protocol2Config(
+            g=(0.0, 0.3, 0.9), num_seeds=3, num_steps=steps, basis_pairs=16, gint_modes=4, n_boot=20
+        ),
         theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
         compare=compare,
         depth=DepthConfig(probe_pairs=8, n_boot=5),

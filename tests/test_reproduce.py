@@ -126,7 +126,9 @@ def tiny_plan(compare: object | None = None) -> reproduce.ReproducePlan:
         protocol1=Protocol1Config(
             g=(0.3, 0.9), t_int=(0, 1, 3, 5), num_seeds=3, num_steps=steps, n_boot=20, seed_chunk=3
         ),
-        protocol2=Protocol2Config(g=(0.0, 0.3, 0.9), num_seeds=3, num_steps=steps),
+        protocol2=Protocol2Config(
+            g=(0.0, 0.3, 0.9), num_seeds=3, num_steps=steps, basis_pairs=16, gint_modes=4, n_boot=20
+        ),
         theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
         compare=compare,
         depth=DepthConfig(probe_pairs=8, n_boot=5),
