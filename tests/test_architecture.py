@@ -36,6 +36,7 @@ LAYER_1 = {
     "boundary",
     "_logging",
     "compare_report",
+    "causal_stats",
     "theory_run",
     "rundir",
     "summary",
@@ -51,6 +52,8 @@ LAYER_4 = {
     "step_predictor",
     "clones",
     "depth",
+    "causal",
+    "patching",
     "compare",
 }
 LAYER_5 = {
