@@ -219,22 +219,25 @@ def causal_depth(
     seeds: Sequence[int],
     states: np.ndarray,
     g: float,
-    tau: np.ndarray,
+    tau_curvature: np.ndarray,
+    tau_patch: np.ndarray,
     cfg: CausalConfig,
     class_label: int,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Both causal measurements at one coupling g, raw (the statistics: :mod:`dit_validation.causal_stats`).
 
-    ``seeds``, ``states`` from :func:`causal_trajectories` (shared by every g); ``tau`` (F,) the steps
-    where each direction's decision is made (the comparison's τ_f(g): the step-level predicted one for the
-    curvature window, or the measured one). Returns ``curv_steps`` (S_w,), ``curv_contrib`` (S_w, n, F,
-    L + 1) at the union of the windows' steps, ``curv_windows`` (F, 2), ``patch_agree`` (F, L + 2, M) and
-    ``patch_windows`` (F, 3) (s_split, first, last patched step).
+    ``seeds``, ``states`` from :func:`causal_trajectories` (shared by every g). ``tau_curvature`` (F,):
+    where H_f changes sign, the comparison's step-level predicted τ_f(g) (``tau_pred_step``), which
+    centres the curvature window; ``tau_patch`` (F,): where the clones decide, the comparison's measured
+    τ_f(g) (``tau_meas``, NaN where a direction does not split), which centres the patch window. Returns
+    ``curv_steps`` (S_w,), ``curv_contrib`` (S_w, n, F, L + 1) at the union of the windows' steps,
+    ``curv_windows`` (F, 2), ``patch_agree`` (F, L + 2, M) and ``patch_windows`` (F, 3) (s_split, first,
+    last patched step); −1 marks a direction without a window.
     """
     cfg.validate()
     S = states.shape[0]
-    windows = curvature_windows(tau, cfg.window, S)
+    windows = curvature_windows(tau_curvature, cfg.window, S)
     steps = sorted({int(s) for lo, hi in windows if lo >= 0 for s in range(lo, hi + 1)})
     contrib = curvature_decomposition(
         bundle64, states[:, : cfg.sym_points], steps, directions, g, class_label, progress
@@ -245,7 +248,7 @@ def causal_depth(
         seeds,
         states,
         g,
-        tau,
+        tau_patch,
         patch_steps=cfg.patch_steps,
         split_lead=cfg.split_lead,
         num_steps=S,

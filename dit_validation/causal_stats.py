@@ -30,6 +30,7 @@ all directions and blocks, drawn from keyed streams (:mod:`theory.streams`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,7 @@ __all__ = [
     "patch_effects",
     "share_margin",
     "prediction2_verdict",
+    "causal_arrays",
 ]
 
 #: Patch variants, in the order of the ``agree`` axis: nothing patched, every unit, then one block each.
@@ -251,3 +253,37 @@ def prediction2_verdict(
         return DepthVerdict(False, float("nan"), f"the measurements disagree — {text}")
     margin = float(finite[np.argmin(np.abs(finite))])
     return DepthVerdict(margin > 0, margin, text)
+
+
+def causal_arrays(
+    raw: Mapping[str, np.ndarray], num_layers: int, n_boot: int, seed: int
+) -> tuple[dict[str, np.ndarray], DepthVerdict]:
+    """The statistics of one g's raw measurements (:func:`dit_validation.causal.causal_depth`) as arrays
+    for a result file, and prediction 2's verdict from them.
+
+    ``curv_change`` (F, L + 1): mean change of each unit's curvature term across the window (unit 0 the
+    embedded input); ``curv_share`` (F,), ``curv_share_mean`` (), ``curv_share_ci`` (2,),
+    ``curv_embed_share`` (F,); ``patch_baseline`` (F,), ``patch_effect`` (F, L), ``patch_effect_ci``
+    (F, L, 2), ``patch_total`` (F,), ``patch_total_ci`` (F, 2), ``patch_resolved`` (F,), ``patch_share``
+    (F,), ``patch_share_mean`` (), ``patch_share_ci`` (2,).
+    """
+    delta = curvature_change(raw["curv_contrib"], raw["curv_steps"], raw["curv_windows"])
+    curv, embed = curvature_share(delta, n_boot, seed)
+    patch = patch_effects(raw["patch_agree"], n_boot, seed)
+    arrays = {
+        "curv_change": np.mean(delta, axis=0),
+        "curv_share": curv.per_direction,
+        "curv_share_mean": np.asarray(curv.value),
+        "curv_share_ci": curv.ci,
+        "curv_embed_share": embed,
+        "patch_baseline": patch.baseline,
+        "patch_effect": patch.effect,
+        "patch_effect_ci": patch.effect_ci,
+        "patch_total": patch.total,
+        "patch_total_ci": patch.total_ci,
+        "patch_resolved": patch.resolved,
+        "patch_share": patch.share.per_direction,
+        "patch_share_mean": np.asarray(patch.share.value),
+        "patch_share_ci": patch.share.ci,
+    }
+    return arrays, prediction2_verdict(num_layers, curv, patch)

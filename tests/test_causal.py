@@ -300,7 +300,7 @@ def test_causal_depth_end_to_end_on_a_tiny_model(tiny64):
     assert seeds == trajectory_seeds(cfg.seed, cfg.pairs) and len(set(seeds)) == 4
     d = _directions()
     tau = np.array([3.4, np.inf])
-    out = causal_depth(b, b, d, seeds, states, 0.0, tau, cfg, LABEL)
+    out = causal_depth(b, b, d, seeds, states, 0.0, tau, tau, cfg, LABEL)
     L = b.num_layers
     assert out["curv_steps"].tolist() == [2, 3, 4]
     assert out["curv_windows"].tolist() == [[2, 4], [-1, -1]]

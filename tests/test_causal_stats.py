@@ -8,6 +8,8 @@ three outcomes and its combination rule.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -19,6 +21,7 @@ from dit_validation.causal_stats import (
     VARIANT_BLOCK0,
     PatchEffects,
     ShareEstimate,
+    causal_arrays,
     curvature_change,
     curvature_share,
     curvature_windows,
@@ -171,3 +174,39 @@ def test_curvature_share_lies_in_the_unit_interval(profile, n):
     est, embed = curvature_share(_delta(p, n=n, noise=0.5), 20, 0)
     for x in (est.value, *est.ci, *embed):
         assert np.isnan(x) or -1e-12 <= x <= 1 + 1e-12
+
+
+def test_causal_arrays_of_a_run_where_nothing_is_defined():
+    """No direction has a window (no sign change, no split): every statistic NaN, the verdict undefined,
+    and no warning or error on the way."""
+    L, F = 4, 2
+    raw = {
+        "curv_steps": np.zeros(0, dtype=np.int64),
+        "curv_contrib": np.zeros((0, 3, F, L + 1)),
+        "curv_windows": np.full((F, 2), -1),
+        "patch_agree": np.full((F, L + 2, 5), np.nan),
+        "patch_windows": np.full((F, 3), -1),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        arrays, verdict = causal_arrays(raw, L, 50, 0)
+    assert arrays["curv_change"].shape == (F, L + 1) and arrays["patch_effect"].shape == (F, L)
+    for key in ("curv_share_mean", "curv_share_ci", "patch_share_mean", "patch_share_ci", "patch_total"):
+        assert np.isnan(arrays[key]).all(), key
+    assert np.isnan(verdict.margin) and not verdict.holds
+
+
+def test_causal_arrays_decide_from_a_clear_profile():
+    L, F, n = 4, 1, 20
+    contrib = np.zeros((2, n, F, L + 1))
+    contrib[1, :, 0, -1] = -2.0 + 0.1 * numpy_generator(0, 1).standard_normal(n)  # only the last block
+    raw = {
+        "curv_steps": np.array([10, 14]),
+        "curv_contrib": contrib,
+        "curv_windows": np.array([[10, 14]]),
+        "patch_agree": _agree(100, L, {3: 30}, total=40),
+        "patch_windows": np.array([[9, 11, 13]]),
+    }
+    arrays, verdict = causal_arrays(raw, L, 200, 0)
+    assert arrays["curv_share_mean"] == 1.0 and arrays["patch_share_mean"] == 1.0
+    assert verdict.holds and verdict.margin == pytest.approx(0.75)
