@@ -19,9 +19,14 @@ causal measurements along the branch directions φ_f decide it (:mod:`dit_valida
   the units in v by B's during the patch window; ``agree[f, v, i]`` ∈ {0, 1} says whether A and B end on the
   same side of φ_f. Variants are ordered [none, all units, block 0, …, block L − 1] (:data:`VARIANT_NONE`,
   :data:`VARIANT_ALL`, :data:`VARIANT_BLOCK0`). The effect of patching block ℓ is e_ℓ = mean_i (agree_ℓ,i −
-  agree_none,i) (paired), the total effect e_all that of patching every unit; the share is
-  Σ_{last quarter} |e_ℓ| / Σ_ℓ |e_ℓ|, over the directions whose total effect is resolved (its 95% interval
-  above 0: only then does the window reach the decision, and only then are the e_ℓ more than noise).
+  agree_none,i) (paired), downstream blocks' responses included; a block whose write pushes the clones
+  apart along φ_f (a negative curvature term) typically raises the agreement when replaced. The share
+  is Σ_{last quarter} |e_ℓ| / Σ_ℓ |e_ℓ|, over the directions where some block's effect is resolved: |e_ℓ|
+  above z·se_ℓ (se_ℓ the bootstrap standard error, z the two-sided 95% normal quantile Bonferroni-corrected
+  over the L blocks); elsewhere the e_ℓ are noise and their share says nothing. The total effect e_all
+  (every unit patched: A is driven by B's ε̂) is reported but decides nothing: a window centred on τ_f,
+  where H_f = 0, is where the net state-dependent write along φ_f vanishes, so e_all ≈ 0 there by
+  construction while single blocks, whose terms cancel in the sum, move the agreement.
 
 Both statistics are averaged over the directions where they are defined; 95% percentile intervals come
 from bootstraps over the symmetric points (curvature) or clone pairs (patching), one resample shared by
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -82,9 +88,10 @@ class PatchEffects:
     baseline: np.ndarray  # (F,) agreement with nothing patched
     effect: np.ndarray  # (F, L) e_ℓ: agreement change from patching block ℓ
     effect_ci: np.ndarray  # (F, L, 2)
+    effect_se: np.ndarray  # (F, L) bootstrap standard error of e_ℓ
     total: np.ndarray  # (F,) e_all: every unit patched
     total_ci: np.ndarray  # (F, 2)
-    resolved: np.ndarray  # (F,) bool: total_ci above 0
+    resolved: np.ndarray  # (F,) bool: some block's |e_ℓ| above its Bonferroni-corrected z·se_ℓ
     share: ShareEstimate
 
 
@@ -173,8 +180,13 @@ def patch_effects(agree: np.ndarray, n_boot: int, seed: int) -> PatchEffects:
     ci = np.full((F, V, 2), np.nan)
     if n_boot >= MIN_REPLICATES:
         ci[ran] = np.moveaxis(np.percentile(boot[:, ran], [2.5, 97.5], axis=0), 0, -1)
-    resolved = ran & (ci[:, VARIANT_ALL, 0] > 0)
     blocks = slice(VARIANT_BLOCK0, V)
+    L = V - VARIANT_BLOCK0
+    se = np.full((F, L), np.nan)
+    if n_boot >= MIN_REPLICATES:
+        se[ran] = np.std(boot[:, ran, blocks], axis=0, ddof=1)
+    z = NormalDist().inv_cdf(1 - 0.025 / L)  # two-sided 95%, Bonferroni over the L blocks
+    resolved = ran & np.any(np.abs(eff[:, blocks]) > z * se, axis=1)  # se = 0: any nonzero effect counts
 
     def shares(e: np.ndarray) -> np.ndarray:
         return np.array([depth_fraction(np.abs(e[f, blocks])) if resolved[f] else np.nan for f in range(F)])
@@ -187,6 +199,7 @@ def patch_effects(agree: np.ndarray, n_boot: int, seed: int) -> PatchEffects:
         baseline=np.where(ran, np.mean(agree[:, VARIANT_NONE], axis=-1), np.nan),
         effect=eff[:, blocks],
         effect_ci=ci[:, blocks],
+        effect_se=se,
         total=eff[:, VARIANT_ALL],
         total_ci=ci[:, VARIANT_ALL],
         resolved=resolved,
@@ -226,7 +239,7 @@ def prediction2_verdict(
     Each measurement gives a margin (:func:`share_margin`) of its last-quarter share's 95% CI against the
     uniform share n_last/L (``analysis.uniform_share``): positive — the share's CI lies above uniform;
     negative — below; NaN — it contains uniform or is undefined (the curvature: no direction has a sign
-    change of H_f on the grid; the patching: no direction's total patch effect is resolved above 0).
+    change of H_f on the grid; the patching: no block's patch effect is resolved in any direction).
     Combined: with both margins finite and of one sign, that verdict with the margin nearer 0 (the weaker
     evidence); of opposite signs, undefined ("the two measurements disagree"); with one finite, its
     verdict; with none, undefined with both reasons. ``None`` for a measurement not made.
@@ -238,7 +251,7 @@ def prediction2_verdict(
         found.append(("curvature decomposition", m, why))
     if patching is not None:
         if not patching.resolved.any():
-            found.append(("patching", float("nan"), "no direction's total patch effect is above 0"))
+            found.append(("patching", float("nan"), "no block's patch effect is resolved from 0"))
         else:
             m, why = share_margin(patching.share.ci, u)
             found.append(("patching", m, why))
@@ -264,8 +277,8 @@ def causal_arrays(
     ``curv_change`` (F, L + 1): mean change of each unit's curvature term across the window (unit 0 the
     embedded input); ``curv_share`` (F,), ``curv_share_mean`` (), ``curv_share_ci`` (2,),
     ``curv_embed_share`` (F,); ``patch_baseline`` (F,), ``patch_effect`` (F, L), ``patch_effect_ci``
-    (F, L, 2), ``patch_total`` (F,), ``patch_total_ci`` (F, 2), ``patch_resolved`` (F,), ``patch_share``
-    (F,), ``patch_share_mean`` (), ``patch_share_ci`` (2,).
+    (F, L, 2), ``patch_effect_se`` (F, L), ``patch_total`` (F,), ``patch_total_ci`` (F, 2),
+    ``patch_resolved`` (F,), ``patch_share`` (F,), ``patch_share_mean`` (), ``patch_share_ci`` (2,).
     """
     delta = curvature_change(raw["curv_contrib"], raw["curv_steps"], raw["curv_windows"])
     curv, embed = curvature_share(delta, n_boot, seed)
@@ -279,6 +292,7 @@ def causal_arrays(
         "patch_baseline": patch.baseline,
         "patch_effect": patch.effect,
         "patch_effect_ci": patch.effect_ci,
+        "patch_effect_se": patch.effect_se,
         "patch_total": patch.total,
         "patch_total_ci": patch.total_ci,
         "patch_resolved": patch.resolved,

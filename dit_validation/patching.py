@@ -10,7 +10,13 @@ Identifiability: the split is ``split_lead`` steps before the window, so the clo
 (split at or after the window, A and B are identical there and any patch is the identity), and it is
 close enough to τ_f that their final sides are still correlated; the baseline agreement then lies strictly
 between chance and 1, leaving room for a patch to move it. The window is centred on τ_f because the
-clone experiment says the decision is made there (agreement changes fastest around τ_f).
+clone experiment says the decision is made there (agreement changes fastest around τ_f). What a patch
+of block ℓ moves is the state-dependent part of its write: B's update minus the update A would have
+written, ≈ dΔ_ℓ (x_B − x_A), the finite-difference counterpart of block ℓ's curvature term
+(:mod:`dit_validation.causal`), downstream blocks' responses included. Patching every unit drives A by
+B's ε̂ from A's own state; around τ_f, where the curvature — the net state-dependent write along φ_f —
+crosses 0, that total moves the agreement little by construction, while single blocks whose writes
+cancel in the sum do.
 
 The patched output of block ℓ in A's rows is ``out_B + (in_A − in_B)`` — A's input plus B's update,
 written so that both controls are exact in floating point: patching a unit with its own rows adds

@@ -98,12 +98,28 @@ def test_patch_effects_count_the_pairs_a_patch_moves():
     assert pe.share.value == pytest.approx(0.75)  # (0.2 + 0.1) / 0.4: blocks 6, 7 are the last quarter
     assert pe.share.ci[0] < 0.75 < pe.share.ci[1]
     assert np.all(pe.effect_ci[0, :, 0] <= pe.effect[0]) and np.all(pe.effect[0] <= pe.effect_ci[0, :, 1])
+    binomial = np.sqrt(0.2 * 0.8 / M)  # block 7 moves 40 of 200 pairs one way
+    assert pe.effect_se[0, 7] == pytest.approx(binomial, rel=0.15)
+
+
+def test_blocks_that_cancel_are_resolved_although_every_unit_patched_moves_nothing():
+    """At τ_f the net write along φ_f vanishes (H_f = 0): patching every unit moves nothing, while a block
+    pushing the clones apart (effect +) and one pulling them together (effect −) both count, by |e|."""
+    L, M = 8, 200
+    a = _agree(M, L, {7: 40}, total=0)
+    a[0, VARIANT_BLOCK0 + 2, :30] = 0.0  # block 2: 30 agreeing pairs now disagree
+    pe = patch_effects(a, 300, 0)
+    assert pe.total[0] == 0.0 and pe.resolved[0]
+    assert pe.effect[0, 2] == pytest.approx(-0.15) and pe.effect[0, 7] == pytest.approx(0.2)
+    assert pe.share.value == pytest.approx(0.2 / 0.35)
 
 
 def test_patch_effects_with_nothing_moved_leave_the_share_undefined():
     L, M = 4, 100
     pe = patch_effects(_agree(M, L, {}, total=0), 100, 0)
     assert not pe.resolved.any() and np.isnan(pe.share.value) and np.isnan(pe.share.ci).all()
+    pe = patch_effects(_agree(M, L, {3: 2}, total=50), 200, 0)  # 2 of 100 pairs: z ≈ 1.4, noise
+    assert not pe.resolved.any() and pe.total[0] == 0.5
     a = _agree(M, L, {3: 30}, total=30, F=2)
     a[1] = np.nan  # a direction not patched (no window)
     pe = patch_effects(a, 100, 0)
@@ -117,7 +133,7 @@ def _share(lo: float, hi: float) -> ShareEstimate:
 
 def _patch(lo: float, hi: float, resolved: bool = True) -> PatchEffects:
     one = np.zeros(1)
-    return PatchEffects(one, np.zeros((1, 4)), np.zeros((1, 4, 2)), one, np.zeros((1, 2)),
+    return PatchEffects(one, np.zeros((1, 4)), np.zeros((1, 4, 2)), np.ones((1, 4)), one, np.zeros((1, 2)),
                         np.array([resolved]), _share(lo, hi))  # fmt: skip
 
 
@@ -143,7 +159,7 @@ def test_verdict_combines_the_two_measurements():
     assert v.holds and v.margin == pytest.approx(0.05) and "contains" in v.reason
     # patching moved nothing: undefined on that side whatever its share says
     v = prediction2_verdict(28, None, _patch(0.6, 0.9, resolved=False))
-    assert np.isnan(v.margin) and "total patch effect" in v.reason
+    assert np.isnan(v.margin) and "no block's patch effect is resolved" in v.reason
     # opposite verdicts: undefined, and said so
     v = prediction2_verdict(28, _share(0.5, 0.8), _patch(0.0, 0.1))
     assert np.isnan(v.margin) and "disagree" in v.reason
