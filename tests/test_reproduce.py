@@ -129,7 +129,7 @@ def tiny_plan(compare: object | None = None) -> reproduce.ReproducePlan:
         protocol2=Protocol2Config(g=(0.0, 0.3, 0.9), num_seeds=3, num_steps=steps),
         theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
         compare=compare,
-        depth=DepthConfig(probe_pairs=8, n_boot=5),
+        depth=DepthConfig(n_boot=5),
     )
 
 
