@@ -103,26 +103,27 @@ def causal_trajectories(
     return seeds, trajectory_states(bundle, seeds, num_steps, class_label)
 
 
-class _WriteTangents:
-    """Hooks reading, during a dual forward, the tangent each unit writes into the residual stream."""
+class _UnitTerms:
+    """Hooks that, during a dual forward, project the tangent each unit writes into the residual stream on
+    the head's covector w = J_outᵀφ: one number per row and unit, so memory does not grow with depth."""
 
-    def __init__(self, transformer: torch.nn.Module) -> None:
-        self.t = transformer
-        self.writes: list[torch.Tensor | None] = [None] * (len(transformer.transformer_blocks) + 1)
-        self.final: torch.Tensor | None = None
+    def __init__(self, transformer: torch.nn.Module, w: torch.Tensor) -> None:
+        self.t, self.w = transformer, w  # w (B, N, D)
+        self.terms: list[torch.Tensor | None] = [None] * (len(transformer.transformer_blocks) + 1)
+
+    def _keep(self, unit: int, tangent: torch.Tensor) -> None:
+        self.terms[unit] = (self.w * tangent).flatten(1).sum(1)  # ⟨J_outᵀφ, d(write)⟩, (B,)
 
     def _embed(self, _m, _a, out: torch.Tensor) -> None:
-        self.writes[0] = fwAD.unpack_dual(out).tangent  # dh_0 (B, N, D)
+        self._keep(0, fwAD.unpack_dual(out).tangent)  # dh_0
 
     def _block(self, ell: int):
         def hook(_m, args, out: torch.Tensor) -> None:
-            o, i = fwAD.unpack_dual(out), fwAD.unpack_dual(args[0])
-            self.writes[1 + ell] = o.tangent - i.tangent  # dΔ_ℓ (B, N, D)
-            self.final = o.primal  # h_L once the last block has run
+            self._keep(1 + ell, fwAD.unpack_dual(out).tangent - fwAD.unpack_dual(args[0]).tangent)  # dΔ_ℓ
 
         return hook
 
-    def __enter__(self) -> _WriteTangents:
+    def __enter__(self) -> _UnitTerms:
         self._h = [self.t.pos_embed.register_forward_hook(self._embed)] + [
             b.register_forward_hook(self._block(ell)) for ell, b in enumerate(self.t.transformer_blocks)
         ]
@@ -133,18 +134,21 @@ class _WriteTangents:
             h.remove()
 
 
-def _head_covector(
-    bundle64: DiTBundle, x: torch.Tensor, kw: dict, h_L: torch.Tensor, cot: torch.Tensor
-) -> torch.Tensor:
-    """J_outᵀ cot per row: (B, N, D), J_out the output head's Jacobian at the final stream h_L (B, N, D),
-    cot (B, C, H, W) on the ε̂ channels. The last block's output is replaced by a leaf (the head alone
-    carries the gradient; the diffusers head is run, not copied)."""
-    leaf = h_L.detach().clone().requires_grad_(True)
-    hook = bundle64.transformer.transformer_blocks[-1].register_forward_hook(lambda _m, _a, _o: leaf)
+def _head_covector(bundle64: DiTBundle, x: torch.Tensor, kw: dict, cot: torch.Tensor) -> torch.Tensor:
+    """J_outᵀ cot per row, (B, N, D): J_out the output head's Jacobian at the model's own final stream for
+    input x, cot (B, C, H, W) on the ε̂ channels. The last block's output is swapped for a leaf copy, so
+    the gradient runs through the head alone (the diffusers head is run, not copied)."""
+    leaf: list[torch.Tensor] = []
+
+    def swap(_m, _a, out: torch.Tensor) -> torch.Tensor:
+        leaf.append(out.detach().requires_grad_(True))
+        return leaf[0]
+
+    hook = bundle64.transformer.transformer_blocks[-1].register_forward_hook(swap)
     try:
         with torch.enable_grad():
             out = bundle64.transformer(x, **kw).sample[:, : bundle64.latent_channels]
-            (w,) = torch.autograd.grad((out * cot).sum(), leaf)
+            (w,) = torch.autograd.grad((out * cot).sum(), leaf[0])
     finally:
         hook.remove()
     return w
@@ -177,10 +181,10 @@ def curvature_contributions(
     tm, _ = layout.model_batch(tangent, class_label, bundle64.null_class)
     handle.state.assign(layout.row_g(np.full(layout.pairs, g)))
     kw = {"timestep": torch.full((xm.shape[0],), int(timestep), device=xm.device), "class_labels": labels}
-    with _WriteTangents(bundle64.transformer) as tap, sdpa_kernel(SDPBackend.MATH), fwAD.dual_level():
+    w = _head_covector(bundle64, xm, kw, tm)  # the covector J_outᵀφ, (rows, N, D)
+    with _UnitTerms(bundle64.transformer, w) as tap, sdpa_kernel(SDPBackend.MATH), fwAD.dual_level():
         bundle64.transformer(fwAD.make_dual(xm, tm), **kw)  # SDPA's fused kernels have no forward AD
-    w = _head_covector(bundle64, xm, kw, tap.final, tm)  # the covector J_outᵀφ, (rows, N, D)
-    units = torch.stack([(w * d).flatten(1).sum(1) for d in tap.writes], dim=1)  # (rows, L + 1)
+    units = torch.stack(tap.terms, dim=1)  # (rows, L + 1)
     guided = layout.guide(units, bundle64.guidance_scale)[:R]  # replica A rows, (R, L + 1)
     return (guided / sigma_t).reshape(n, F, -1).detach().cpu().numpy()
 
