@@ -7,12 +7,12 @@ Layers, each importing only from the ones before it (``tests/test_architecture.p
 
 1. ``theory`` (numpy/scipy; torch only inside autodiff functions);
 2. torch-free results and summaries: ``schema``, ``results``, ``analysis``, ``gint``, ``fits``, ``grids``,
-   ``boundary``, ``_logging``, ``compare_report``, ``theory_run``, ``rundir`` (run lock, quarantine),
-   ``summary`` — and the figures (``paper_figs``), which read result files through them;
+   ``boundary``, ``_logging``, ``compare_report``, ``causal_stats``, ``theory_run``, ``rundir`` (run lock,
+   quarantine), ``summary`` — and the figures (``paper_figs``), which read result files through them;
 3. the engine: ``models``, ``layout``, ``heads``, ``coupling``, ``sampler``, ``capture``, ``encoders``,
    ``testbed``;
 4. protocols and measurements: ``metrics``, ``protocol1``, ``protocol2``, ``measure``, ``gamma``,
-   ``compare``;
+   ``causal``, ``patching``, ``compare``;
 5. commands: ``reproduce``, ``cli``.
 
 Public names load lazily (PEP 562), so ``import dit_validation.results`` does not import torch.
@@ -88,6 +88,11 @@ _EXPORTS: dict[str, str] = {
     "estimate_gamma": "gamma",
     "CompareConfig": "compare",
     "run_compare": "compare",
+    # where in depth the branch decision is made, causally (§2.7 prediction 2)
+    "CausalConfig": "causal",
+    "causal_trajectories": "causal",
+    "causal_depth": "causal",
+    "prediction2_verdict": "causal_stats",
 }
 
 __all__ = sorted(_EXPORTS)

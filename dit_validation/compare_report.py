@@ -380,10 +380,9 @@ def depth_table(d: dict[str, np.ndarray]) -> list[str]:
             "g",
             "Protocol II \\|G_int − 1\\|",
             "layers with G_int − 1 above seed noise",
-            "probe readability gains",
             "per-block eq. (50)",
         ),
-        _row(*["---"] * 5),
+        _row(*["---"] * 4),
     ]
     for i, g in enumerate(d["g"]):
         out.append(
@@ -391,7 +390,6 @@ def depth_table(d: dict[str, np.ndarray]) -> list[str]:
                 f"{float(g):g}",
                 _with_ci(d["gint_depth"][i], d["gint_depth_ci"][i]),
                 _resolved(d, i),
-                _with_ci(d["probe_depth"][i], d["probe_depth_ci"][i]),
                 _fmt(float(d["block_depth"][i])),
             )
         )
@@ -426,13 +424,11 @@ def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | 
             f"share of \\|G_int − 1\\| in the last quarter of {d['layers'].size} blocks at g = 0: "
             f"{_with_ci(d['gint_depth'][j], d['gint_depth_ci'][j])} vs uniform "
             f"{float(d['uniform_share']):.2f}, G_int − 1 above seed noise at {_resolved(d, j)} layers; "
-            "probe readability gains "
-            f"{_with_ci(d['probe_depth'][j], d['probe_depth_ci'][j])}; per-block eq. (50) "
-            f"{_fmt(float(d['block_depth'][j]))}"
+            f"per-block eq. (50) {_fmt(float(d['block_depth'][j]))}"
         )
         rows.append(("2. depth localization", ok, m, detail))
     else:
-        rows.append(("2. depth localization", False, np.nan, "no depth file (Protocol II and the probes)"))
+        rows.append(("2. depth localization", False, np.nan, "no depth file (Protocol II)"))
     rows += [
         (
             "3. natural gap at g = 0",

@@ -152,7 +152,7 @@ def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePl
         protocol2=p2,
         theory=TheoryRunConfig(g=PAPER_G),
         compare=cmp_cfg,
-        depth=DepthConfig(probe_pairs=256 if grid == "full" else 128, n_boot=1000 if grid == "full" else 200),
+        depth=DepthConfig(n_boot=1000 if grid == "full" else 200),
     )
 
 

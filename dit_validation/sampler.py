@@ -192,6 +192,8 @@ def sample_pairs(
     device: str | torch.device = "cpu",
     callback: StepCallback | None = None,
     progress: bool = False,
+    start_step: int = 0,
+    start_states: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample P = len(seeds) replica pairs from scratch in one batch; returns final (z_0^A, z_0^B).
 
@@ -199,20 +201,32 @@ def sample_pairs(
     coupled throughout: Protocol II). Noise: replicas share the DDIM noise for s < shared_noise_until
     (the g = 0 control of Fig. 5), independent after. ``callback(step, timestep, latents)`` sees the
     (2P, C, H, W) state after each step. The model runs in its own dtype; states in float32/64.
+    ``start_states`` (z^A, z^B), each (P, C, H, W): the pairs continue from these states entering step
+    ``start_step`` instead of starting from eq. (67) (``sigma`` then unused); the noise of step s is the
+    same keyed draw either way, so a stored trajectory continued from step s is the trajectory itself.
     """
     _check_common(num_steps, ddim_eta, sigma)
     check_g(g)
     t_int = num_steps if t_int is None else t_int
     check_range("t_int", t_int, 0, num_steps)
+    check_range("start_step", start_step, 0, num_steps)
     sched = make_scheduler(bundle, num_steps)
     gs = resolve_guidance(bundle, guidance_scale)
     sdt = _state_dtype(next(bundle.transformer.parameters()).dtype)
     shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
-    zA, zB = initial_pairs(seeds, shape, sigma)
-    z = torch.cat([zA, zB]).to(device=device, dtype=sdt)  # (2P, C, H, W)
     P = len(seeds)
+    if start_states is None:
+        if start_step:
+            raise ValueError(f"start_step={start_step} needs start_states (the states entering that step)")
+        zA, zB = initial_pairs(seeds, shape, sigma)
+    else:
+        zA, zB = start_states
+        for name, zs in (("A", zA), ("B", zB)):
+            if tuple(zs.shape) != (P, *shape):
+                raise ValueError(f"start_states {name} must have shape {(P, *shape)}, got {tuple(zs.shape)}")
+    z = torch.cat([zA, zB]).to(device=device, dtype=sdt)  # (2P, C, H, W)
     with install_coupling(bundle.transformer, blocks) as handle:
-        steps = list(enumerate(sched.timesteps.tolist()))
+        steps = list(enumerate(sched.timesteps.tolist()))[start_step:]
         for s, t in progress_bar(steps, desc=f"g={g:g} steps", enabled=progress, leave=False):
             g_pairs = np.full(P, g if s < t_int else 0.0)
             eps = predict_eps(bundle, handle, z, t, g_pairs, class_label, gs)

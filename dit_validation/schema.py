@@ -271,7 +271,7 @@ COMPARE = ResultSchema(
 
 DEPTH = ResultSchema(
     kind="depth",
-    doc="depth localization (§2.7 prediction 2) three ways per g: internal gap, per-block prediction, probes",
+    doc="depth localization (§2.7 prediction 2) per g: Protocol II's internal gap, the per-block prediction",
     coords={"g": "g", "layer": "layers", "factor": "factor"},
     arrays={
         "g": _a("g", presence="always"),
@@ -289,10 +289,6 @@ DEPTH = ResultSchema(
         "gint_resolved": _a("g layer", "b", "always", doc="that interval excludes 0: above seed noise"),
         "block_profile": _a("g layer", presence="always", doc="|Δs_v(ℓ)| of the per-block eq. (50)"),
         "block_depth": _a("g", presence="always"),
-        "probe_steps": _a("g factor", presence="always", doc="step of the probes: measured τ_f(g)"),
-        "probe_accuracy": _a("g layer factor", presence="always", doc="held-out accuracy of the final side"),
-        "probe_depth": _a("g", presence="always", doc="share of the accuracy gain in the last quarter"),
-        "probe_depth_ci": _a("g ci", presence="always", doc="95% sample bootstrap"),
     },
 )
 

@@ -1,10 +1,10 @@
-"""Depth localization per g: the internal gap, the per-block prediction and the probes, layer by layer.
+"""Depth localization per g: the internal gap and the per-block prediction, layer by layer.
 
 Reads a ``depth`` result file (``dit_validation.depth``): per coupling g (panels), against the layer,
-|G_int(ℓ) − 1| of Protocol II (eq. 80; the analogue of the paper's Figs. 1, 9, 10), the predicted
-per-block gap |Δs_v(ℓ)| of eq. (50)–(51), (65), and the held-out accuracy of a linear probe of the final
-branch (mean over directions) — each profile scaled to its own maximum, with its depth fraction (share
-of the last quarter of the blocks, 95% bootstrap CI) in the legend and the uniform share as a reference.
+|G_int(ℓ) − 1| of Protocol II (eq. 80; the analogue of the paper's Figs. 1, 9, 10) and the predicted
+per-block gap |Δs_v(ℓ)| of eq. (50)–(51), (65) — each profile scaled to its own maximum, with its depth
+fraction (share of the last quarter of the blocks, 95% bootstrap CI) in the legend and the uniform share
+as a reference.
 Where G_int − 1 is within seed noise at every layer (its seed-bootstrap interval contains 0), the panel
 title says so: the share of such a profile is a share of noise.
 """
@@ -70,23 +70,10 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
             )
         else:
             notes.append("per-block eq. (50): κ undefined at every layer")
-        probed = a["probe_accuracy"][i][:, np.isfinite(a["probe_accuracy"][i]).all(axis=0)]  # (L, probed f)
-        if probed.size:
-            acc = probed.mean(axis=-1)
-            ax.plot(
-                layers,
-                acc,
-                "^-",
-                color=_style.COLORS["dit"],
-                label="probe accuracy, share of its gains "
-                f"{_share(a['probe_depth'][i], a['probe_depth_ci'][i])}",
-            )
-        else:
-            notes.append("no probe: no direction splits at this g")
         ax.set_ylim(-0.05, 1.05)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
         ax.set_xlabel("layer ℓ")
-        ax.set_ylabel("scaled profile / accuracy")
+        ax.set_ylabel("scaled profile")
         if not np.any(a["gint_resolved"][i]):
             notes.insert(0, "|G_int − 1| within seed noise at every layer")
         title = f"g = {g[i]:g} (uniform share {float(a['uniform_share']):.2f})"

@@ -37,6 +37,7 @@ LAYER_1 = {
     "boundary",
     "_logging",
     "compare_report",
+    "causal_stats",
     "theory_run",
     "rundir",
     "summary",
@@ -52,6 +53,8 @@ LAYER_4 = {
     "step_predictor",
     "clones",
     "depth",
+    "causal",
+    "patching",
     "compare",
 }
 LAYER_5 = {

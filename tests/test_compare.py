@@ -424,8 +424,6 @@ def test_predictions_markdown_states_each_verdict_and_the_depth_statistic_per_g(
         "gint_depth": np.array([0.61, 0.3]),
         "gint_depth_ci": np.array([[0.42, 0.77], [0.1, 0.5]]),
         "gint_resolved": np.arange(12) == np.array([[11], [-1]]),  # g = 0: the last layer only
-        "probe_depth": np.array([0.2, np.nan]),
-        "probe_depth_ci": np.array([[0.05, 0.4], [np.nan, np.nan]]),
         "block_depth": np.array([np.nan, np.nan]),
     }
     text = compare_report.predictions_markdown(({"config": {"model": "m"}}, a), ({}, d))
@@ -436,12 +434,11 @@ def test_predictions_markdown_states_each_verdict_and_the_depth_statistic_per_g(
     assert "above seed noise at 1/12 layers" in rows["2. depth localization"]
     assert "| FAILS | -0.500 |" in rows["3. natural gap at g = 0"] and "Δ = 6.00 [4.00, 8.00] steps" in text
     assert "| undefined | — |" in rows["4. coupling-induced collapse"]
-    assert rows["0"] == "| 0 | 0.61 [0.42, 0.77] | 1/12 | 0.20 [0.05, 0.40] | — |"
-    assert rows["0.9"] == "| 0.9 | 0.30 [0.10, 0.50] | 0/12 | — | — |"
+    assert rows["0"] == "| 0 | 0.61 [0.42, 0.77] | 1/12 | — |"
+    assert rows["0.9"] == "| 0.9 | 0.30 [0.10, 0.50] | 0/12 | — |"
     assert not any("  " in ln for ln in text.splitlines())  # no double spaces left by an empty CI
-    depth_rows = {"g", "---", "0", "0.9"}
-    for key, ln in rows.items():  # no stray pipe in a table row: 4 cells, 5 in the depth table
-        assert ln.count(" | ") == (4 if key in depth_rows else 3), ln
+    for ln in rows.values():  # no stray pipe in a table row: 4 cells in each table
+        assert ln.count(" | ") == 3, ln
 
     d["gint_resolved"] = np.zeros((2, 12), bool)  # G_int − 1 within seed noise at every layer
     ok, margin = compare_report.depth_prediction(d)

@@ -162,3 +162,18 @@ def test_callback_sees_every_step(tiny64):
     )
     assert [x[0] for x in seen] == [0, 1, 2, 3] and seen[0][1] == 999
     assert seen[0][2] == (4, 1, 8, 8)
+
+
+@pytest.mark.parametrize("g", [0.0, 0.7])
+def test_pairs_continued_from_their_stored_state_are_the_pairs(tiny64, g):
+    """start_states at step s = the state the run itself reached there: the continuation is the run, to
+    rounding (the noise of each step is the same keyed draw); pairs and replicas stay in their rows."""
+    b, S, s0 = tiny64, 6, 2
+    seen = {}
+    kw = dict(g=g, t_int=4, num_steps=S, ddim_eta=1.0, sigma=0.5)
+    full = sample_pairs(b, [3, 8], callback=lambda s, t, z: seen.setdefault(s, z.clone()), **kw)
+    z = seen[s0 - 1]  # the state after step s0 − 1 enters step s0
+    cont = sample_pairs(b, [3, 8], start_step=s0, start_states=(z[:2], z[2:]), **kw)
+    torch.testing.assert_close(cont[0], full[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(cont[1], full[1], rtol=0, atol=1e-12)
+    assert (full[0] - full[1]).abs().max() > 1e-3

@@ -430,15 +430,12 @@ def test_predicted_vs_measured_renders_all_parts(result_files: dict[str, Path], 
 def test_depth_figure_draws_one_panel_per_g_with_every_profile(
     make_arrays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """fig_depth: a panel per g with the Protocol II profile, the per-block prediction where defined and
-    the probes where a direction was probed; fails if a panel or a measured profile goes missing."""
+    """fig_depth: a panel per g with the Protocol II profile and the per-block prediction where defined;
+    fails if a panel or a measured profile goes missing."""
     from paper_figs import depth
 
     rng = np.random.default_rng(0)
     G, L, F = 4, 12, 3
-    acc = rng.uniform(0.5, 1.0, (G, L, F))
-    acc[1, :, 0] = np.nan  # one direction not probed at g = 0.1
-    acc[3] = np.nan  # nothing splits at g = 0.9
     arrays = {
         "g": np.array([0.0, 0.1, 0.3, 0.9]),
         "layers": np.arange(L),
@@ -448,7 +445,6 @@ def test_depth_figure_draws_one_panel_per_g_with_every_profile(
         "gint_depth": rng.uniform(0, 1, G),
         "gint_depth_ci": np.sort(rng.uniform(0, 1, (G, 2)), axis=1),
         "block_profile": np.where(np.arange(G)[:, None] < 2, rng.uniform(0, 1, (G, L)), np.nan),
-        "probe_accuracy": acc,
     }
     path = write_result(make_arrays, tmp_path / "depth.npz", "depth", arrays)
     drawn = {}
@@ -466,10 +462,8 @@ def test_depth_figure_draws_one_panel_per_g_with_every_profile(
     assert [ax.get_title().split(" (")[0] for ax in axes] == ["g = 0", "g = 0.1", "g = 0.3", "g = 0.9"]
     lines = [[ln.get_label() for ln in ax.get_lines()] for ax in axes]
     assert all(any(lb.startswith("|G_int − 1|") for lb in ls) for ls in lines)
-    assert [any(lb.startswith("probe accuracy") for lb in ls) for ls in lines] == [True, True, True, False]
     titles = [ax.get_title() for ax in axes]  # what a panel cannot draw is said in its title
     assert ["κ undefined at every layer" in t for t in titles] == [False, False, True, True]
-    assert ["no direction splits" in t for t in titles] == [False, False, False, True]
     for ax in axes:  # no legend entry without a mark: every labelled line draws at least one point
         for ln in ax.get_lines():
             if not ln.get_label().startswith("_"):

@@ -53,7 +53,7 @@ def tiny_plan(model: str = "random:tiny", compare: CompareConfig = TINY_COMPARE,
         ),
         theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
         compare=compare,
-        depth=DepthConfig(probe_pairs=8, n_boot=5),
+        depth=DepthConfig(n_boot=5),
     )
 
 

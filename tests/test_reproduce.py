@@ -131,7 +131,7 @@ def tiny_plan(compare: object | None = None) -> reproduce.ReproducePlan:
         ),
         theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
         compare=compare,
-        depth=DepthConfig(probe_pairs=8, n_boot=5),
+        depth=DepthConfig(n_boot=5),
     )
 
 
