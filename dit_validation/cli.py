@@ -586,6 +586,17 @@ def _test_plan(model: str) -> Any:
     return replace(plan, model=model)
 
 
+def _t_focus(text: str | None) -> dict[str, float | int]:
+    """``--t-focus FRAC:TMAX`` → TrainConfig fields; a malformed value is one line naming the option."""
+    if text is None:
+        return {}
+    frac, sep, tmax = text.partition(":")
+    try:
+        return {"t_focus": float(frac), "t_focus_max": int(tmax) if sep else 400}
+    except ValueError:
+        raise UsageError(f"--t-focus must be FRAC:TMAX (e.g. 0.6:400), got {text!r}") from None
+
+
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a testbed DiT (mixture or digits)")
     p.add_argument("--dataset", choices=("mixture", "digits"), default="mixture")
@@ -602,6 +613,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"torch CPU threads, at most the machine's CPUs (default ${THREADS_ENV} or 1)",
     )
+    p.add_argument(
+        "--t-focus",
+        default=None,
+        metavar="FRAC:TMAX",
+        help="draw a fraction FRAC of the timesteps uniformly below TMAX (the local factors' range); "
+        "default: all uniform",
+    )
+    p.add_argument("--init", default="", help="checkpoint directory to start from (fine-tuning)")
     p.add_argument("--out", type=str, required=True, help="checkpoint directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint directory")
     p.add_argument("--quiet", action="store_true")
@@ -620,6 +639,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             "num_layers": args.layers,
             "lr": args.lr,
             "lr_schedule": args.lr_schedule,
+            **_t_focus(args.t_focus),
+            "init": args.init or None,
         }
         cfg = _validated(
             lambda: testbed_train.TrainConfig(
