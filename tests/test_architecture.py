@@ -32,6 +32,7 @@ LAYER_1 = {
     "results",
     "analysis",
     "fits",
+    "clone_tau",
     "grids",
     "boundary",
     "_logging",
