@@ -65,10 +65,11 @@ MIN_REPLICATES = 10
 
 
 class TauStatus(IntEnum):
-    """What a direction's τ̂ (or one bootstrap replicate of it) is.
+    """What a direction's τ̂ is.
 
     ``BEFORE``/``AFTER``: the estimate fell outside the split grid (possible only through noise, e.g.
     agreement dipping below its first-split value) and is stored clamped to the bound: a bound, not a value.
+    Bootstrap replicates are clamped the same way; a replicate equal to a bound is censored there.
     """
 
     INSIDE = 0  #: τ̂ lies on the split grid [t_first, t_last]: a measurement
