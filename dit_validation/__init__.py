@@ -6,9 +6,10 @@ Replica-coupled attention (eq. 18–19) installed as diffusers attention process
 Layers, each importing only from the ones before it (``tests/test_architecture.py`` checks this):
 
 1. ``theory`` (numpy/scipy; torch only inside autodiff functions);
-2. torch-free results and summaries: ``schema``, ``results``, ``analysis``, ``gint``, ``fits``, ``grids``,
-   ``boundary``, ``_logging``, ``compare_report``, ``causal_stats``, ``theory_run``, ``rundir`` (run lock,
-   quarantine), ``summary`` — and the figures (``paper_figs``), which read result files through them;
+2. torch-free results and summaries: ``schema``, ``results``, ``analysis``, ``gint``, ``fits``,
+   ``clone_tau``, ``grids``, ``boundary``, ``_logging``, ``compare_report``, ``causal_stats``, ``theory_run``,
+   ``rundir`` (run lock, quarantine), ``summary`` — and the figures (``paper_figs``), which read result
+   files through them;
 3. the engine: ``models``, ``layout``, ``heads``, ``coupling``, ``sampler``, ``capture``, ``encoders``,
    ``testbed``;
 4. protocols and measurements: ``metrics``, ``protocol1``, ``protocol2``, ``measure``, ``gamma``,
@@ -53,7 +54,12 @@ _EXPORTS: dict[str, str] = {
     "sigmoid": "fits",
     "fit_sigmoid": "fits",
     "bootstrap_center": "fits",
+    "fit_rise_batch": "fits",
     "SigmoidFit": "fits",
+    # the measured speciation step from clone agreement
+    "TauStatus": "clone_tau",
+    "fit_speciation": "clone_tau",
+    "paired_differences": "clone_tau",
     "ENCODERS": "encoders",
     "get_encoder": "encoders",
     "register_encoder": "encoders",

@@ -4,9 +4,9 @@ One trajectory is run with shared noise (σ = 0, DDIM η = 1); at split step s (
 it is cloned into two replicas that finish with independent noise, coupled at g (eq. 19; g = 0 decouples
 them, the shared-noise control of Fig. 5). The clones *agree* along φ_f when they end on the same side of
 that direction's branch midpoint. Agreement rises from chance (split before the decision) to 1 (split
-after it); the sigmoid center of the mean agreement over split steps, with a seed-bootstrap CI, is the
-measured speciation step τ_f(g). A direction along which the clones never split (≥ 90% agree even when
-split at step 0) has no speciation step, reported as such (``splits`` False, τ NaN), never as a number.
+after it). The measured speciation step τ_f(g), its seed-bootstrap interval, replicates and status come
+from the agreement arrays made here by :func:`dit_validation.clone_tau.fit_speciation`; a direction along
+which the clones never split has no speciation step, reported as such, never as a number.
 """
 
 from __future__ import annotations
@@ -19,14 +19,10 @@ from theory import DDPMSchedule, exact_clone_agreement, sampling_timesteps
 from theory.multiscale import DEFAULT_MIXTURE, clone_agreement, clone_experiment, mixture_eps
 
 from .branches import BranchDirections
-from .fits import bootstrap_center
 from .models import DiTBundle
 from .sampler import sample_clones
 
-__all__ = ["SPLIT_AGREEMENT", "dit_clone_agreement", "exact_clone_agreements", "fit_speciation"]
-
-#: A direction "splits" when fewer than this fraction of clone pairs split at step 0 agree along it.
-SPLIT_AGREEMENT = 0.9
+__all__ = ["dit_clone_agreement", "exact_clone_agreements"]
 
 
 def dit_clone_agreement(
@@ -73,53 +69,3 @@ def exact_clone_agreements(
     ts = sampling_timesteps(sched, num_steps)
     ab_split = np.array([ab[ts[s]] if s < num_steps else 1.0 - 1e-12 for s in t_ints])
     return clone_agreement(mix, pairs), exact_clone_agreement(mix, ab_split)
-
-
-def fit_speciation(t_ints: np.ndarray, agree: np.ndarray, n_boot: int, seed: int) -> dict[str, np.ndarray]:
-    """Sigmoid center of the mean agreement per direction with a 95% seed-bootstrap CI.
-
-    agree (F, T, M) → ``fit`` (F, 4), ``tau`` (F,), ``tau_ci`` (F, 2), ``splits`` (F,) bool and the bootstrap
-    centers are recomputed from the same seed resamples for every direction (``seed``), so differences of
-    τ between directions have a paired CI (:func:`gap_bootstrap`).
-    """
-    F = agree.shape[0]
-    t = np.asarray(t_ints, dtype=np.float64)
-    out = {
-        "fit": np.full((F, 4), np.nan),
-        "tau": np.full(F, np.nan),
-        "tau_ci": np.full((F, 2), np.nan),
-        "splits": np.zeros(F, bool),
-    }
-    first = int(np.argmin(t))
-    for f in range(F):
-        out["splits"][f] = agree[f, first].mean() < SPLIT_AGREEMENT
-        if not out["splits"][f]:
-            continue
-        # mean, not median: per-seed agreement is binary, its median is a step function
-        fit, ci = bootstrap_center(t, agree[f], curve=lambda Y: Y.mean(axis=1), n_boot=n_boot, seed=seed)
-        out["fit"][f], out["tau"][f], out["tau_ci"][f] = fit.params, fit.center, ci
-    return out
-
-
-def gap_bootstrap(
-    t_ints: np.ndarray, agree: np.ndarray, splits: np.ndarray, lead: int, trail: int, n_boot: int, seed: int
-) -> np.ndarray:
-    """Replicates of the measured gap from paired seed resamples, (n_boot,), with the convention of
-    :func:`dit_validation.compare_report.gaps`: τ_trail − τ_lead where both directions split, 0 where neither
-    does, NaN where only one does or a fit fails."""
-    from .fits import fit_sigmoid
-
-    t = np.asarray(t_ints, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    M = agree.shape[-1]
-    out = np.full(n_boot, np.nan)
-    if not splits[lead] and not splits[trail]:
-        return np.zeros(n_boot)
-    if not (splits[lead] and splits[trail]):
-        return out
-    for b in range(n_boot):
-        idx = rng.integers(0, M, M)
-        lo = fit_sigmoid(t, agree[lead][:, idx].mean(axis=1)).center
-        hi = fit_sigmoid(t, agree[trail][:, idx].mean(axis=1)).center
-        out[b] = hi - lo
-    return out

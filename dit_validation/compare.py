@@ -4,7 +4,9 @@ Everything is measured along the model's branch directions φ_f (:mod:`dit_valid
 coupling g of the grid, and written to one ``compare`` result file (schema in :mod:`dit_validation.schema`)
 plus ``compare.md``:
 
-* **measured** ``tau_meas`` (G, F) with ``tau_meas_ci``: clone splits at coupling g (:mod:`.clones`);
+* **measured** ``tau_meas`` (G, F) with ``tau_meas_ci``, ``tau_meas_status`` and the paired seed-bootstrap
+  replicates ``tau_meas_boot``: the mean commitment step of clone splits at coupling g (:mod:`.clones`,
+  :mod:`.clone_tau`);
 * **step-level predictor** ``tau_pred_step`` (G, F): first sign change of the learned curvature H_f(s; g)
   at symmetric points (:mod:`.step_predictor`) — the paper's κ = 1 (eq. 49–51) where the score lives;
 * **per-block eq. (50)** ``tau_pred_block`` (G, L, F) with ``kappa_status``/``kappa_defined``: at each
@@ -45,7 +47,8 @@ from . import compare_report
 from ._logging import progress as progress_bar
 from .boundary import units
 from .branches import BranchDirections, branch_directions, dataset_of, to_tensor
-from .clones import dit_clone_agreement, exact_clone_agreements, fit_speciation, gap_bootstrap
+from .clone_tau import TauStatus, fit_speciation, paired_differences
+from .clones import dit_clone_agreement, exact_clone_agreements
 from .gamma import block_odd_response, estimate_gamma
 from .grids import FIGURE_G, PAPER_G
 from .measure import (
@@ -259,6 +262,8 @@ class _Run:
             "fit_meas": np.full((G, F, 4), nan),
             "tau_meas": np.full((G, F), nan),
             "tau_meas_ci": np.full((G, F, 2), nan),
+            "tau_meas_status": np.full((G, F), int(TauStatus.NO_SPLIT), dtype=np.int64),
+            "tau_meas_boot": np.full((G, F, cfg.n_boot), nan),
             "splits": np.zeros((G, F), bool),
             "H_step": np.full((G, S, F), nan),
             "H_step_se": np.full((G, S, F), nan),
@@ -290,6 +295,7 @@ class _Run:
                     "agree_exact": np.full((F, T, M), nan),
                     "tau_meas_exact": np.full(F, nan),
                     "tau_meas_exact_ci": np.full((F, 2), nan),
+                    "tau_meas_exact_status": np.full(F, int(TauStatus.NO_SPLIT), dtype=np.int64),
                     "fit_meas_exact": np.full((F, 4), nan),
                     "agree_theory": np.full((F, T), nan),
                     "closure_ratio_exact": np.full((S, F), nan),
@@ -324,6 +330,7 @@ class _Run:
             fit["tau"],
             fit["tau_ci"],
         )
+        a["tau_meas_exact_status"] = fit["status"]
         # the states entering each step
         a["closure_ratio_exact"] = theory.eq56_closure_ratio(mix, sched, S, ddim_eta=0.0)[:S, :F]
         self.save("exact")
@@ -342,6 +349,7 @@ class _Run:
             fit["tau_ci"],
             fit["splits"],
         )
+        a["tau_meas_status"][i], a["tau_meas_boot"][i] = fit["status"], fit["tau_boot"]
         self.save(_gkey("clones", g))
 
     def unit_step(self, i: int, g: float) -> None:
@@ -544,11 +552,12 @@ def summarize(a: dict[str, np.ndarray], cfg: CompareConfig) -> dict[str, np.ndar
     out["tau_pred_block"] = np.asarray(theory.speciation_step(a["kappa"], steps, axis=1))  # (G, L, F)
     out["kappa_defined"] = a["kappa_status"] <= int(theory.KappaStatus.ZERO_SEPARATION)
     lead, trail = compare_report.gap_pair(a["factor"].size)
+    # the same seed resamples at every g (fit_speciation), so the replicates pair across g as well
     boot = [
-        gap_bootstrap(a["t_int"], a["agree"][i], a["splits"][i], lead, trail, cfg.n_boot, cfg.seed)
+        paired_differences(a["tau_meas_boot"][i], a["tau_meas_status"][i], lead, trail)
         for i in range(a["g"].size)
     ]
-    out.update(compare_report.gaps(a, out, np.stack(boot)))
+    out.update(compare_report.gaps(a, out, np.stack(boot), cfg.clone_seeds))
     out["closure_ratio"] = compare_report.closure_ratio(a, cfg.num_steps)
     out.update(compare_report.predictions(a, out))
     return out

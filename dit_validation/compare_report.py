@@ -12,6 +12,7 @@ from theory import DDPMSchedule, sampling_timesteps
 from theory.schedules import ddim_c1
 
 from .analysis import linfit
+from .clone_tau import TauStatus, student_interval
 
 __all__ = [
     "PREDICTIONS",
@@ -32,11 +33,6 @@ def gap_pair(num_directions: int) -> tuple[int, int]:
     return 0, num_directions - 1
 
 
-def _ci(x: np.ndarray) -> np.ndarray:
-    x = x[np.isfinite(x)]
-    return np.percentile(x, [2.5, 97.5]) if x.size >= 10 else np.full(2, np.nan)
-
-
 def _gap(t_lead: float, t_trail: float, lead_defined: bool, trail_defined: bool) -> float:
     """Δ = τ_trail − τ_lead where both directions split; 0 where neither does; NaN where only one does.
 
@@ -51,14 +47,18 @@ def _gap(t_lead: float, t_trail: float, lead_defined: bool, trail_defined: bool)
     return np.nan
 
 
-def gaps(a: dict[str, np.ndarray], block: dict[str, np.ndarray], boot: np.ndarray) -> dict[str, np.ndarray]:
+def gaps(
+    a: dict[str, np.ndarray], block: dict[str, np.ndarray], boot: np.ndarray, num_seeds: int
+) -> dict[str, np.ndarray]:
     """Gap Δ = τ_trail − τ_lead (eq. 65) per g, measured (paired-bootstrap CI) and predicted; fits in ρ(g).
 
     Measured: from clone splits, with the convention of :func:`_gap` (a direction that never splits counts
     as committed jointly). Step-level: a direction whose curvature never changes sign ("never", the
     difference channel stays stable) is the analogue of "never splits". ``boot`` (G, B): bootstrap
-    replicates of the measured gap with the same seed resamples at every g, so the slope against ρ(g)
-    (eq. 66: the routing part of the gap scales with ρ) gets a CI too.
+    replicates of the measured gap with the same seed resamples at every g
+    (:func:`clone_tau.paired_differences`), so the slope against ρ(g) (eq. 66: the routing part of the gap
+    scales with ρ) gets a CI too. Both CIs are :func:`clone_tau.student_interval` over the M =
+    ``num_seeds`` clone pairs, the interval whose coverage ``benchmarks/bench_tau_coverage.py`` measures.
     """
     G = a["g"].size
     lo, hi = gap_pair(a["splits"].shape[1])
@@ -79,9 +79,7 @@ def gaps(a: dict[str, np.ndarray], block: dict[str, np.ndarray], boot: np.ndarra
         block_gap = block["tau_pred_block"][..., hi] - block["tau_pred_block"][..., lo]
     out = {
         "gap_meas": meas,
-        "gap_meas_ci": np.stack(
-            [_ci(boot[i]) if np.isfinite(meas[i]) else np.full(2, np.nan) for i in range(G)]
-        ),
+        "gap_meas_ci": student_interval(meas, boot, num_seeds),
         "gap_pred_step": pred,
         "gap_pred_block": np.where(np.isfinite(block_gap), block_gap, np.nan),
         "gap_pred_biroli": np.full(G, float(a["tau_pred_biroli"][hi] - a["tau_pred_biroli"][lo])),
@@ -92,7 +90,7 @@ def gaps(a: dict[str, np.ndarray], block: dict[str, np.ndarray], boot: np.ndarra
     out["gap_fit_meas"] = linfit(rho, meas)
     out["gap_fit_pred_step"] = linfit(rho, pred)
     slopes = np.array([linfit(rho, boot[:, b])[0] for b in range(boot.shape[1])])
-    out["gap_slope_ci"] = _ci(slopes)
+    out["gap_slope_ci"] = student_interval(out["gap_fit_meas"][0], slopes, num_seeds)
     return out
 
 
@@ -186,6 +184,42 @@ def _frac(x: np.ndarray) -> str:
     return f"{100 * float(np.mean(x)):.0f}%"
 
 
+def _step_text(x: float, first: float, last: float, nd: int = 2) -> str:
+    """A step on the clone grid; a value clamped to a bound reads "before step 0" / "after step S"."""
+    if not np.isfinite(x):
+        return _fmt(x, nd)
+    if x <= first:
+        return f"before step {first:g}"
+    if x >= last:
+        return f"after step {last:g}"
+    return f"{x:.{nd}f}"
+
+
+def _tau_text(a: dict[str, np.ndarray], key: str, idx: tuple[int, ...], nd: int = 2, ci: bool = True) -> str:
+    """Measured τ (with its CI) from ``key``, ``key``_ci and ``key``_status (:class:`clone_tau.TauStatus`).
+
+    A τ or CI end on a bound of the split grid was clamped there (the estimate or the interval reaches past
+    the grid) and is written as "before step 0" / "after step S", never as the bound's number.
+    """
+    status = a.get(f"{key}_status")
+    if status is None:  # a file without statuses: NaN τ is "no split"
+        code = TauStatus.INSIDE if np.isfinite(a[key][idx]) else TauStatus.NO_SPLIT
+    else:
+        code = TauStatus(int(status[idx]))
+    if code == TauStatus.NO_SPLIT:
+        return "no split"
+    if code == TauStatus.INSIDE:
+        tau = _fmt(float(a[key][idx]), nd)
+    else:
+        grid = a["t_int"]
+        tau = f"before step {grid[0]:g}" if code == TauStatus.BEFORE else f"after step {grid[-1]:g}"
+    lo, hi = (float(v) for v in a[f"{key}_ci"][idx]) if ci else (np.nan, np.nan)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return tau
+    first, last = float(a["t_int"][0]), float(a["t_int"][-1])
+    return f"{tau} [{_step_text(lo, first, last, nd)}, {_step_text(hi, first, last, nd)}]"
+
+
 def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     """compare.md: predicted (three ways) beside measured, per direction and coupling, and what they mean."""
     cfg = meta["config"]
@@ -200,7 +234,9 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         "",
         "## 1. Speciation step per branch direction (steps; 95% CI)",
         "",
-        "τ_meas: sigmoid center of clone agreement (clones split at step s, continued at coupling g). "
+        "τ_meas: mean commitment step of clone agreement (clones split at step s, continued at coupling g; "
+        "the area above the rise from the first to the last split, dit_validation.clone_tau), Student "
+        'interval over clone-pair resamples; "before step 0"/"after step S": clamped to the split grid. '
         "Step-level: first sign change of the learned curvature H_f(s; g) (eq. 49–51 at γ → ∞). "
         "Biroli: ᾱ = 1/Λ_f. Per-block: first κ = 1 crossing of eq. (50) in the last block "
         "(NaN: undefined before a crossing).",
@@ -211,7 +247,7 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     L = a["tau_pred_block"].shape[1]
     for i, g in enumerate(a["g"]):
         for f, name in enumerate(names):
-            meas = _with_ci(a["tau_meas"][i, f], a["tau_meas_ci"][i, f]) if a["splits"][i, f] else "no split"
+            meas = _tau_text(a, "tau_meas", (i, f))
             lines.append(
                 _row(
                     f"{g:g}",
@@ -240,7 +276,7 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
                     _fmt(a["tau_exact_kappa"][f], 3),
                     _fmt(a["tau_pred_step_exact"][f], 3),
                     _fmt(abs(a["tau_pred_step_exact"][f] - a["tau_exact_kappa"][f]), 3),
-                    _with_ci(a["tau_meas_exact"][f], a["tau_meas_exact_ci"][f]),
+                    _tau_text(a, "tau_meas_exact", (f,)),
                 )
             )
     lines += [
@@ -321,9 +357,7 @@ def summary_lines(meta: dict, a: dict[str, np.ndarray]) -> list[str]:
     i0 = int(np.argmin(np.abs(a["g"])))
     lines = ["Predicted vs measured speciation step at g = 0 (compare):"]
     for f, name in enumerate(names):
-        meas = (
-            _with_ci(a["tau_meas"][i0, f], a["tau_meas_ci"][i0, f], 1) if a["splits"][i0, f] else "no split"
-        )
+        meas = _tau_text(a, "tau_meas", (i0, f), 1)
         lines.append(
             f"  {name:<12} measured {meas:<22} step-level {_fmt(a['tau_pred_step'][i0, f], 1):>6}  "
             f"Biroli {_fmt(a['tau_pred_biroli'][f], 1):>6}"
@@ -404,10 +438,7 @@ def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | 
     names = [str(n) for n in a["factor_names"]]
     margins = dict(zip(map(str, a["prediction_names"]), a["prediction_margin"], strict=True))
     holds = dict(zip(map(str, a["prediction_names"]), a["prediction_holds"], strict=True))
-    tau = ", ".join(
-        f"{n} {_fmt(t, 1)}" if s else f"{n} no split"
-        for n, t, s in zip(names, a["tau_meas"][i0], a["splits"][i0], strict=True)
-    )
+    tau = ", ".join(f"{n} {_tau_text(a, 'tau_meas', (i0, f), 1, ci=False)}" for f, n in enumerate(names))
     rows = [
         (
             "1. commitment hierarchy (global before local)",

@@ -5,10 +5,16 @@ midpoint ``center`` (the inflection point, where y is halfway between the fitted
 "50% threshold" of §3.1). Flat or non-finite curves give NaN parameters instead of raising.
 
 All fits are one vectorized, box-constrained Levenberg–Marquardt over a batch of curves
-(:func:`fit_sigmoid_batch`): the bootstrap refits its ``n_boot`` resampled curves in one call instead of
+(:func:`_levenberg_marquardt`): the bootstrap refits its ``n_boot`` resampled curves in one call instead of
 one ``scipy.optimize.curve_fit`` per resample. ``tests/test_dv_metrics_fits.py`` keeps the former
 ``curve_fit`` (trust-region reflective) implementation as a reference and checks that τ and its CI agree
 within their Monte-Carlo error.
+
+Two variants share it. :func:`fit_sigmoid_batch` (Protocol I's curves: feature similarities and
+commitment scores, not probabilities) leaves the plateaus free within twice the data's range and the
+center within the grid widened by half its span. :func:`fit_rise_batch` is for curves that are
+probabilities (clone agreement): 0 ≤ lo ≤ hi ≤ 1 and the center on the sampled grid, so no plateau beyond
+[0, 1] can carry the center off the grid.
 """
 
 from __future__ import annotations
@@ -21,7 +27,15 @@ import numpy as np
 
 from theory.validation import check_positive_int
 
-__all__ = ["sigmoid", "SigmoidFit", "fit_sigmoid", "fit_sigmoid_batch", "median_curve", "bootstrap_center"]
+__all__ = [
+    "sigmoid",
+    "SigmoidFit",
+    "fit_sigmoid",
+    "fit_sigmoid_batch",
+    "fit_rise_batch",
+    "median_curve",
+    "bootstrap_center",
+]
 
 NAN4 = np.full(4, np.nan)
 
@@ -83,20 +97,6 @@ def _start_and_bounds(
     return p0, lower, upper, fit_ok
 
 
-def _residual_and_jacobian(
-    t: np.ndarray, Y: np.ndarray, w: np.ndarray, p: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted residuals r (B, T) = w·(sigmoid(t; p) − y) and Jacobian J (B, T, 4) in (lo, hi, c, wd)."""
-    lo, hi, c, wd = (p[:, i : i + 1] for i in range(4))
-    z = np.clip((t[None, :] - c) / wd, -700, 700)
-    s = 1.0 / (1.0 + np.exp(-z))  # σ(z), the logistic of the module docstring
-    ds = s * (1.0 - s)
-    amp = hi - lo
-    r = w * (lo + amp * s - Y)
-    J = np.stack([1.0 - s, s, -amp * ds / wd, -amp * ds * z / wd], axis=-1) * w[..., None]
-    return r, J
-
-
 def _inside(p: np.ndarray, step: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """``p + α·step`` with the largest α ≤ 1 that keeps every parameter strictly inside its bounds.
 
@@ -113,31 +113,27 @@ def _inside(p: np.ndarray, step: np.ndarray, lower: np.ndarray, upper: np.ndarra
     return np.clip(np.where(upper - out <= far, upper, out), lower, upper)
 
 
-def fit_sigmoid_batch(t: np.ndarray, Y: np.ndarray, rel_flat: float = 1e-9) -> np.ndarray:
-    """Least-squares sigmoids through (t, Y[b]) for every row b at once; params (B, 4), NaN rows when unfit.
+def _levenberg_marquardt(
+    t: np.ndarray, Yf: np.ndarray, w: np.ndarray, p: np.ndarray, lower: np.ndarray, upper: np.ndarray, model
+) -> np.ndarray:
+    """Box-constrained Levenberg–Marquardt for every row at once; returns the parameters (B, 4).
 
-    ``t`` (T,), ``Y`` (B, T); non-finite y are left out of their curve's fit. A curve with fewer than 4
-    finite points, no t span or a flat y (range ≤ ``rel_flat``·max(1, |y|)) gives NaN. The solver is
-    Levenberg–Marquardt with the analytic Jacobian inside the bounds of :func:`_start_and_bounds`: steps
-    stay strictly feasible (:func:`_inside`), a parameter on a bound that the gradient pushes outward is held
+    ``model(t, p)`` → (curve (B, T), Jacobian (B, T, 4)); the residuals are w·(curve − Yf). Steps stay
+    strictly feasible (:func:`_inside`), a parameter on a bound that the gradient pushes outward is held
     there, and every curve is damped and stopped on its own (relative cost change < ``LM_FTOL`` or step
     < ``LM_XTOL``).
     """
-    t = np.asarray(t, dtype=np.float64)
-    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
-    ok = np.isfinite(Y)
-    p0, lower, upper, fit_ok = _start_and_bounds(t, Y, ok, rel_flat)
-    out = np.full((Y.shape[0], 4), np.nan)
-    idx = np.flatnonzero(fit_ok)
-    if idx.size == 0:
-        return out
-    Yf, w = np.where(ok[idx], Y[idx], 0.0), ok[idx].astype(np.float64)
-    p, lo_b, hi_b = p0[idx], lower[idx], upper[idx]
-    r, J = _residual_and_jacobian(t, Yf, w, p)
+    p = p.copy()
+
+    def resid(Yb, wb, pb):
+        f, J = model(t, pb)
+        return wb * (f - Yb), J * wb[..., None]
+
+    r, J = resid(Yf, w, p)
     cost = np.einsum("bt,bt->b", r, r)
-    lam = np.full(idx.size, 1e-3)
-    active = np.ones(idx.size, bool)
-    eye = np.eye(4)
+    lam = np.full(p.shape[0], 1e-3)
+    active = np.ones(p.shape[0], bool)
+    eye = np.eye(p.shape[1])
     for _ in range(LM_MAX_ITER):
         a = np.flatnonzero(active)
         if a.size == 0:
@@ -147,8 +143,8 @@ def fit_sigmoid_batch(t: np.ndarray, Y: np.ndarray, rel_flat: float = 1e-9) -> n
         diag = np.maximum(np.einsum("bii->bi", JtJ), 1e-300)
         A = JtJ + lam[a, None, None] * diag[:, :, None] * eye  # Marquardt's scaling by diag(JᵀJ)
         # a parameter on its bound whose descent direction points outward stays there (active set)
-        tol = 1e-9 * (hi_b[a] - lo_b[a])
-        pinned = ((p[a] - lo_b[a] <= tol) & (g > 0)) | ((hi_b[a] - p[a] <= tol) & (g < 0))
+        tol = 1e-9 * (upper[a] - lower[a])
+        pinned = ((p[a] - lower[a] <= tol) & (g > 0)) | ((upper[a] - p[a] <= tol) & (g < 0))
         keep = ~pinned
         A = A * (keep[:, :, None] & keep[:, None, :]) + pinned[:, :, None] * eye
         g = np.where(pinned, 0.0, g)
@@ -157,8 +153,8 @@ def fit_sigmoid_batch(t: np.ndarray, Y: np.ndarray, rel_flat: float = 1e-9) -> n
                 step = np.linalg.solve(A, -g[..., None])[..., 0]
             except np.linalg.LinAlgError:  # one singular system: solve them one by one
                 step = np.stack([np.linalg.lstsq(A[i], -g[i], rcond=None)[0] for i in range(a.size)])
-        trial = _inside(p[a], step, lo_b[a], hi_b[a])
-        r_new, J_new = _residual_and_jacobian(t, Yf[a], w[a], trial)
+        trial = _inside(p[a], step, lower[a], upper[a])
+        r_new, J_new = resid(Yf[a], w[a], trial)
         cost_new = np.einsum("bt,bt->b", r_new, r_new)
         better = np.isfinite(cost_new) & (cost_new < cost[a])
         moved = np.abs(trial - p[a]).max(axis=1) <= LM_XTOL * (np.abs(p[a]).max(axis=1) + LM_XTOL)
@@ -170,6 +166,89 @@ def fit_sigmoid_batch(t: np.ndarray, Y: np.ndarray, rel_flat: float = 1e-9) -> n
         lam[rej] = lam[rej] * 4.0
         done = small | (moved & better) | (lam[a] > 1e12) | (better & (cost_new == 0.0))
         active[a[done]] = False
+    return p
+
+
+def _sigmoid_model(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sigmoid(t; p) (B, T) and its Jacobian (B, T, 4) in (lo, hi, c, wd)."""
+    lo, hi, c, wd = (p[:, i : i + 1] for i in range(4))
+    z = np.clip((t[None, :] - c) / wd, -700, 700)
+    s = 1.0 / (1.0 + np.exp(-z))  # σ(z), the logistic of the module docstring
+    ds = s * (1.0 - s)
+    amp = hi - lo
+    J = np.stack([1.0 - s, s, -amp * ds / wd, -amp * ds * z / wd], axis=-1)
+    return lo + amp * s, J
+
+
+def fit_sigmoid_batch(t: np.ndarray, Y: np.ndarray, rel_flat: float = 1e-9) -> np.ndarray:
+    """Least-squares sigmoids through (t, Y[b]) for every row b at once; params (B, 4), NaN rows when unfit.
+
+    ``t`` (T,), ``Y`` (B, T); non-finite y are left out of their curve's fit. A curve with fewer than 4
+    finite points, no t span or a flat y (range ≤ ``rel_flat``·max(1, |y|)) gives NaN. The solver is
+    :func:`_levenberg_marquardt` with the analytic Jacobian inside the bounds of :func:`_start_and_bounds`.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    ok = np.isfinite(Y)
+    p0, lower, upper, fit_ok = _start_and_bounds(t, Y, ok, rel_flat)
+    out = np.full((Y.shape[0], 4), np.nan)
+    idx = np.flatnonzero(fit_ok)
+    if idx.size == 0:
+        return out
+    Yf, w = np.where(ok[idx], Y[idx], 0.0), ok[idx].astype(np.float64)
+    p = _levenberg_marquardt(t, Yf, w, p0[idx], lower[idx], upper[idx], _sigmoid_model)
+    out[idx] = np.where(np.isfinite(p).all(axis=1, keepdims=True), p, np.nan)
+    return out
+
+
+def _rise_model(t: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rising sigmoid in q = (lo, a, c, wd) with hi = lo + a(1 − lo): curve (B, T), Jacobian (B, T, 4).
+
+    The map (lo, a) ∈ [0, 1]² → (lo, hi) covers exactly 0 ≤ lo ≤ hi ≤ 1, so box bounds on q are the
+    plateau constraints.
+    """
+    lo, a, c, wd = (q[:, i : i + 1] for i in range(4))
+    z = np.clip((t[None, :] - c) / wd, -700, 700)
+    s = 1.0 / (1.0 + np.exp(-z))
+    ds = s * (1.0 - s)
+    amp = a * (1.0 - lo)  # hi − lo
+    J = np.stack([1.0 - a * s, (1.0 - lo) * s, -amp * ds / wd, -amp * ds * z / wd], axis=-1)
+    return lo + amp * s, J
+
+
+def fit_rise_batch(t: np.ndarray, Y: np.ndarray, rel_flat: float = 1e-9) -> np.ndarray:
+    """Least-squares *rising* sigmoids with plateaus in [0, 1] and the center on the sampled grid.
+
+    For curves that are probabilities (clone agreement): params (B, 4) = (lo, hi, center, width) with
+    0 ≤ lo ≤ hi ≤ 1, center ∈ [min t, max t] of the curve's finite points and width ∈ [span/1000, span];
+    NaN rows where :func:`fit_sigmoid_batch` gives NaN (fewer than 4 finite points, no span, flat y). The
+    fit runs in (lo, a, center, width) with hi = lo + a(1 − lo), a ∈ [0, 1] (:func:`_rise_model`), so the
+    plateau constraints are box bounds. A center on a bound is censored, not measured (the rise lies at or
+    before the first sampled step, or at or after the last): read it as a status, not as a number.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    ok = np.isfinite(Y)
+    p0, lower, upper, fit_ok = _start_and_bounds(t, Y, ok, rel_flat)
+    out = np.full((Y.shape[0], 4), np.nan)
+    idx = np.flatnonzero(fit_ok)
+    if idx.size == 0:
+        return out
+    Yf, w = np.where(ok[idx], Y[idx], 0.0), ok[idx].astype(np.float64)
+    lower, upper = lower[idx], upper[idx]
+    big = np.where(ok[idx], t[None, :], np.nan)
+    t_lo, t_hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)  # the sampled grid of each curve
+    lower[:, :3] = np.stack([np.zeros(idx.size), np.zeros(idx.size), t_lo], axis=1)  # (lo, a, center)
+    upper[:, :3] = np.stack([np.ones(idx.size), np.ones(idx.size), t_hi], axis=1)
+    lo0, hi0 = np.clip(p0[idx, 0], 0.0, 1.0), np.clip(p0[idx, 1], 0.0, 1.0)
+    hi0 = np.maximum(hi0, lo0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a0 = np.where(lo0 < 1.0, (hi0 - lo0) / (1.0 - lo0), 0.5)
+    q0 = np.stack([lo0, a0, p0[idx, 2], p0[idx, 3]], axis=1)
+    q0 = np.clip(q0, lower + 1e-9 * (upper - lower), upper - 1e-9 * (upper - lower))
+    q = _levenberg_marquardt(t, Yf, w, q0, lower, upper, _rise_model)
+    p = np.stack([q[:, 0], q[:, 0] + q[:, 1] * (1.0 - q[:, 0]), q[:, 2], q[:, 3]], axis=1)
+    p[:, 2] = np.clip(p[:, 2], t_lo, t_hi)  # the box holds the center; the clip only removes rounding
     out[idx] = np.where(np.isfinite(p).all(axis=1, keepdims=True), p, np.nan)
     return out
 

@@ -73,6 +73,11 @@ def _a(dims: str, dtype: str = "f", presence: Presence = "complete", doc: str = 
 
 
 _FIT = "sigmoid (lo, hi, center, width)"
+_FIT_RISE = "sigmoid (lo, hi, center, width), 0 ≤ lo ≤ hi ≤ 1, center on the split grid (figures)"
+_TAU_MEAS = "mean commitment step of clone agreement (clone_tau), clamped to the split grid; NaN: no split"
+_TAU_CI = "95% Student interval over seed resamples, clamped to the split grid"
+_TAU_STATUS = "clone_tau.TauStatus: 0 inside, 1 before step 0, 2 after the last step, 3 no split"
+_TAU_BOOT = "seed-bootstrap replicates, the same resamples for every direction and g (paired)"
 
 PROTOCOL1 = ResultSchema(
     kind="protocol1",
@@ -202,9 +207,11 @@ COMPARE = ResultSchema(
         "layers": _a("layer", "i", "always"),
         # measured: clone splits at coupling g
         "agree": _a("g factor t_int seed", presence="always", doc="clone agreement along φ_f, {0, 1}"),
-        "fit_meas": _a("g factor param", presence="always", doc=_FIT),
-        "tau_meas": _a("g factor", presence="always", doc="measured speciation step (NaN: no split)"),
-        "tau_meas_ci": _a("g factor ci", presence="always", doc="95% seed-bootstrap CI"),
+        "fit_meas": _a("g factor param", presence="always", doc=_FIT_RISE),
+        "tau_meas": _a("g factor", presence="always", doc=_TAU_MEAS),
+        "tau_meas_ci": _a("g factor ci", presence="always", doc=_TAU_CI),
+        "tau_meas_status": _a("g factor", "i", "always", doc=_TAU_STATUS),
+        "tau_meas_boot": _a("g factor boot", presence="always", doc=_TAU_BOOT),
         "splits": _a("g factor", "b", "always", doc="clones split along φ_f at all"),
         # predicted: step level, Biroli
         "H_step": _a("g step factor", presence="always", doc="learned curvature H_f(s; g), point mean"),
@@ -244,9 +251,10 @@ COMPARE = ResultSchema(
         "H_exact": _a("step factor", presence="optional"),
         "tau_pred_step_exact": _a("factor", presence="optional", doc="step-level estimator on the exact ε"),
         "agree_exact": _a("factor t_int seed", presence="optional"),
-        "tau_meas_exact": _a("factor", presence="optional"),
-        "tau_meas_exact_ci": _a("factor ci", presence="optional"),
-        "fit_meas_exact": _a("factor param", presence="optional", doc=_FIT),
+        "tau_meas_exact": _a("factor", presence="optional", doc="tau_meas of the exact-score sampler"),
+        "tau_meas_exact_ci": _a("factor ci", presence="optional", doc=_TAU_CI),
+        "tau_meas_exact_status": _a("factor", "i", "optional", doc=_TAU_STATUS),
+        "fit_meas_exact": _a("factor param", presence="optional", doc=_FIT_RISE),
         "agree_theory": _a("factor t_int", presence="optional", doc="closed-form clone agreement"),
         "closure_ratio_exact": _a("step factor", presence="optional"),
         # summaries (complete files)

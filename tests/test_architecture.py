@@ -33,6 +33,7 @@ LAYER_1 = {
     "analysis",
     "gint",
     "fits",
+    "clone_tau",
     "grids",
     "boundary",
     "_logging",
@@ -259,6 +260,8 @@ def _definitions(name: str) -> list[str]:
         ("ddim_step", "theory.schedules"),
         ("stream_seed", "theory.streams"),  # the noise-stream key
         ("sigmoid", "dit_validation.fits"),
+        ("SPLIT_AGREEMENT", "dit_validation.clone_tau"),  # what "the clones split" means
+        ("fit_speciation", "dit_validation.clone_tau"),
         ("rho", "theory.gating"),
         ("gram_basis", "dit_validation.capture"),
         ("PAPER_G", "dit_validation.grids"),

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 from conftest import TINY_COMPARE
 
@@ -212,15 +213,22 @@ def test_gaps_and_predictions_against_plain_loops():
     G = a["g"].size
     block = {"tau_pred_block": np.full((G, 2, 3), np.nan)}
     boot = a["tau_meas"][:, 2:3] - a["tau_meas"][:, 0:1] + np.random.default_rng(1).normal(0, 0.5, (G, 200))
-    out = compare_report.gaps(a, block, boot)
+    M = 48
+    out = compare_report.gaps(a, block, boot, M)
     np.testing.assert_allclose(out["gap_meas"], a["tau_meas"][:, 2] - a["tau_meas"][:, 0])
     assert np.all(np.isnan(out["gap_pred_step"]))  # the last direction never crosses: no step-level gap
     np.testing.assert_allclose(out["gap_pred_biroli"], 6.0)
-    ci = np.percentile(boot, [2.5, 97.5], axis=1).T
-    np.testing.assert_allclose(out["gap_meas_ci"], ci)
+    # Student's interval with the bootstrap standard error (clone_tau.student_interval), written out
+    k = scipy.stats.t.ppf(0.975, M - 1) * math.sqrt(M / (M - 1))
+    half = k * boot.std(axis=1)
+    np.testing.assert_allclose(
+        out["gap_meas_ci"], np.stack([out["gap_meas"] - half, out["gap_meas"] + half], 1)
+    )
     x, y = a["rho"], out["gap_meas"]
     slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
     assert out["gap_fit_meas"][0] == pytest.approx(slope)
+    slopes = [np.polyfit(x, boot[:, b], 1)[0] for b in range(boot.shape[1])]
+    np.testing.assert_allclose(out["gap_slope_ci"], slope + np.array([-1, 1]) * k * np.std(slopes))
     out.update(block)
     pred = compare_report.predictions(a, out)
     holds = dict(zip(pred["prediction_names"], pred["prediction_holds"], strict=True))
@@ -233,10 +241,34 @@ def test_gaps_and_predictions_against_plain_loops():
     a["tau_pred_step"] = np.array(
         [[5.0, 9.0, 12.0], [np.inf, 9.0, np.inf], [5.0, 9.0, np.inf], [np.nan, 1.0, 2.0]]
     )
-    out = compare_report.gaps(a, block, boot)
+    out = compare_report.gaps(a, block, boot, M)
     assert np.isfinite(out["gap_meas"][0]) and out["gap_meas"][1] == 0.0 and np.isnan(out["gap_meas"][2])
     np.testing.assert_array_equal(out["gap_pred_step"][:3], [7.0, 0.0, np.nan])
     assert np.isnan(out["gap_pred_step"][3])  # undefined (NaN) is not "never"
+
+
+def test_measured_tau_labels_clamped_values_instead_of_printing_the_bound():
+    """compare.md's measured column: a τ or CI end clamped to the split grid reads "before step 0" /
+    "after step 50", never 0.00 or 50.00; a direction that never splits reads "no split"."""
+    from dit_validation.clone_tau import TauStatus
+
+    a = {
+        "t_int": np.arange(0, 51, 5),
+        "tau_meas": np.array([[0.0, 12.5, 50.0, np.nan, 30.0]]),
+        "tau_meas_ci": np.array([[[0.0, 4.0], [0.0, 20.1], [41.0, 50.0], [np.nan, np.nan], [25.0, 35.0]]]),
+        "tau_meas_status": np.array(
+            [[TauStatus.BEFORE, TauStatus.INSIDE, TauStatus.AFTER, TauStatus.NO_SPLIT, TauStatus.INSIDE]]
+        ),
+    }
+    text = [compare_report._tau_text(a, "tau_meas", (0, f)) for f in range(5)]
+    assert text == [
+        "before step 0 [before step 0, 4.00]",
+        "12.50 [before step 0, 20.10]",
+        "after step 50 [41.00, after step 50]",
+        "no split",
+        "30.00 [25.00, 35.00]",
+    ]
+    assert compare_report._tau_text(a, "tau_meas", (0, 0), 1, ci=False) == "before step 0"
 
 
 def test_closure_ratio_against_a_loop():

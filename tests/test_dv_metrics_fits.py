@@ -198,3 +198,97 @@ def test_bootstrap_is_faster_than_the_reference_loop() -> None:
     _reference_bootstrap(t, Y, curve, 50, 0)  # a quarter of the resamples
     slow = 4 * (time.perf_counter() - start)
     assert fast < slow / 3, (fast, slow)  # measured ≈ 20× on 2 CPU cores; 3× leaves room for a busy machine
+
+
+# ------------------------------------------------- the [0, 1]-plateau fit for agreement curves
+
+
+def _reference_rise(t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scipy ``least_squares`` (trust-region reflective) in the same parametrization and bounds:
+    (lo, a, center, width) ∈ [0, 1] × [0, 1] × [t_min, t_max] × [span/1000, span], hi = lo + a(1 − lo)."""
+    from scipy.optimize import least_squares
+
+    span = float(t.max() - t.min())
+    k = max(1, t.size // 5)
+    lo0, hi0 = np.clip([y[:k].mean(), y[-k:].mean()], 0, 1)
+    hi0 = max(hi0, lo0)
+    a0 = (hi0 - lo0) / (1 - lo0) if lo0 < 1 else 0.5
+    c0 = float(t[np.argmin(np.abs(y - 0.5 * (lo0 + hi0)))])
+    lower = np.array([0.0, 0.0, t.min(), span / 1000])
+    upper = np.array([1.0, 1.0, t.max(), span])
+    q0 = np.clip([lo0, a0, c0, span / 10], lower + 1e-9 * (upper - lower), upper - 1e-9 * (upper - lower))
+
+    def resid(q):
+        return fits.sigmoid(t, q[0], q[0] + q[1] * (1 - q[0]), q[2], q[3]) - y
+
+    q = least_squares(resid, q0, bounds=(lower, upper), xtol=1e-14, ftol=1e-14, gtol=1e-14).x
+    return np.array([q[0], q[0] + q[1] * (1 - q[0]), q[2], q[3]])
+
+
+def test_rise_fit_matches_least_squares_with_the_same_bounds() -> None:
+    """Noisy agreement-like curves, including ones whose data pass 1 (hi pinned at 1) or start below 0 (lo
+    pinned at 0): the vectorized LM and scipy's trust-region reflective solver find the same optimum."""
+    rng = np.random.default_rng(12)
+    t = np.arange(0.0, 51.0, 5.0)
+    Y = []
+    for i in range(30):
+        true = (rng.uniform(0.0, 0.6), rng.uniform(0.8, 1.0), rng.uniform(12, 38), rng.uniform(2, 6))
+        y = fits.sigmoid(t, *true) + rng.normal(0, 0.03, t.size)
+        if i % 3 == 0:
+            y[-3:] += 0.1  # above 1: the upper plateau must stop at 1
+        if i % 3 == 1:
+            y[:3] -= true[0] + 0.1  # below 0: the lower plateau must stop at 0
+        Y.append(y)
+    got = fits.fit_rise_batch(t, np.stack(Y))
+    want = np.stack([_reference_rise(t, y) for y in Y])
+    cost = [np.sum((fits.sigmoid(t, *p) - y) ** 2) for P in (got, want) for p, y in zip(P, Y, strict=True)]
+    cost_got, cost_want = np.split(np.array(cost), 2)
+    np.testing.assert_array_less(cost_got, cost_want * (1 + 1e-6) + 1e-12)  # never a worse optimum
+    # where the rise spans more than a grid point the optimum is unique: the same parameters. Steeper fits
+    # (width → 0) leave the center free between two grid points at equal cost, and the solvers stop apart.
+    wide = want[:, 3] > 0.5
+    assert wide.sum() >= 20
+    np.testing.assert_allclose(got[wide], want[wide], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cost_got, cost_want, rtol=1e-3, atol=1e-9)
+    assert np.any(got[:, 1] == 1.0) and np.any(got[:, 0] == 0.0)  # the bounds were active
+
+
+def test_rise_fit_recovers_a_logistic_and_pins_out_of_grid_rises_to_the_bound() -> None:
+    t = np.arange(0.0, 51.0, 5.0)
+    true = (0.5, 1.0, 23.7, 3.0)
+    np.testing.assert_allclose(fits.fit_rise_batch(t, fits.sigmoid(t, *true)[None])[0], true, rtol=1e-6)
+    # a rise centred before the first step (after the last): the center stops on the grid's bound
+    before = fits.fit_rise_batch(t, fits.sigmoid(t, 0.5, 1.0, -5.0, 5.0)[None])[0]
+    after = fits.fit_rise_batch(t, fits.sigmoid(t, 0.5, 1.0, 60.0, 5.0)[None])[0]
+    assert before[2] == t[0] and after[2] == t[-1]
+    # the unbounded fit extrapolates the same curves off the grid, with plateaus that need not be in [0, 1]
+    assert fits.fit_sigmoid(t, fits.sigmoid(t, 0.5, 1.0, -5.0, 5.0)).center < t[0]
+    assert np.isnan(fits.fit_rise_batch(t, np.full((1, t.size), 0.7))).all()  # flat → NaN
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.floats(0.01, 3.0),
+    offset=st.floats(-2.0, 2.0),
+    n=st.integers(4, 15),
+)
+def test_rise_fit_keeps_plateaus_in_the_unit_interval_and_the_center_on_the_grid(seed, scale, offset, n):
+    """Arbitrary curves — noise, falling, far outside [0, 1], uneven grids, missing points: every fitted row
+    has 0 ≤ lo ≤ hi ≤ 1, the center within its finite points' t range and the width in [span/1000, span],
+    or is NaN as a whole."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.choice(np.arange(100.0), n, replace=False))
+    Y = offset + scale * rng.standard_normal((8, n))
+    Y[0] = np.linspace(1.5, -0.5, n)  # falling
+    Y[1, rng.integers(0, n)] = np.nan
+    P = fits.fit_rise_batch(t, Y)
+    for y, p in zip(Y, P, strict=True):
+        if np.isnan(p).any():
+            assert np.isnan(p).all()
+            continue
+        tt = t[np.isfinite(y)]
+        assert 0.0 <= p[0] <= p[1] <= 1.0
+        assert tt.min() <= p[2] <= tt.max()
+        span = tt.max() - tt.min()
+        assert span / 1000 * (1 - 1e-12) <= p[3] <= span * (1 + 1e-12)

@@ -94,7 +94,7 @@ def _write_compare(
         "prediction_names": np.array(PREDICTIONS),
     }
     sizes = {"g": G, "step_b": Sb, "layer": L, "factor": F, "t_int": 3, "step": 5, "seed": 2, "param": 4}
-    sizes.update(ci=2, fit3=3, prediction=3, dim=dim, rmode=2)
+    sizes.update(ci=2, fit3=3, prediction=3, dim=dim, rmode=2, boot=5)
     full = fill("compare", sizes, optional=False, **arrays)
     save_result(path, make_meta("compare", {**(config or {}), "model": model}, [], complete=True), full)
     return path
