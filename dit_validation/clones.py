@@ -23,7 +23,13 @@ from .fits import bootstrap_center
 from .models import DiTBundle
 from .sampler import sample_clones
 
-__all__ = ["SPLIT_AGREEMENT", "dit_clone_agreement", "exact_clone_agreements", "fit_speciation"]
+__all__ = [
+    "SPLIT_AGREEMENT",
+    "dit_clone_agreement",
+    "exact_clone_agreements",
+    "exact_endpoints",
+    "fit_speciation",
+]
 
 #: A direction "splits" when fewer than this fraction of clone pairs split at step 0 agree along it.
 SPLIT_AGREEMENT = 0.9
@@ -73,6 +79,18 @@ def exact_clone_agreements(
     ts = sampling_timesteps(sched, num_steps)
     ab_split = np.array([ab[ts[s]] if s < num_steps else 1.0 - 1e-12 for s in t_ints])
     return clone_agreement(mix, pairs), exact_clone_agreement(mix, ab_split)
+
+
+def exact_endpoints(num_pairs: int, num_steps: int, seed: int) -> np.ndarray:
+    """Samples of the exact-score sampler (DDIM η = 1, the clone convention): the endpoints of ``num_pairs``
+    clone pairs split at step 0 on the mixture testbed, (2·num_pairs, d) float64."""
+    mix = DEFAULT_MIXTURE
+    ab = DDPMSchedule().alphas_cumprod
+    shape = (mix.channels, mix.size, mix.size)
+    pairs = clone_experiment(
+        lambda x, t: mixture_eps(mix, x, ab[t]), shape, num_steps, [0], num_pairs, seed=seed, ddim_eta=1.0
+    )
+    return pairs[0].reshape(2 * num_pairs, -1)
 
 
 def fit_speciation(t_ints: np.ndarray, agree: np.ndarray, n_boot: int, seed: int) -> dict[str, np.ndarray]:

@@ -44,8 +44,23 @@ from theory.validation import check_g, check_positive_int, check_range
 from . import compare_report
 from ._logging import progress as progress_bar
 from .boundary import units
-from .branches import BranchDirections, branch_directions, dataset_of, to_tensor
-from .clones import dit_clone_agreement, exact_clone_agreements, fit_speciation, gap_bootstrap
+from .branches import (
+    BranchDirections,
+    branch_directions,
+    clone_endpoints,
+    dataset_of,
+    directions_of,
+    learned,
+    midpoint_fraction,
+    to_tensor,
+)
+from .clones import (
+    dit_clone_agreement,
+    exact_clone_agreements,
+    exact_endpoints,
+    fit_speciation,
+    gap_bootstrap,
+)
 from .gamma import block_odd_response, estimate_gamma
 from .grids import FIGURE_G, PAPER_G
 from .measure import (
@@ -80,7 +95,9 @@ class CompareConfig:
     em_pairs: int = 128  # Protocol II pairs for the EM fit of (m, c) (eq. 34)
     block_steps: int = 10  # steps at which the per-block quantities are measured
     random_modes: int = 4  # random hidden-space modes for routing dominance outside its premise
-    clone_pairs: int = 256  # pairs for clone-endpoint directions (models without known branches)
+    # clone pairs split at step 0 (g = 0): their 512 endpoints are the model's samples behind the branch
+    # validity gate, and their differences give the band directions of models without known factors
+    clone_pairs: int = 256
     sigma: float = 0.5  # eq. (67), as Protocol I/II
     # None → the null class (unconditional generation) for class-conditional models, so which class is
     # generated is itself decided by the reverse dynamics; 0 for the one-class mixture model
@@ -100,7 +117,7 @@ class CompareConfig:
             check_positive_int(name, getattr(self, name))
         check_positive_int("clone_seeds", self.clone_seeds, minimum=4)
         check_positive_int("em_pairs", self.em_pairs, minimum=8)
-        check_positive_int("clone_pairs", self.clone_pairs, minimum=2)
+        check_positive_int("clone_pairs", self.clone_pairs, minimum=8)
         check_positive_int("t_int_stride", self.t_int_stride)
         check_positive_int("batch_size", self.batch_size)
         check_range("sigma", self.sigma, 0.0, lo_open=True)
@@ -203,14 +220,7 @@ class _Run:
         return self._lin
 
     def directions(self) -> BranchDirections:
-        a = self.arrays
-        return BranchDirections(
-            str(a["direction_source"]),
-            a["phi"],
-            a["midpoint"],
-            a["Lambda"],
-            tuple(str(n) for n in a["factor_names"]),
-        )
+        return directions_of(self.arrays)
 
     def symmetric(self) -> np.ndarray:
         """Symmetric points (S, n, C, H, W), recomputed (deterministic, cheap) rather than stored."""
@@ -223,15 +233,18 @@ class _Run:
 
     # ----------------------------------------------------------------------------- units
     def unit_directions(self) -> None:
+        """Branch directions and the validity gate: the model's own samples (g = 0) along every φ_f."""
         cfg = self.cfg
-        d = branch_directions(
+        ends = clone_endpoints(
             self.bundle,
-            cfg.num_directions,
+            cfg.clone_pairs,
             num_steps=cfg.num_steps,
-            clone_pairs=cfg.clone_pairs,
             class_label=self.label,
             seed=cfg.seed + 20_000,
         )
+        d = branch_directions(self.bundle, cfg.num_directions, endpoints=ends)
+        samples = np.concatenate(ends)  # (2·clone_pairs, d): every endpoint is one draw of the sampler
+        fraction = midpoint_fraction(samples, d)
         G, F, T, M = len(cfg.g), d.num, len(cfg.t_ints()), cfg.clone_seeds
         S, Sb, L, R = cfg.num_steps, len(cfg.measured_steps()), self.bundle.num_layers, cfg.random_modes
         nan = np.nan
@@ -246,6 +259,11 @@ class _Run:
             "factor": np.arange(F),
             "factor_names": np.asarray(d.names),
             "direction_source": np.asarray(d.source),
+            "direction_band": np.asarray(d.band),
+            "centroid": d.centroid,
+            "half_separation": d.half_separation,
+            "branch_midpoint_fraction": fraction,
+            "learned": learned(fraction),
             "phi": d.phi,
             "midpoint": d.midpoint,
             "Lambda": d.Lambda,
@@ -292,6 +310,9 @@ class _Run:
                     "fit_meas_exact": np.full((F, 4), nan),
                     "agree_theory": np.full((F, T), nan),
                     "closure_ratio_exact": np.full((S, F), nan),
+                    "branch_midpoint_fraction_exact": midpoint_fraction(
+                        exact_endpoints(cfg.clone_pairs, S, cfg.seed + 20_000), d
+                    ),
                 }
             )
         self.arrays = a

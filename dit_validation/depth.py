@@ -26,7 +26,7 @@ import torch
 from theory.validation import check_positive_int
 
 from .analysis import band_energies, depth_fraction, uniform_share
-from .branches import BranchDirections
+from .branches import BranchDirections, directions_of
 from .models import DiTBundle
 from .results import ResultFileError, load_result, make_meta, save_result
 from .sampler import sample_pairs
@@ -236,13 +236,7 @@ def run_depth(
             f"{compare_path} has {np.asarray(cmp['layers']).size} layers but {protocol2_path} has {L}: "
             "the two files come from different models; re-run compare for this model"
         )
-    directions = BranchDirections(
-        str(cmp["direction_source"]),
-        cmp["phi"],
-        cmp["midpoint"],
-        cmp["Lambda"],
-        tuple(map(str, cmp["factor_names"])),
-    )
+    directions = directions_of(cmp)
     out = {
         "g": g,
         "layers": np.asarray(p2["layers"]),

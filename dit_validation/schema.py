@@ -180,7 +180,19 @@ COMPARE = ResultSchema(
         "rho": _a("g", presence="always", doc="ρ(g), eq. (27)"),
         "factor": _a("factor", "i", "always", doc="branch directions, global → local"),
         "factor_names": _a("factor", "U", "always"),
-        "direction_source": _a("", "U", "always", doc="factors | class-means | clone-endpoints"),
+        "direction_source": _a("", "U", "always", doc="factors | bands"),
+        "direction_band": _a(
+            "factor", "U", "always", doc="factor | low | high (P's row space of eq. 71 or not)"
+        ),
+        "centroid": _a("factor", presence="always", doc="spectral centroid of φ_f, cycles per pixel"),
+        "half_separation": _a("factor", presence="always", doc="m_f: branches at midpoint ± m_f; 0 unimodal"),
+        "branch_midpoint_fraction": _a(
+            "factor", presence="always", doc="model samples (g = 0) within m_f/2 of the midpoint"
+        ),
+        "branch_midpoint_fraction_exact": _a(
+            "factor", presence="optional", doc="the same for the exact-score sampler (mixture)"
+        ),
+        "learned": _a("factor", "b", "always", doc="branch-validity gate: fraction ≤ 0.05 and m_f > 0"),
         "phi": _a("factor dim", presence="always", doc="unit branch directions φ_f in sample space"),
         "midpoint": _a("factor", presence="always", doc="φ_fᵀμ: branches lie on either side"),
         "Lambda": _a("factor", presence="always", doc="data variance along φ_f (Biroli's Λ)"),
