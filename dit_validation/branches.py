@@ -44,18 +44,18 @@ from theory.validation import check_positive_int
 from .metrics import default_pool, lowpass
 from .models import DiTBundle
 from .sampler import sample_clones
+from .verdicts import learned
 
 __all__ = [
-    "GATE_FRACTION",
     "GATE_SAMPLES",
     "BranchDirections",
     "branch_directions",
     "band_directions",
+    "branch_validity",
     "clone_endpoints",
     "dataset_of",
     "directions_of",
     "factor_directions",
-    "learned",
     "lowpass_basis",
     "midpoint_fraction",
     "spectral_centroid",
@@ -63,8 +63,6 @@ __all__ = [
 ]
 
 Source = Literal["factors", "bands"]
-#: A direction is learned when at most this fraction of the model's samples lies within m_f/2 of the midpoint.
-GATE_FRACTION = 0.05
 #: Model samples behind the gate: 256 clone pairs split at step 0 (512 endpoints).
 GATE_SAMPLES = 512
 
@@ -257,12 +255,32 @@ def directions_of(arrays: dict[str, np.ndarray]) -> BranchDirections:
     )
 
 
-def learned(fraction: np.ndarray) -> np.ndarray:
-    """The gate (F,): a direction is learned where its midpoint fraction is at most :data:`GATE_FRACTION`."""
-    f = np.asarray(fraction, dtype=np.float64)
-    return np.isfinite(f) & (f <= GATE_FRACTION)
-
-
 def to_tensor(directions: BranchDirections, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """φ as (F, C, H, W) float64 on ``device``."""
     return torch.as_tensor(directions.phi, dtype=torch.float64, device=device).view(directions.num, *shape)
+
+
+def branch_validity(
+    bundle: DiTBundle,
+    num: int = 4,
+    *,
+    num_steps: int = 50,
+    clone_pairs: int = GATE_SAMPLES // 2,
+    class_label: int = 0,
+    seed: int = 0,
+) -> dict[str, dict[str, float | bool]]:
+    """The gate of every branch direction of a model, for a checkpoint's ``training_record.json``:
+    {name: {"branch_midpoint_fraction", "half_separation", "learned"}} from the model's own samples (the
+    compare stage's convention: clone pairs split at step 0, g = 0, DDIM η = 1, ``num_steps`` steps)."""
+    ends = clone_endpoints(bundle, clone_pairs, num_steps=num_steps, class_label=class_label, seed=seed)
+    d = branch_directions(bundle, num, endpoints=ends)
+    frac = midpoint_fraction(np.concatenate(ends), d)
+    ok = learned(frac)
+    return {
+        name: {
+            "branch_midpoint_fraction": float(frac[f]),
+            "half_separation": float(d.half_separation[f]),
+            "learned": bool(ok[f]),
+        }
+        for f, name in enumerate(d.names)
+    }

@@ -50,7 +50,6 @@ from .branches import (
     clone_endpoints,
     dataset_of,
     directions_of,
-    learned,
     midpoint_fraction,
     to_tensor,
 )
@@ -75,6 +74,7 @@ from .measure import (
 from .models import DiTBundle, float64_copy
 from .results import load_result, make_meta, open_for_resume, save_result, write_text_atomic
 from .step_predictor import predicted_steps, step_curvatures, symmetric_states, trajectory_states
+from .verdicts import learned
 
 log = logging.getLogger(__name__)
 

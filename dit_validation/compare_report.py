@@ -12,6 +12,7 @@ from theory import DDPMSchedule, sampling_timesteps
 from theory.schedules import ddim_c1
 
 from .analysis import linfit
+from .verdicts import GATE_FRACTION
 
 __all__ = [
     "PREDICTIONS",
@@ -186,6 +187,27 @@ def _frac(x: np.ndarray) -> str:
     return f"{100 * float(np.mean(x)):.0f}%"
 
 
+def gate_table(a: dict[str, np.ndarray]) -> list[str]:
+    """Markdown rows of the branch-validity gate, one per direction."""
+    exact = "branch_midpoint_fraction_exact" in a
+    head = ["direction", "band", "spectral centroid", "m_f", "model fraction"]
+    head += ["exact-score sampler"] if exact else []
+    head += ["learned"]
+    rows = [_row(*head), _row(*["---"] * len(head))]
+    for f, name in enumerate(a["factor_names"]):
+        cells = [
+            str(name),
+            str(a["direction_band"][f]),
+            _fmt(float(a["centroid"][f]), 3),
+            _fmt(float(a["half_separation"][f]), 3),
+            _fmt(float(a["branch_midpoint_fraction"][f]), 3),
+        ]
+        cells += [_fmt(float(a["branch_midpoint_fraction_exact"][f]), 3)] if exact else []
+        cells += ["yes" if a["learned"][f] else "**no**"]
+        rows.append(_row(*cells))
+    return rows
+
+
 def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     """compare.md: predicted (three ways) beside measured, per direction and coupling, and what they mean."""
     cfg = meta["config"]
@@ -197,6 +219,15 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         f"{cfg['t_int_stride']} steps); {cfg['sym_points']} symmetric points per step; "
         f"EM on {cfg['em_pairs']} "
         f"pairs; branch directions: {a['direction_source']}; {meta.get('wall_time_s', float('nan')):.0f} s.",
+        "",
+        "## 0. Branch validity: did the model learn the branches it is measured along?",
+        "",
+        "Fraction of the model's own samples (g = 0, clone pairs split at step 0) within half a branch "
+        "separation of the midpoint (|φ_fᵀx − midpoint| < m_f/2, branches at midpoint ± m_f); a direction "
+        f"above {GATE_FRACTION:.2f} (or with no bimodal branches, m_f = 0) is not learned and gets no τ, no "
+        "prediction and no vote.",
+        "",
+        *gate_table(a),
         "",
         "## 1. Speciation step per branch direction (steps; 95% CI)",
         "",

@@ -27,6 +27,8 @@ from enum import IntEnum
 import numpy as np
 
 __all__ = [
+    "GATE_FRACTION",
+    "learned",
     "Verdict",
     "Decision",
     "MIN_COLLAPSE_POINTS",
@@ -41,6 +43,9 @@ __all__ = [
     "verdict_text",
 ]
 
+#: The branch-validity gate: a direction is learned when at most this fraction of the model's own samples lies
+#: within half a branch separation of the midpoint (:func:`dit_validation.branches.midpoint_fraction`).
+GATE_FRACTION = 0.05
 #: Couplings at which both directions of the gap must split before a slope against ρ(g) decides anything.
 MIN_COLLAPSE_POINTS = 3
 #: Finite bootstrap replicates needed for an interval (fewer: the interval is undefined).
@@ -88,6 +93,13 @@ def decide(ci: np.ndarray) -> tuple[Verdict, str]:
     if hi < 0:
         return Verdict.FAILS, f"95% CI [{lo:.2f}, {hi:.2f}] below 0"
     return Verdict.UNDEFINED, f"95% CI [{lo:.2f}, {hi:.2f}] contains 0"
+
+
+def learned(fraction: np.ndarray) -> np.ndarray:
+    """The gate (F,): a direction is learned where its midpoint fraction is at most :data:`GATE_FRACTION`
+    (NaN — no bimodal branches at all — is not learned)."""
+    f = np.asarray(fraction, dtype=np.float64)
+    return np.isfinite(f) & (f <= GATE_FRACTION)
 
 
 def learned_order(a: dict[str, np.ndarray]) -> np.ndarray:

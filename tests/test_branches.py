@@ -17,17 +17,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dit_validation.branches import (
-    GATE_FRACTION,
     BranchDirections,
     band_directions,
     factor_directions,
-    learned,
     lowpass_basis,
     midpoint_fraction,
     spectral_centroid,
 )
 from dit_validation.clones import exact_endpoints
 from dit_validation.metrics import d_low, lowpass
+from dit_validation.verdicts import GATE_FRACTION, learned
 from theory.multiscale import DEFAULT_MIXTURE, patterns
 
 SHAPE = (1, 16, 16)
