@@ -540,15 +540,21 @@ def block_kappa(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """η_k(g) (eq. 46 with π(g) of eq. 26 and the eq. 32 cross term), κ (eq. 50) and its status, per block.
 
-    m counts only where the EM fit finds the difference bimodal; elsewhere m = 0 and κ = 0 (eq. 48 has no
-    non-zero root). κ is NaN (undefined) where eq. (55) fails or γ ≤ 0 (:func:`theory.kappa_status`).
+    This η is the block's measured Jacobian along r_k at the symmetric state, the residual stream's identity
+    included: the effective Jacobian J of eq. (39), which already holds the score's linear part
+    γ(κ_f − 1)/c. κ is therefore eq. (50) in J, γκ_f/(c(1 − J) + γκ_f) (:func:`theory.
+    speciation_parameter_from_jacobian`); J in η's place would count that part twice. Input and output of
+    a block share the residual stream's coordinates (score-free part ≈ I), where κ = 1 ⇔ J = 1 is the
+    bifurcation (docs/FINDINGS.md §4). m counts only where the EM fit finds the difference bimodal;
+    elsewhere m = 0 and κ = 0 (eq. 48 has no non-zero root). κ is NaN (undefined) where eq. (55),
+    c(1 − J) + γκ_f > 0, fails or γ ≤ 0 (:func:`theory.kappa_status_from_jacobian`).
     """
     eta = np.asarray(theory.eta(g, parts["lambda_mlp"], parts["chi"], pi_of_g(parts, g))) + cross_of_g(
         parts, g
     )
     m_used = np.where(bimodal, m, 0.0)
-    kappa = np.asarray(theory.speciation_parameter(gamma, m_used, c, eta))  # eq. (50)
-    return eta, kappa, np.asarray(theory.kappa_status(gamma, m_used, c, eta))
+    kappa = np.asarray(theory.speciation_parameter_from_jacobian(gamma, m_used, c, eta))  # eq. (50) in J
+    return eta, kappa, np.asarray(theory.kappa_status_from_jacobian(gamma, m_used, c, eta))
 
 
 def summarize(a: dict[str, np.ndarray], cfg: CompareConfig) -> dict[str, np.ndarray]:

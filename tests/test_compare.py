@@ -27,6 +27,7 @@ from dit_validation.measure import StepProjector, block_input_projections, linea
 from dit_validation.models import resolve_model
 from dit_validation.results import ConfigMismatchError, load_result
 from dit_validation.step_predictor import difference_curvature
+from theory.streams import numpy_generator
 
 
 @pytest.fixture(scope="module")
@@ -305,8 +306,9 @@ def test_micro_compare_resumes_and_refuses_another_model(tiny32, tmp_path, monke
 
 
 def test_block_kappa_matches_eq50_by_a_plain_loop():
-    """η (eq. 46 + the eq. 32 cross term, π(g) of eq. 26) and κ (eq. 50) against a per-element loop, with
-    the conventions: m = 0 where the EM finds no bimodality (κ = 0), NaN where eq. (55) fails or γ ≤ 0."""
+    """η (eq. 46 + the eq. 32 cross term, π(g) of eq. 26: the block's Jacobian J) and κ (eq. 50 in J,
+    γκ_f/(c(1 − J) + γκ_f)) against a per-element loop, with the conventions: m = 0 where the EM finds no
+    bimodality (κ = 0), NaN where eq. (55) fails or γ ≤ 0."""
     from dit_validation.compare import block_kappa
 
     rng = np.random.default_rng(3)
@@ -334,7 +336,7 @@ def test_block_kappa_matches_eq50_by_a_plain_loop():
             )
             assert eta[idx] == pytest.approx(e, rel=1e-12, abs=1e-14)
             mm = m[idx] if bimodal[idx] else 0.0
-            bracket = (1 - e) * c[idx] + gamma[idx]
+            bracket = (1 - e) * c[idx] + gamma[idx] * mm**2 / c[idx]  # (1 − η)c + γ with η = K, not J
             if gamma[idx] <= 0:
                 assert np.isnan(kappa[idx]) and status[idx] == int(theory.KappaStatus.GAMMA_NOT_POSITIVE)
             elif mm == 0:
@@ -343,6 +345,60 @@ def test_block_kappa_matches_eq50_by_a_plain_loop():
                 assert np.isnan(kappa[idx]) and status[idx] == int(theory.KappaStatus.VIOLATES_55)
             else:
                 assert kappa[idx] == pytest.approx(gamma[idx] * mm**2 / (c[idx] * bracket), rel=1e-12)
+
+
+@pytest.mark.parametrize("num_steps", [50, 100])
+def test_block_kappa_on_a_residual_map_with_known_answer(num_steps):
+    """The per-block pipeline on a map whose answer is known: one exact DDIM step in x̃ = x/α_t, a 'block'
+    whose score-free part is the identity like a residual block's (K̃ = 1, theory.exact_step). Its Jacobian J
+    along φ_f by float64 central differences (what the JVP gives for a block), γ by the package's fit of eq.
+    (36) to its odd response (dit_validation.gamma), m̃, c̃ exact: block_kappa must give κ = κ_f = m²/c
+    (relative 1e-8·(1 + c/γ + κ_f), the finite-difference error of J amplified), with eq. (55) holding at
+    every step, and its κ = 1 crossing the exact κ_f = 1 step within 0.05 step.
+
+    Fails with J read as η in eq. (50) (the double count of γ(κ_f − 1)/c): that gives κ_f/(2 − κ_f) and
+    'violates (55)' from κ_f = 2 on — checked here too.
+    """
+    from dit_validation.compare import block_kappa
+    from dit_validation.gamma import estimate_gamma
+
+    mix, sched = theory.multiscale.DEFAULT_MIXTURE, theory.DDPMSchedule()
+    ek = theory.exact_step_kappa(mix, sched, num_steps, coordinates="x_over_alpha")
+    phi = theory.multiscale.patterns(mix).reshape(mix.num_factors, 1, mix.size, mix.size)
+    S, F = ek.m.shape
+    J, gamma = np.full((S, F), np.nan), np.full((S, F), np.nan)
+    for s in range(S):
+        ab_t, ab_prev = float(ek.alpha_bar_t[s]), float(ek.alpha_bar_prev[s])
+
+        def step(z, ab_t=ab_t, ab_prev=ab_prev):  # the block: x̃ ↦ x̃⁺
+            x = np.sqrt(ab_t) * z
+            eps = theory.multiscale.mixture_eps(mix, x, ab_t)
+            return theory.ddim_step(x, eps, ab_t, ab_prev, 0.0, None) / np.sqrt(ab_prev)
+
+        z0 = theory.symmetric_points(mix, ab_t, 1, numpy_generator(11, s))[0] / np.sqrt(ab_t)
+        h = 1e-4 * min(np.sqrt(float(ek.c[s, 0])), float(ek.c[s, 0]) / float(ek.m[s].max()))
+        J[s] = theory.directional_curvature(step, z0[None], phi, 1.0, h)[0]
+        for f in range(F):
+
+            def odd(a, f=f, step=step, z0=z0):
+                out = step(np.stack([z0 + t * phi[f] for t in a] + [z0 - t * phi[f] for t in a]))
+                return np.sum((out[: a.size] - out[a.size :]) * phi[f], axis=(1, 2, 3)) / 2
+
+            gamma[s, f] = estimate_gamma(odd, float(ek.m[s, f]), float(ek.c[s, f])).gamma
+    parts = {k: np.zeros((S, F)) for k in ("chi", "pi_q", "pi_k", "cross_R", "cross_q", "cross_k")}
+    parts["lambda_mlp"] = J - 1.0  # η of eq. (46) = 1 + λ: the whole measured slope
+    eta, kappa, status = block_kappa(parts, gamma, ek.m, ek.c, np.ones((S, F), bool), 0.0)
+    np.testing.assert_allclose(eta, J, rtol=1e-15)
+    assert np.all(status == int(theory.KappaStatus.DEFINED))
+    # δκ/κ = c δJ/γ: the ~3e-9 relative error of the central difference of J, times cJ/γ ≈ c/γ + κ_f
+    tol = 1e-8 * (1.0 + ek.c / ek.gamma[:, None] + ek.kappa_limit)
+    assert np.all(np.abs(kappa / ek.kappa_limit - 1.0) < tol)
+    exact = theory.exact_speciation_step(mix, sched, num_steps)
+    np.testing.assert_allclose(theory.speciation_step(kappa, ek.steps, axis=0), exact, atol=0.05)
+    old = np.asarray(theory.speciation_parameter(gamma, ek.m, ek.c, J))  # J in η's place
+    kf = ek.kappa_limit
+    np.testing.assert_allclose(old[kf < 1.9], (kf / (2 - kf))[kf < 1.9], rtol=1e-5)
+    assert np.all(np.isnan(old[kf > 2.1]))
 
 
 def test_predictions_markdown_states_each_verdict_and_the_depth_statistic_per_g():

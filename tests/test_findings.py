@@ -144,31 +144,44 @@ def test_finding7_eq66_needs_mode_independent_pi_not_small_pi():
 # ------------------------------------------------------------------ finding 4: eq. (50) on a whole step
 
 
+@pytest.mark.parametrize("ddim_eta", [0.0, 1.0])
 @pytest.mark.parametrize("num_steps", [50, 100])
-def test_finding4_eq50_with_finite_gamma_is_ill_posed_for_a_whole_step(num_steps):
-    """One exact deterministic DDIM step on the mixture is x_prev = c₁x + γ_s∇log p_t (K = c₁ I, c₁ > 1):
-    eq. (55) holds at every step, yet eq. (50) with that finite γ_s gives κ ≥ 1 from step 0 for every factor,
-    so eq. (51) puts every speciation at step 0; only the γ → ∞ limit κ = m²/c lands on the exact κ_f = 1
-    steps (within 0.03 steps). With ancestral steps (DDIM η = 1) κ starts below 1 but still crosses early.
+def test_finding4_eq50_holds_in_coordinates_where_the_score_free_part_is_the_identity(num_steps, ddim_eta):
+    """One exact DDIM step on the mixture is eq. (36) along φ_f: in x with K = c₁ > 1, in x̃ = x/α_t with
+    K̃ = 1 (rescaled γ̃, m̃, c̃). Eq. (50) with the finite γ̃ in x/α_t equals κ_f = m²/c at every step and
+    factor, and its κ = 1 crossings are the exact κ_f = 1 steps; in x, κ = 1 sits where the step's Jacobian
+    J = 1, while the bifurcation is J = c₁. Deterministic (ddim_eta = 0) and ancestral (1) steps alike.
 
-    Fails if (55) failed somewhere, if some factor's finite-γ κ started below 1, or if the limit missed the
-    exact steps.
+    Fails on the old reading ("the residual stream's identity / a finite γ inflates κ; only γ → ∞ works"):
+    if in x/α_t K̃ differed from 1 (> 1e-14), if κ_50 there differed from m²/c by more than 1e-10 relative
+    anywhere, or if its crossings missed the exact steps (theory.exact_speciation_step) by more than 0.05
+    step. Also fails if in x κ > 1 ⇔ J > 1 broke (eq. 50 ⇔ J = 1), if the sign of J − c₁ differed from that
+    of κ_f − 1 at any step, or if the first J = c₁ crossing missed the exact steps by more than 0.05 step —
+    or if in x the deterministic steps stopped putting every crossing at step 0 and the ancestral ones
+    stopped crossing more than 2 steps early (the x reading would then be right after all).
     """
     import theory
 
     mix, sched = theory.multiscale.DEFAULT_MIXTURE, theory.DDPMSchedule()
-    r = theory.exact_step_kappa(mix, sched, num_steps)
-    assert np.all(r.status == int(theory.KappaStatus.DEFINED))  # (55) holds everywhere
-    assert np.all(r.c1 > 1.0)
-    assert np.all(r.kappa[0] > 1.0)  # speciated at step 0 by eq. (51)
-    steps = r.steps.astype(float)
-    np.testing.assert_array_equal(theory.speciation_step(r.kappa, steps, axis=0), 0.0)
-    limit = theory.speciation_step(r.kappa_limit, steps, axis=0)
-    np.testing.assert_allclose(limit, theory.exact_speciation_step(mix, sched, num_steps), atol=0.03)
-    r1 = theory.exact_step_kappa(mix, sched, num_steps, ddim_eta=1.0)
-    assert np.all(r1.kappa[0] < 1.0)
-    early = theory.speciation_step(r1.kappa, steps, axis=0)
-    assert np.all(early < limit - 1.0)  # ancestral: still earlier than the exact bifurcation
+    exact = theory.exact_speciation_step(mix, sched, num_steps)
+    a = theory.exact_step_kappa(mix, sched, num_steps, ddim_eta, coordinates="x_over_alpha")
+    np.testing.assert_allclose(a.eta, 1.0, rtol=0, atol=1e-14)
+    assert np.all(a.status == int(theory.KappaStatus.DEFINED))
+    np.testing.assert_allclose(a.kappa, a.m**2 / a.c, rtol=1e-10)
+    steps = a.steps.astype(float)
+    np.testing.assert_allclose(theory.speciation_step(a.kappa, steps, axis=0), exact, atol=0.05)
+
+    x = theory.exact_step_kappa(mix, sched, num_steps, ddim_eta)  # the sampler's own coordinates
+    assert np.all(x.c1 > 1.0) and np.all(x.status == int(theory.KappaStatus.DEFINED))
+    np.testing.assert_array_equal(x.kappa > 1.0, x.jacobian > 1.0)  # eq. (50): κ = 1 ⇔ J = 1
+    np.testing.assert_array_equal(np.sign(x.jacobian - x.c1[:, None]), np.sign(x.kappa_limit - 1.0))
+    to_c1 = theory.curvature_sign_change(x.c1[:, None] - x.jacobian, steps, axis=0)  # first J ≥ c₁
+    np.testing.assert_allclose(to_c1, exact, atol=0.05)
+    x_crossing = theory.speciation_step(x.kappa, steps, axis=0)
+    if ddim_eta == 0.0:
+        np.testing.assert_array_equal(x_crossing, 0.0)  # J > 1 from step 0: κ ≥ 1 from step 0
+    else:
+        assert np.all(x_crossing < exact - 2.0)  # J = 1 before J = c₁
 
 
 # ------------------------------------------------------------------ finding 5: routing dominance and modes

@@ -13,14 +13,17 @@ from scipy.optimize import brentq
 from theory import (
     KappaStatus,
     cumulative_gain,
+    effective_jacobian,
     eta,
     kappa_status,
+    kappa_status_from_jacobian,
     modal_snr,
     modal_snr_expanded,
     propagated_snr,
     rho,
     snr_validity,
     speciation_parameter,
+    speciation_parameter_from_jacobian,
     speciation_step,
     synchronization_gap,
     xi,
@@ -246,6 +249,72 @@ def test_gap_collapses_with_g_in_routing_dominant_model() -> None:
         k_lo = speciation_parameter(1.0, m, 1.0, eta_routing_dominant(g, -0.5, 0.1))
         gaps.append(synchronization_gap(speciation_step(k_lo), speciation_step(k_hi)))
     assert gaps[0] > 0 and np.all(np.diff(gaps) < 0) and gaps[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------- eq. (50) in the effective Jacobian (docs/FINDINGS.md §4)
+
+
+def test_kappa_from_jacobian_reference_values() -> None:
+    """Closed forms: γ = 2, m = 1, c = 0.5 (κ_f = 2); J = 1 gives κ = 1 for any γ; η = 1 gives κ = κ_f."""
+    assert effective_jacobian(2.0, 1.0, 0.5, 1.0) == pytest.approx(1.0 + 2.0 * (2.0 - 1.0) / 0.5)  # 5
+    assert speciation_parameter_from_jacobian(2.0, 1.0, 0.5, 0.8) == pytest.approx(4.0 / (0.1 + 4.0))
+    for gamma in (1e-3, 0.7, 50.0):
+        assert speciation_parameter_from_jacobian(gamma, 1.0, 0.5, 1.0) == pytest.approx(1.0, rel=1e-14)
+        assert speciation_parameter(gamma, 1.0, 0.5, 1.0) == pytest.approx(2.0, rel=1e-14)  # η = 1: m²/c
+    # the measured J put where eq. (50) expects η: κ_f/(2 − κ_f) at η = 1, and (55) fails from κ_f = 2 on
+    J = effective_jacobian(0.7, 1.0, 0.5, 1.0)
+    assert bool(np.isnan(speciation_parameter(0.7, 1.0, 0.5, J)))
+    assert speciation_parameter(0.7, 0.6, 0.5, effective_jacobian(0.7, 0.6, 0.5, 1.0)) == pytest.approx(
+        0.72 / (2 - 0.72)
+    )
+
+
+@given(pos, st.floats(0.0, 10.0), pos, real)
+def test_kappa_from_jacobian_is_eq50(gamma: float, m: float, c: float, eta_: float) -> None:
+    """κ₅₀(J) with J = effective_jacobian(η) equals eq. (50) (1e-9 relative, where both are defined and the
+    eq. 55 bracket is not lost to cancellation), with the same status; κ > 1 ⇔ J > 1 where defined."""
+    J = effective_jacobian(gamma, m, c, eta_)
+    bracket, scale = (1 - eta_) * c + gamma, abs(eta_) * c + gamma + gamma * m**2 / c
+    assume(abs(bracket) > 1e-9 * scale)
+    k50, kJ = speciation_parameter(gamma, m, c, eta_), speciation_parameter_from_jacobian(gamma, m, c, J)
+    assert kappa_status(gamma, m, c, eta_) == kappa_status_from_jacobian(gamma, m, c, J)
+    if np.isnan(k50):
+        assert np.isnan(kJ)
+        return
+    assert kJ == pytest.approx(k50, rel=1e-9, abs=1e-300)
+    if m > 0 and abs(J - 1) > 1e-9 * max(1.0, abs(eta_) + gamma / c * (1 + m**2 / c)):
+        assert (kJ > 1) == (J > 1)
+
+
+@given(pos, pos, pos)
+def test_no_propagator_beyond_the_identity_gives_the_exact_pitchfork(
+    gamma: float, m: float, c: float
+) -> None:
+    """η = 1 (K = I): κ = m²/c for every γ > 0, in either form: 1e-12 relative from eq. (50); from J, whose
+    bracket c(1 − J) + γκ_f cancels γ(κ_f − 1) against γκ_f, 1e-14·(1 + κ_f) relative."""
+    kappa_f = m**2 / c
+    assert speciation_parameter(gamma, m, c, 1.0) == pytest.approx(kappa_f, rel=1e-12)
+    J = effective_jacobian(gamma, m, c, 1.0)
+    assert speciation_parameter_from_jacobian(gamma, m, c, J) == pytest.approx(
+        kappa_f, rel=1e-14 * (1 + kappa_f)
+    )
+
+
+def test_kappa_from_jacobian_undefined_with_reasons() -> None:
+    S = KappaStatus
+    gamma = np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    m = np.array([1.0, 1.0, 1.0, 0.0, np.nan, 1.0])
+    c = np.array([1.0, 1.0, 1.0, 1.0, 1.0, -1.0])
+    J = np.array([1.5, 2.0, 1.0, 9.0, 1.0, 1.0])  # c(1 − J) + γκ_f = 0.5, 0, …
+    expected = [S.DEFINED, S.VIOLATES_55, S.GAMMA_NOT_POSITIVE, S.ZERO_SEPARATION, S.NOT_FINITE]
+    np.testing.assert_array_equal(kappa_status_from_jacobian(gamma, m, c, J), [*expected, S.C_NOT_POSITIVE])
+    k = speciation_parameter_from_jacobian(gamma, m, c, J)
+    assert k[0] == pytest.approx(1.0 / 0.5) and k[3] == 0.0
+    np.testing.assert_array_equal(np.isnan(k), [False, True, True, False, True, True])
+    with pytest.raises(ValueError, match=r"shape mismatch: gamma\(\), m\(2,\), c\(\), jacobian\(3,\)"):
+        speciation_parameter_from_jacobian(1.0, np.ones(2), 1.0, np.ones(3))
+    with pytest.raises(TypeError, match="jacobian must be a real number"):
+        kappa_status_from_jacobian(1.0, 1.0, 1.0, "J")
 
 
 def test_bad_input() -> None:

@@ -148,3 +148,52 @@ def test_eq66_general_identity_and_g1_limit() -> None:
     # the paper's eq. (66) special case: λ, π mode independent, χ = χ̄ ± δ/2 -> ρ(g)δ m²μ²/D̄² at first order
     first, expected, _ = S.snr_split_eq66()
     assert sp.simplify(first - expected) == 0
+
+
+# ------------------------------------------------- eq. (50) in the effective Jacobian (docs/FINDINGS.md §4)
+
+
+def test_eq50_in_the_effective_jacobian() -> None:
+    """κ₅₀(J) with J = η − γ/c + γm²/c² is eq. (50); κ = 1 only at J = 1 (any γ); η = 1 gives m²/c."""
+    from theory import symbolic_step as SS
+
+    d = SS.kappa_from_jacobian_eq50()
+    assert d.holds and d.notes["slope_of_36"] == 0 and d.notes["bracket_55"] == 0
+    gamma, m, c = sp.symbols("gamma m c", positive=True)
+    J = sp.Symbol("J", real=True)
+    assert sp.simplify(d.notes["one_minus_kappa"] - c * (1 - J) / (c * (1 - J) + gamma * m**2 / c)) == 0
+    assert d.notes["roots_kappa_1"] == [1]
+    assert sp.simplify(d.notes["at_eta_1"] - m**2 / c) == 0
+    # the check can fail: eq. (50) with the measured J in η's place is not κ₅₀(J)
+    wrong = gamma * m**2 / (c * ((1 - J) * c + gamma))
+    assert sp.simplify(wrong - gamma * (m**2 / c) / (c * (1 - J) + gamma * m**2 / c)) != 0
+
+
+def test_step_in_x_over_alpha_has_identity_propagator() -> None:
+    """Eq. (36) in x̃ = x/λ: K̃ = Kλ_t/λ_p, γ̃ = γ/(λ_tλ_p), m̃ = m/λ_t, c̃ = c/λ_t²; for DDIM in x/α, K̃ = 1 and
+    eq. (50) is m²/c for every γ; in x itself K̃ = c₁."""
+    from theory import symbolic_step as SS
+
+    d = SS.rescaled_step_eq36()
+    assert d.holds
+    for key in ("score_tilde", "kappa_f_tilde", "J_tilde"):
+        assert d.notes[key] == 0, key
+    assert d.notes["K_tilde_alpha"] == 1
+    m, c = sp.symbols("m c", positive=True)
+    assert sp.simplify(d.notes["kappa_50_alpha"] - m**2 / c) == 0
+    alpha_t, alpha_p = sp.symbols("alpha_t alpha_p", positive=True)
+    assert sp.simplify(d.notes["K_tilde_x"] - alpha_p / alpha_t) == 0
+
+
+def test_eq50_in_jacobian_matches_the_numerical_form() -> None:
+    """theory.speciation_parameter_from_jacobian against the symbolic κ₅₀(J) at numbers where eq. (55) holds
+    (1e-14)."""
+    from theory import speciation_parameter_from_jacobian
+    from theory import symbolic_step as SS
+
+    gamma, m, c = sp.symbols("gamma m c", positive=True)
+    J = sp.Symbol("J", real=True)
+    one_minus = SS.kappa_from_jacobian_eq50().notes["one_minus_kappa"]
+    for vals in ((0.3, 1.2, 0.7, 0.9), (2.0, 0.5, 1.5, 1.01), (0.05, 3.0, 4.0, 1.02)):
+        ref = 1 - float(one_minus.subs(dict(zip((gamma, m, c, J), vals, strict=True))))
+        assert speciation_parameter_from_jacobian(*vals) == pytest.approx(ref, rel=1e-14)

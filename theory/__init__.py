@@ -49,6 +49,7 @@ from .exact_step import (
     exact_curvature,
     exact_speciation_step,
     exact_step_kappa,
+    in_coordinates,
     symmetric_points,
 )
 from .gating import rho, xi
@@ -80,15 +81,18 @@ from .mixture import (
 from .modal_snr import (
     KappaStatus,
     cumulative_gain,
+    effective_jacobian,
     eta,
     eta_routing_dominant,
     kappa_status,
+    kappa_status_from_jacobian,
     modal_snr,
     modal_snr_expanded,
     modal_snr_routing_dominant,
     propagated_snr,
     snr_validity,
     speciation_parameter,
+    speciation_parameter_from_jacobian,
     speciation_step,
     synchronization_gap,
 )
@@ -262,6 +266,9 @@ __all__ = [
     "speciation_parameter",
     "KappaStatus",
     "kappa_status",
+    "effective_jacobian",
+    "speciation_parameter_from_jacobian",
+    "kappa_status_from_jacobian",
     "modal_snr",
     "modal_snr_expanded",
     "snr_validity",
@@ -282,9 +289,10 @@ __all__ = [
     "exact_curvature",
     "symmetric_points",
     "exact_speciation_step",
-    # eq. (50) and the closure (56)-(57) on one exact DDIM step
+    # eq. (50) and the closure (56)-(57) on one exact DDIM step, in x or x/α_t coordinates
     "ExactStepKappa",
     "exact_step_kappa",
+    "in_coordinates",
     "eq56_closure_ratio",
     # the symmetric two-Gaussian model (34) on one mode, maximum likelihood
     "SymmetricMixtureFit",

@@ -22,12 +22,17 @@ field picture breaks down". Accordingly:
   step-level curvature H = (1 − κ)/c.
 * :func:`synchronization_gap` (eq. 65) propagates NaN; a pair of modes that both never
   speciate (``inf − inf``) is NaN as well.
+
+Two parametrizations of the linear part. Eq. (50) takes η, the score-free part K of the map (36);
+:func:`speciation_parameter_from_jacobian` takes the effective Jacobian J = η − γ/c + γm²/c² (eq. 39)
+instead — what a JVP of a block or a finite difference of a step measures — and is the same κ. Feeding
+a measured J in the place of η counts the score's linear part twice.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -83,19 +88,26 @@ def eta(g: Any, lambda_mlp: Any, chi: Any, pi: Any) -> np.ndarray | float:
 
 
 def _status_and_bracket(
-    gamma: Any, m: Any, c: Any, eta_: Any
+    gamma: Any, m: Any, c: Any, eta_: Any, linear: Literal["eta", "jacobian"] = "eta"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(status, γ, m, c, bracket (1 − η)c + γ), all broadcast; the bracket is NaN where undefined."""
-    gamma_a, m_a, c_a, eta_a = _broadcast(
-        gamma=_real("gamma", gamma), m=_real("m", m), c=_real("c", c), eta=_real("eta", eta_)
+    """(status, γ, m, c, bracket (1 − η)c + γ), all broadcast; the bracket is NaN where undefined.
+
+    ``linear="jacobian"``: ``eta_`` is the effective Jacobian J (eq. 39 projected) and the same bracket is
+    computed as ``c(1 − J) + γ m²/c`` (:func:`speciation_parameter_from_jacobian`), without forming η.
+    """
+    gamma_a, m_a, c_a, lin_a = _broadcast(
+        gamma=_real("gamma", gamma), m=_real("m", m), c=_real("c", c), **{linear: _real(linear, eta_)}
     )
     status = np.full(gamma_a.shape, KappaStatus.DEFINED, dtype=np.int8)
-    with np.errstate(invalid="ignore", over="ignore"):
-        bracket = (1.0 - eta_a) * c_a + gamma_a  # eq. (55) requires > 0
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if linear == "eta":
+            bracket = (1.0 - lin_a) * c_a + gamma_a  # eq. (55) requires > 0
+        else:  # the same bracket with η = J + γ/c − γm²/c² (eq. 39 projected on the mode)
+            bracket = c_a * (1.0 - lin_a) + gamma_a * m_a**2 / c_a
     checks = (  # reverse order of precedence: later assignments win
         (bracket <= 0.0, KappaStatus.VIOLATES_55),
         (m_a == 0.0, KappaStatus.ZERO_SEPARATION),
-        (~(np.isfinite(m_a) & np.isfinite(eta_a)), KappaStatus.NOT_FINITE),
+        (~(np.isfinite(m_a) & np.isfinite(lin_a)), KappaStatus.NOT_FINITE),
         (~(np.isfinite(gamma_a) & (gamma_a > 0.0)), KappaStatus.GAMMA_NOT_POSITIVE),
         (~(np.isfinite(c_a) & (c_a > 0.0)), KappaStatus.C_NOT_POSITIVE),
     )
@@ -151,6 +163,48 @@ def speciation_parameter(gamma: Any, m: Any, c: Any, eta: Any) -> np.ndarray | f
     status, gamma_a, m_a, c_a, bracket = _status_and_bracket(gamma, m, c, eta)
     with np.errstate(all="ignore"):
         return _defined_ratio(status, gamma_a * m_a**2, c_a * bracket)  # eq. (50)
+
+
+def effective_jacobian(gamma: Any, m: Any, c: Any, eta: Any) -> np.ndarray | float:
+    """Effective one-block Jacobian along the mode, ``J = η − γ/c + γ m²/c²`` (eq. 39 with 38, projected).
+
+    ``r_kᵀ(K_g − γΛ_eff)r_k`` with C diagonal in the mode basis (eq. 44): the slope of the map (36) along
+    r_k at the symmetric point, the quantity §2.4 calls invariant under repartitioning between K_g and γ —
+    and what a JVP or finite difference of a block (or a whole step) at a symmetric point measures.
+    Plain arithmetic, no validity check; NaN propagates.
+    """
+    g_a, m_a, c_a, e_a = _broadcast(
+        gamma=_real("gamma", gamma), m=_real("m", m), c=_real("c", c), eta=_real("eta", eta)
+    )
+    with np.errstate(all="ignore"):
+        return _out(e_a + g_a * (m_a**2 / c_a - 1.0) / c_a)  # eq. (39): η − γ(1 − m²/c)/c
+
+
+def speciation_parameter_from_jacobian(gamma: Any, m: Any, c: Any, jacobian: Any) -> np.ndarray | float:
+    """Eq. (50) written with the effective Jacobian: ``κ = γκ_f/(c(1 − J) + γκ_f)``, ``κ_f = m²/c``.
+
+    Substituting ``η = J + γ(1 − κ_f)/c`` (:func:`effective_jacobian` solved for η) into eq. (50) gives
+    this form exactly (:func:`theory.symbolic_step.kappa_from_jacobian_eq50`). Hence
+
+    * ``κ = 1 ⇔ J = 1`` for every γ > 0 (where eq. 55 holds, i.e. ``c(1 − J) + γκ_f > 0``): the threshold
+      depends on the map only through J, the invariance claimed in §2.4;
+    * with no linear propagator beyond the identity (η = 1, ``J = 1 + γ(κ_f − 1)/c``) ``κ = κ_f`` for any
+      γ > 0 — the exact pitchfork of the mixture (κ_f = 1 where the score's slope along the mode vanishes).
+
+    J = 1 is a statement about a map whose input and output live in the same coordinates: it is the
+    bifurcation only where the score-free part of the map is the identity (K = I); a map that also
+    rescales the state (a DDIM step in x, K = c₁ I) moves the threshold (docs/FINDINGS.md §4,
+    :func:`theory.exact_step_kappa`). Same conventions as :func:`speciation_parameter` (NaN where
+    undefined, 0 where m = 0); :func:`kappa_status_from_jacobian` gives the reasons.
+    """
+    status, gamma_a, m_a, c_a, bracket = _status_and_bracket(gamma, m, c, jacobian, "jacobian")
+    with np.errstate(all="ignore"):
+        return _defined_ratio(status, gamma_a * m_a**2, c_a * bracket)  # eq. (50), bracket in J
+
+
+def kappa_status_from_jacobian(gamma: Any, m: Any, c: Any, jacobian: Any) -> np.ndarray:
+    """:class:`KappaStatus` of :func:`speciation_parameter_from_jacobian` (eq. 55 as c(1 − J) + γκ_f > 0)."""
+    return _status_and_bracket(gamma, m, c, jacobian, "jacobian")[0]
 
 
 def modal_snr_expanded(
