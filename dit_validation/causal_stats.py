@@ -278,7 +278,8 @@ def causal_arrays(
     embedded input); ``curv_share`` (F,), ``curv_share_mean`` (), ``curv_share_ci`` (2,),
     ``curv_embed_share`` (F,); ``patch_baseline`` (F,), ``patch_effect`` (F, L), ``patch_effect_ci``
     (F, L, 2), ``patch_effect_se`` (F, L), ``patch_total`` (F,), ``patch_total_ci`` (F, 2),
-    ``patch_resolved`` (F,), ``patch_share`` (F,), ``patch_share_mean`` (), ``patch_share_ci`` (2,).
+    ``patch_resolved`` (F,), ``patch_share`` (F,), ``patch_share_mean`` (), ``patch_share_ci`` (2,). Where no
+    direction was patched (every window absent), the verdict rests on the curvature alone.
     """
     delta = curvature_change(raw["curv_contrib"], raw["curv_steps"], raw["curv_windows"])
     curv, embed = curvature_share(delta, n_boot, seed)
@@ -300,4 +301,5 @@ def causal_arrays(
         "patch_share_mean": np.asarray(patch.share.value),
         "patch_share_ci": patch.share.ci,
     }
-    return arrays, prediction2_verdict(num_layers, curv, patch)
+    patched = bool(np.isfinite(np.asarray(raw["patch_agree"], dtype=np.float64)).any())
+    return arrays, prediction2_verdict(num_layers, curv, patch if patched else None)

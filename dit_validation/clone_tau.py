@@ -55,6 +55,7 @@ __all__ = [
     "clamp_to_grid",
     "fit_speciation",
     "paired_differences",
+    "mask_unlearned",
 ]
 
 #: A direction "splits" when fewer than this fraction of clone pairs split at the first step agree along it.
@@ -76,6 +77,7 @@ class TauStatus(IntEnum):
     BEFORE = 1  #: τ̂ < t_first, stored as t_first ("before step 0")
     AFTER = 2  #: τ̂ > t_last, stored as t_last ("after the last step")
     NO_SPLIT = 3  #: ≥ SPLIT_AGREEMENT of the pairs split at t_first agree, or agreement never rises: NaN
+    NOT_LEARNED = 4  #: the model's samples are not bimodal along φ_f (the branch-validity gate): no τ, NaN
 
 
 def _trapezoid_weights(t: np.ndarray) -> np.ndarray:
@@ -185,6 +187,18 @@ def fit_speciation(
     }
 
 
+def mask_unlearned(fit: dict[str, np.ndarray], learned: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`fit_speciation`'s output with the directions the gate refused set to NaN / ``NOT_LEARNED``: a
+    branch the model never learned has no speciation step (``splits`` stays what the clones did)."""
+    off = ~np.asarray(learned, bool)
+    out = dict(fit)
+    out["tau"] = np.where(off, np.nan, fit["tau"])
+    out["tau_ci"] = np.where(off[:, None], np.nan, fit["tau_ci"])
+    out["tau_boot"] = np.where(off[:, None], np.nan, fit["tau_boot"])
+    out["status"] = np.where(off, int(TauStatus.NOT_LEARNED), fit["status"]).astype(np.int64)
+    return out
+
+
 def paired_differences(tau_boot: np.ndarray, status: np.ndarray, lead: int, trail: int) -> np.ndarray:
     """Replicates of Δ = τ_trail − τ_lead (n_boot,) from :func:`fit_speciation`'s paired replicates.
 
@@ -196,6 +210,8 @@ def paired_differences(tau_boot: np.ndarray, status: np.ndarray, lead: int, trai
     bound in the other two cases. No direction is refitted.
     """
     tau_boot = np.asarray(tau_boot, dtype=np.float64)
+    if TauStatus.NOT_LEARNED in (int(status[lead]), int(status[trail])):
+        return np.full(tau_boot.shape[1], np.nan)
     lead_split = int(status[lead]) != TauStatus.NO_SPLIT
     trail_split = int(status[trail]) != TauStatus.NO_SPLIT
     if lead_split and trail_split:

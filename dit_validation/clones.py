@@ -22,7 +22,7 @@ from .branches import BranchDirections
 from .models import DiTBundle
 from .sampler import sample_clones
 
-__all__ = ["dit_clone_agreement", "exact_clone_agreements"]
+__all__ = ["dit_clone_agreement", "exact_clone_agreements", "exact_endpoints"]
 
 
 def dit_clone_agreement(
@@ -69,3 +69,15 @@ def exact_clone_agreements(
     ts = sampling_timesteps(sched, num_steps)
     ab_split = np.array([ab[ts[s]] if s < num_steps else 1.0 - 1e-12 for s in t_ints])
     return clone_agreement(mix, pairs), exact_clone_agreement(mix, ab_split)
+
+
+def exact_endpoints(num_pairs: int, num_steps: int, seed: int) -> np.ndarray:
+    """Samples of the exact-score sampler (DDIM η = 1, the clone convention): the endpoints of ``num_pairs``
+    clone pairs split at step 0 on the mixture testbed, (2·num_pairs, d) float64."""
+    mix = DEFAULT_MIXTURE
+    ab = DDPMSchedule().alphas_cumprod
+    shape = (mix.channels, mix.size, mix.size)
+    pairs = clone_experiment(
+        lambda x, t: mixture_eps(mix, x, ab[t]), shape, num_steps, [0], num_pairs, seed=seed, ddim_eta=1.0
+    )
+    return pairs[0].reshape(2 * num_pairs, -1)

@@ -43,12 +43,20 @@ from theory.multiscale import DEFAULT_MIXTURE, mixture_eps
 from theory.streams import numpy_generator
 from theory.validation import check_g, check_positive_int, check_range
 
-from . import compare_report
+from . import compare_report, verdicts
 from ._logging import progress as progress_bar
 from .boundary import units
-from .branches import BranchDirections, branch_directions, dataset_of, to_tensor
-from .clone_tau import TauStatus, fit_speciation, paired_differences
-from .clones import dit_clone_agreement, exact_clone_agreements
+from .branches import (
+    BranchDirections,
+    branch_directions,
+    clone_endpoints,
+    dataset_of,
+    directions_of,
+    midpoint_fraction,
+    to_tensor,
+)
+from .clone_tau import TauStatus, fit_speciation, mask_unlearned, paired_differences
+from .clones import dit_clone_agreement, exact_clone_agreements, exact_endpoints
 from .gamma import block_odd_response, estimate_gamma
 from .grids import FIGURE_G, PAPER_G
 from .measure import (
@@ -63,6 +71,7 @@ from .measure import (
 from .models import DiTBundle, float64_copy
 from .results import load_result, make_meta, open_for_resume, save_result, write_text_atomic
 from .step_predictor import predicted_steps, step_curvatures, symmetric_states, trajectory_states
+from .verdicts import learned
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +92,9 @@ class CompareConfig:
     em_pairs: int = 128  # Protocol II pairs for the EM fit of (m, c) (eq. 34)
     block_steps: int = 10  # steps at which the per-block quantities are measured
     random_modes: int = 4  # random hidden-space modes for routing dominance outside its premise
-    clone_pairs: int = 256  # pairs for clone-endpoint directions (models without known branches)
+    # clone pairs split at step 0 (g = 0): their 512 endpoints are the model's samples behind the branch
+    # validity gate, and their differences give the band directions of models without known factors
+    clone_pairs: int = 256
     sigma: float = 0.5  # eq. (67), as Protocol I/II
     # None → the null class (unconditional generation) for class-conditional models, so which class is
     # generated is itself decided by the reverse dynamics; 0 for the one-class mixture model
@@ -103,7 +114,7 @@ class CompareConfig:
             check_positive_int(name, getattr(self, name))
         check_positive_int("clone_seeds", self.clone_seeds, minimum=4)
         check_positive_int("em_pairs", self.em_pairs, minimum=8)
-        check_positive_int("clone_pairs", self.clone_pairs, minimum=2)
+        check_positive_int("clone_pairs", self.clone_pairs, minimum=8)
         check_positive_int("t_int_stride", self.t_int_stride)
         check_positive_int("batch_size", self.batch_size)
         check_range("sigma", self.sigma, 0.0, lo_open=True)
@@ -207,14 +218,7 @@ class _Run:
         return self._lin
 
     def directions(self) -> BranchDirections:
-        a = self.arrays
-        return BranchDirections(
-            str(a["direction_source"]),
-            a["phi"],
-            a["midpoint"],
-            a["Lambda"],
-            tuple(str(n) for n in a["factor_names"]),
-        )
+        return directions_of(self.arrays)
 
     def symmetric(self) -> np.ndarray:
         """Symmetric points (S, n, C, H, W), recomputed (deterministic, cheap) rather than stored."""
@@ -227,15 +231,18 @@ class _Run:
 
     # ----------------------------------------------------------------------------- units
     def unit_directions(self) -> None:
+        """Branch directions and the validity gate: the model's own samples (g = 0) along every φ_f."""
         cfg = self.cfg
-        d = branch_directions(
+        ends = clone_endpoints(
             self.bundle,
-            cfg.num_directions,
+            cfg.clone_pairs,
             num_steps=cfg.num_steps,
-            clone_pairs=cfg.clone_pairs,
             class_label=self.label,
             seed=cfg.seed + 20_000,
         )
+        d = branch_directions(self.bundle, cfg.num_directions, endpoints=ends)
+        samples = np.concatenate(ends)  # (2·clone_pairs, d): every endpoint is one draw of the sampler
+        fraction = midpoint_fraction(samples, d)
         G, F, T, M = len(cfg.g), d.num, len(cfg.t_ints()), cfg.clone_seeds
         S, Sb, L, R = cfg.num_steps, len(cfg.measured_steps()), self.bundle.num_layers, cfg.random_modes
         nan = np.nan
@@ -250,10 +257,15 @@ class _Run:
             "factor": np.arange(F),
             "factor_names": np.asarray(d.names),
             "direction_source": np.asarray(d.source),
+            "direction_band": np.asarray(d.band),
+            "centroid": d.centroid,
+            "half_separation": d.half_separation,
+            "branch_midpoint_fraction": fraction,
+            "learned": learned(fraction),
             "phi": d.phi,
             "midpoint": d.midpoint,
             "Lambda": d.Lambda,
-            "tau_pred_biroli": biroli,
+            "tau_pred_biroli": np.where(learned(fraction), biroli, np.nan),  # no prediction unlearned
             "t_int": cfg.t_ints(),
             "steps": np.arange(S),
             "block_steps": cfg.measured_steps(),
@@ -299,6 +311,9 @@ class _Run:
                     "fit_meas_exact": np.full((F, 4), nan),
                     "agree_theory": np.full((F, T), nan),
                     "closure_ratio_exact": np.full((S, F), nan),
+                    "branch_midpoint_fraction_exact": midpoint_fraction(
+                        exact_endpoints(cfg.clone_pairs, S, cfg.seed + 20_000), d
+                    ),
                 }
             )
         self.arrays = a
@@ -341,7 +356,7 @@ class _Run:
         agree = dit_clone_agreement(
             self.bundle, self.directions(), g, seeds, cfg.t_ints(), cfg.num_steps, self.label, cfg.batch_size
         )
-        fit = fit_speciation(cfg.t_ints(), agree, cfg.n_boot, cfg.seed)
+        fit = mask_unlearned(fit_speciation(cfg.t_ints(), agree, cfg.n_boot, cfg.seed), a["learned"])
         a["agree"][i] = agree
         a["fit_meas"][i], a["tau_meas"][i], a["tau_meas_ci"][i], a["splits"][i] = (
             fit["fit"],
@@ -359,7 +374,7 @@ class _Run:
         ]
         a["H_step"][i] = H.mean(axis=1)  # (S, F)
         a["H_step_se"][i] = H.std(axis=1, ddof=1) / math.sqrt(H.shape[1])
-        a["tau_pred_step"][i] = predicted_steps(H[None])[0]
+        a["tau_pred_step"][i] = np.where(a["learned"], predicted_steps(H[None])[0], np.nan)
         self.save(_gkey("step", g))
 
     def _modes_at(self, s: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -546,20 +561,25 @@ def block_kappa(
 
 
 def summarize(a: dict[str, np.ndarray], cfg: CompareConfig) -> dict[str, np.ndarray]:
-    """Per-block speciation steps (eq. 51), gaps (eq. 65) and fits in ρ(g), the eq. (56) closure, §2.7."""
+    """Per-block speciation steps (eq. 51), gaps (eq. 65) and fits in ρ(g), the eq. (56) closure, §2.7.
+
+    Every verdict is decided by a paired interval (:mod:`dit_validation.verdicts`); a direction the gate
+    refused has no per-block prediction either."""
     out: dict[str, np.ndarray] = {}
     steps = a["block_steps"].astype(np.float64)
-    out["tau_pred_block"] = np.asarray(theory.speciation_step(a["kappa"], steps, axis=1))  # (G, L, F)
+    block = np.asarray(theory.speciation_step(a["kappa"], steps, axis=1))  # (G, L, F)
+    out["tau_pred_block"] = np.where(a["learned"], block, np.nan)
     out["kappa_defined"] = a["kappa_status"] <= int(theory.KappaStatus.ZERO_SEPARATION)
-    lead, trail = compare_report.gap_pair(a["factor"].size)
+    pair = verdicts.gap_directions(a)
+    lead, trail = pair if pair is not None else (0, a["factor"].size - 1)
     # the same seed resamples at every g (fit_speciation), so the replicates pair across g as well
     boot = [
         paired_differences(a["tau_meas_boot"][i], a["tau_meas_status"][i], lead, trail)
         for i in range(a["g"].size)
     ]
-    out.update(compare_report.gaps(a, out, np.stack(boot), cfg.clone_seeds))
+    out.update(compare_report.gaps(a, out, np.stack(boot), cfg.clone_seeds, (lead, trail)))
     out["closure_ratio"] = compare_report.closure_ratio(a, cfg.num_steps)
-    out.update(compare_report.predictions(a, out))
+    out.update(verdicts.compare_verdicts(a))
     return out
 
 

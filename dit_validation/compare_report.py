@@ -13,13 +13,12 @@ from theory.schedules import ddim_c1
 
 from .analysis import linfit
 from .clone_tau import TauStatus, student_interval
+from .verdicts import GATE_FRACTION, decide, decision_text, decisions, verdict_text
 
 __all__ = [
-    "PREDICTIONS",
     "gap_pair",
     "gaps",
     "closure_ratio",
-    "predictions",
     "markdown_table",
     "summary_lines",
 ]
@@ -48,7 +47,11 @@ def _gap(t_lead: float, t_trail: float, lead_defined: bool, trail_defined: bool)
 
 
 def gaps(
-    a: dict[str, np.ndarray], block: dict[str, np.ndarray], boot: np.ndarray, num_seeds: int
+    a: dict[str, np.ndarray],
+    block: dict[str, np.ndarray],
+    boot: np.ndarray,
+    num_seeds: int,
+    pair: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Gap Δ = τ_trail − τ_lead (eq. 65) per g, measured (paired-bootstrap CI) and predicted; fits in ρ(g).
 
@@ -59,9 +62,13 @@ def gaps(
     (:func:`clone_tau.paired_differences`), so the slope against ρ(g) (eq. 66: the routing part of the gap
     scales with ρ) gets a CI too. Both CIs are :func:`clone_tau.student_interval` over the M =
     ``num_seeds`` clone pairs, the interval whose coverage ``benchmarks/bench_tau_coverage.py`` measures.
+    ``pair``: (leading, trailing) directions, by default the first and last (the compare stage passes the
+    most global and most local *learned* ones, :func:`verdicts.gap_directions`). The slope here is the fit
+    through every coupling (Δ = 0 where neither direction splits); the collapse verdict uses only the
+    couplings where both split (:func:`verdicts.collapse`).
     """
     G = a["g"].size
-    lo, hi = gap_pair(a["splits"].shape[1])
+    lo, hi = gap_pair(a["splits"].shape[1]) if pair is None else pair
     split = a["splits"]
     meas = np.array(
         [_gap(a["tau_meas"][i, lo], a["tau_meas"][i, hi], split[i, lo], split[i, hi]) for i in range(G)]
@@ -89,8 +96,6 @@ def gaps(
     rho = a["rho"]
     out["gap_fit_meas"] = linfit(rho, meas)
     out["gap_fit_pred_step"] = linfit(rho, pred)
-    slopes = np.array([linfit(rho, boot[:, b])[0] for b in range(boot.shape[1])])
-    out["gap_slope_ci"] = student_interval(out["gap_fit_meas"][0], slopes, num_seeds)
     return out
 
 
@@ -126,28 +131,6 @@ def closure_ratio(a: dict[str, np.ndarray], num_steps: int) -> np.ndarray:
     return out
 
 
-def predictions(a: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The §2.7 predictions a comparison decides, each with a signed margin (> 0 holds) and its CI bound.
-
-    hierarchy: at g = 0 the measured τ increases from global to local over the directions that split
-        (margin: the smallest consecutive increase, steps).
-    natural_gap: the measured gap at g = 0 is positive (margin: the CI's lower end, steps).
-    collapse: the measured gap grows with ρ(g), i.e. collapses as g → 1 (eq. 66; margin: the slope CI's
-        lower end, steps per unit ρ).
-    """
-    i0 = int(np.argmin(np.abs(a["g"])))
-    tau = a["tau_meas"][i0][a["splits"][i0]]
-    hier = float(np.min(np.diff(tau))) if tau.size >= 2 and np.all(np.isfinite(tau)) else np.nan
-    natural = float(out["gap_meas_ci"][i0, 0])
-    collapse = float(out["gap_slope_ci"][0])
-    margin = np.array([hier, natural, collapse])
-    return {
-        "prediction_names": np.array(PREDICTIONS),
-        "prediction_margin": margin,
-        "prediction_holds": np.isfinite(margin) & (margin > 0),
-    }
-
-
 def _median(x: np.ndarray) -> float:
     """nanmedian that is NaN, without a warning, where nothing was measured (e.g. no split at any g)."""
     x = np.asarray(x, dtype=np.float64)
@@ -170,10 +153,6 @@ def _row(*cells: object) -> str:
 
 def _ci_text(ci: np.ndarray, nd: int = 2) -> str:
     return f"[{_fmt(ci[0], nd)}, {_fmt(ci[1], nd)}]" if np.all(np.isfinite(ci)) else ""
-
-
-def _verdict(holds: bool, margin: float) -> str:
-    return "undefined" if not np.isfinite(margin) else ("holds" if holds else "FAILS")
 
 
 def _with_ci(x: float, ci: np.ndarray, nd: int = 2) -> str:
@@ -220,6 +199,27 @@ def _tau_text(a: dict[str, np.ndarray], key: str, idx: tuple[int, ...], nd: int 
     return f"{tau} [{_step_text(lo, first, last, nd)}, {_step_text(hi, first, last, nd)}]"
 
 
+def gate_table(a: dict[str, np.ndarray]) -> list[str]:
+    """Markdown rows of the branch-validity gate, one per direction."""
+    exact = "branch_midpoint_fraction_exact" in a
+    head = ["direction", "band", "spectral centroid", "m_f", "model fraction"]
+    head += ["exact-score sampler"] if exact else []
+    head += ["learned"]
+    rows = [_row(*head), _row(*["---"] * len(head))]
+    for f, name in enumerate(a["factor_names"]):
+        cells = [
+            str(name),
+            str(a["direction_band"][f]),
+            _fmt(float(a["centroid"][f]), 3),
+            _fmt(float(a["half_separation"][f]), 3),
+            _fmt(float(a["branch_midpoint_fraction"][f]), 3),
+        ]
+        cells += [_fmt(float(a["branch_midpoint_fraction_exact"][f]), 3)] if exact else []
+        cells += ["yes" if a["learned"][f] else "**no**"]
+        rows.append(_row(*cells))
+    return rows
+
+
 def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
     """compare.md: predicted (three ways) beside measured, per direction and coupling, and what they mean."""
     cfg = meta["config"]
@@ -231,6 +231,15 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         f"{cfg['t_int_stride']} steps); {cfg['sym_points']} symmetric points per step; "
         f"EM on {cfg['em_pairs']} "
         f"pairs; branch directions: {a['direction_source']}; {meta.get('wall_time_s', float('nan')):.0f} s.",
+        "",
+        "## 0. Branch validity: did the model learn the branches it is measured along?",
+        "",
+        "Fraction of the model's own samples (g = 0, clone pairs split at step 0) within half a branch "
+        "separation of the midpoint (|φ_fᵀx − midpoint| < m_f/2, branches at midpoint ± m_f); a direction "
+        f"above {GATE_FRACTION:.2f} (or with no bimodal branches, m_f = 0) is not learned and gets no τ, no "
+        "prediction and no vote.",
+        "",
+        *gate_table(a),
         "",
         "## 1. Speciation step per branch direction (steps; 95% CI)",
         "",
@@ -343,12 +352,31 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         "",
         "## 5. §2.7 predictions decided here",
         "",
-        _row("prediction", "verdict", "margin"),
-        _row(*["---"] * 3),
+        "Decided only by a paired 95% interval (τ's re-estimated on the same seed resamples for every "
+        "direction and coupling): holds above 0, FAILS below, undefined otherwise, with the reason. "
+        "Directions the branch-validity gate refused (section 0) have no vote.",
+        "",
+        _row("prediction", "verdict", "estimate [95% CI]", "what decides it"),
+        _row(*["---"] * 4),
     ]
-    for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
-        lines.append(_row(n, _verdict(bool(h), float(m)), _fmt(float(m), 3)))
+    for d in decisions(a)[::1]:
+        if d.name == "depth_localization":
+            continue
+        lines.append(_row(d.name, verdict_text(d.verdict), decision_text(d), d.reason))
+    lines += ["", "Hierarchy, every adjacent learned pair and the extremes (g = 0):", ""]
+    lines += _hierarchy_rows(a)
     return "\n".join(lines) + "\n"
+
+
+def _hierarchy_rows(a: dict[str, np.ndarray]) -> list[str]:
+    names = [str(n) for n in a["factor_names"]]
+    rows = [_row("pair", "Δτ = τ(local) − τ(global) [95% CI]", "verdict"), _row(*["---"] * 3)]
+    for (lo, hi), est, ci in zip(a["hierarchy_pairs"], a["hierarchy_delta"], a["hierarchy_ci"], strict=True):
+        v, _ = decide(ci)
+        rows.append(_row(f"{names[lo]} → {names[hi]}", _with_ci(est, ci), verdict_text(v)))
+    if len(a["hierarchy_pairs"]) == 0:
+        rows.append(_row("— (fewer than two learned directions split at g = 0)", "", "undefined"))
+    return rows
 
 
 def summary_lines(meta: dict, a: dict[str, np.ndarray]) -> list[str]:
@@ -363,23 +391,13 @@ def summary_lines(meta: dict, a: dict[str, np.ndarray]) -> list[str]:
             f"Biroli {_fmt(a['tau_pred_biroli'][f], 1):>6}"
         )
     lines.append(f"  per-block eq. (50): kappa defined at {_frac(a['kappa_defined'])} of points")
-    lines.append("Section 2.7 predictions (compare):")
-    for n, h, m in zip(a["prediction_names"], a["prediction_holds"], a["prediction_margin"], strict=True):
-        lines.append(f"  {str(n):<20} {_verdict(bool(h), float(m)):<9} margin {_fmt(float(m), 3)}")
+    off = [n for n, ok in zip(names, a["learned"], strict=True) if not ok]
+    if off:
+        lines.append(
+            f"  not learned (branch-validity gate, > {GATE_FRACTION:.0%} of samples near the midpoint): "
+            f"{', '.join(off)} -- no tau, no prediction, no vote"
+        )
     return lines
-
-
-def depth_prediction(depth: dict[str, np.ndarray]) -> tuple[bool, float]:
-    """§2.7 prediction 2 at g = 0 from a depth file: holds when the internal gap's depth share exceeds the
-    uniform share with 95% confidence (margin: the CI's lower end minus the uniform share).
-
-    Undefined (NaN margin) when G_int − 1 is within seed noise at every layer: the share of a profile that
-    is noise everywhere says nothing about depth, and its bootstrap interval need not even contain it."""
-    i0 = int(np.argmin(np.abs(depth["g"])))
-    if not np.any(depth["gint_resolved"][i0]):
-        return False, float("nan")
-    margin = float(depth["gint_depth_ci"][i0, 0] - depth["uniform_share"])
-    return bool(np.isfinite(margin) and margin > 0), margin
 
 
 def _resolved(d: dict[str, np.ndarray], i: int) -> str:
@@ -387,117 +405,81 @@ def _resolved(d: dict[str, np.ndarray], i: int) -> str:
     return f"{int(r.sum())}/{r.size}"
 
 
-def depth_summary_lines(d: dict[str, np.ndarray]) -> list[str]:
-    """Prediction 2's line of the one-screen summary, in the format of the compare predictions above it,
-    and a warning when Protocol II's internal gap is seed noise everywhere (its lines above then say
-    nothing about collapse either)."""
-    ok, m = depth_prediction(d)
-    j = int(np.argmin(np.abs(d["g"])))
-    lines = [
-        f"  {'depth_localization':<20} {_verdict(ok, m):<9} margin {_fmt(m, 3)}  (depth.npz: G_int - 1 above "
-        f"seed noise at {_resolved(d, j)} layers at g = 0; last-quarter share "
-        f"{_with_ci(d['gint_depth'][j], d['gint_depth_ci'][j])} vs uniform {float(d['uniform_share']):.2f})"
-    ]
-    if not np.any(d["gint_resolved"]):
-        lines.append(
-            "  note: G_int - 1 is within seed noise at every layer and every g, so Protocol II's internal "
-            "gap and its collapse line above decide nothing at this seed count"
-        )
-    return lines
-
-
 def depth_table(d: dict[str, np.ndarray]) -> list[str]:
-    """The depth-localization statistic per g (markdown rows): the share of each profile in the last
-    quarter of the blocks, with 95% bootstrap CIs, beside the share of a profile spread evenly."""
+    """Prediction 2 per g (markdown rows): the causal shares of the last quarter of the blocks with their
+    95% CIs beside the uniform share, the verdict, and Protocol II's calibrated internal gap."""
     out = [
         _row(
             "g",
-            "Protocol II \\|G_int − 1\\|",
-            "layers with G_int − 1 above seed noise",
-            "per-block eq. (50)",
+            "curvature change, last-quarter share",
+            "patching, last-quarter share",
+            "verdict",
+            "layers with G_int − 1 resolved",
+            "Protocol II \\|G_int − 1\\| share",
         ),
-        _row(*["---"] * 4),
+        _row(*["---"] * 6),
     ]
     for i, g in enumerate(d["g"]):
         out.append(
             _row(
                 f"{float(g):g}",
-                _with_ci(d["gint_depth"][i], d["gint_depth_ci"][i]),
+                _with_ci(d["curvature_share_last_quarter"][i], d["curvature_share_last_quarter_ci"][i]),
+                _with_ci(d["patch_share_last_quarter"][i], d["patch_share_last_quarter_ci"][i]),
+                verdict_text(int(d["prediction2_verdict"][i])),
                 _resolved(d, i),
-                _fmt(float(d["block_depth"][i])),
+                _with_ci(d["gint_depth"][i], d["gint_depth_ci"][i]),
             )
         )
     return out
 
 
 def predictions_markdown(compare: tuple[dict, dict], depth: tuple[dict, dict] | None = None) -> str:
-    """predictions.md: the four predictions of §2.7 on this model, each with the numbers that decide it,
-    and the depth-localization statistic at every g."""
+    """predictions.md: the four predictions of §2.7 on this model, each with the statistic and the paired
+    interval that decide it, and prediction 2 at every g."""
     meta, a = compare
+    d = None if depth is None else depth[1]
     i0 = int(np.argmin(np.abs(a["g"])))
     names = [str(n) for n in a["factor_names"]]
-    margins = dict(zip(map(str, a["prediction_names"]), a["prediction_margin"], strict=True))
-    holds = dict(zip(map(str, a["prediction_names"]), a["prediction_holds"], strict=True))
-    tau = ", ".join(f"{n} {_tau_text(a, 'tau_meas', (i0, f), 1, ci=False)}" for f, n in enumerate(names))
-    rows = [
-        (
-            "1. commitment hierarchy (global before local)",
-            holds["hierarchy"],
-            margins["hierarchy"],
-            f"measured τ at g = 0: {tau}",
-        ),
-    ]
-    if depth is not None:
-        _, d = depth
-        ok, m = depth_prediction(d)
-        j = int(np.argmin(np.abs(d["g"])))
-        detail = (
-            f"share of \\|G_int − 1\\| in the last quarter of {d['layers'].size} blocks at g = 0: "
-            f"{_with_ci(d['gint_depth'][j], d['gint_depth_ci'][j])} vs uniform "
-            f"{float(d['uniform_share']):.2f}, G_int − 1 above seed noise at {_resolved(d, j)} layers; "
-            f"per-block eq. (50) {_fmt(float(d['block_depth'][j]))}"
-        )
-        rows.append(("2. depth localization", ok, m, detail))
-    else:
-        rows.append(("2. depth localization", False, np.nan, "no depth file (Protocol II)"))
-    rows += [
-        (
-            "3. natural gap at g = 0",
-            holds["natural_gap"],
-            margins["natural_gap"],
-            f"Δ = {_with_ci(a['gap_meas'][i0], a['gap_meas_ci'][i0])} steps "
-            f"(step-level predicted {_fmt(a['gap_pred_step'][i0])})",
-        ),
-        (
-            "4. coupling-induced collapse",
-            holds["collapse"],
-            margins["collapse"],
-            f"Δ against ρ(g): slope {_with_ci(a['gap_fit_meas'][0], a['gap_slope_ci'])}, "
-            f"R² {_fmt(a['gap_fit_meas'][2])}; "
-            "directions that never split at a g leave Δ undefined there",
-        ),
-    ]
+    tau = ", ".join(f"{n} {_tau_text(a, 'tau_meas', (i0, f), 1)}" for f, n in enumerate(names))
     lines = [
         f"# §2.7 predictions — {meta['config']['model']}",
         "",
-        "A prediction holds when its margin (the lower end of a 95% CI where there is one) is positive, "
-        "fails when it is not, and is undefined when the measurements cannot decide it (a NaN margin); "
-        "a failing prediction is a result.",
+        "A prediction holds only where the paired 95% interval of its statistic lies above 0 (for depth "
+        "localization: a causal last-quarter share above the uniform share), fails only where it lies "
+        "below, and is undefined otherwise, with the reason; a failing prediction is a result. Directions "
+        "the model never learned (the branch-validity gate) have no vote.",
         "",
-        _row("prediction", "verdict", "margin", "what decides it"),
+        f"Measured τ at g = 0 (steps, 95% CI): {tau}.",
+        "",
+        _row("prediction", "verdict", "estimate [95% CI]", "what decides it"),
         _row(*["---"] * 4),
     ]
-    lines += [_row(n, _verdict(bool(h), float(m)), _fmt(float(m), 3), detail) for n, h, m, detail in rows]
-    if depth is not None:
+    for k, dec in enumerate(decisions(a, d), start=1):
+        lines.append(_row(f"{k}. {dec.name}", verdict_text(dec.verdict), decision_text(dec), dec.reason))
+    lines += ["", "## Hierarchy pairs (g = 0)", "", *_hierarchy_rows(a)]
+    pts = ", ".join(f"{x:g}" for x in np.asarray(a["g"])[np.asarray(a["collapse_points"], bool)]) or "none"
+    lines += [
+        "",
+        "## Gap against ρ(g)",
+        "",
+        f"Couplings where both directions of the gap split (collapse points): {pts}.",
+        "",
+        _row("g", "ρ(g)", "Δ = τ(trailing) − τ(leading) [95% CI]"),
+        _row(*["---"] * 3),
+        *(
+            _row(f"{g:g}", f"{a['rho'][i]:.3f}", _with_ci(a["gap_meas"][i], a["gap_meas_ci"][i]))
+            for i, g in enumerate(a["g"])
+        ),
+    ]
+    if d is not None:
         lines += [
             "",
             "## Depth localization at every g",
             "",
-            "Share of each per-layer profile carried by the last quarter of the "
-            f"{d['layers'].size} blocks (uniform: {float(d['uniform_share']):.2f}), 95% bootstrap CIs; "
-            "— where nothing was measured (no direction splits at that g, or κ undefined). A layer's "
-            "G_int − 1 is above seed noise when its 95% seed-bootstrap interval excludes 0; with no such "
-            "layer the share is a share of noise and prediction 2 is undefined.",
+            f"Share of the change carried by the last quarter of the {d['layers'].size} blocks (uniform: "
+            f"{float(d['uniform_share']):.2f}), 95% bootstrap CIs: the learned curvature split by block "
+            "across the step-level τ_f, and activation patching between clones at the measured τ_f "
+            "(— where not measured). Protocol II's |G_int − 1| (held-out basis) beside it.",
             "",
             *depth_table(d),
         ]

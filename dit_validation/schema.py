@@ -197,7 +197,19 @@ COMPARE = ResultSchema(
         "rho": _a("g", presence="always", doc="ρ(g), eq. (27)"),
         "factor": _a("factor", "i", "always", doc="branch directions, global → local"),
         "factor_names": _a("factor", "U", "always"),
-        "direction_source": _a("", "U", "always", doc="factors | class-means | clone-endpoints"),
+        "direction_source": _a("", "U", "always", doc="factors | bands"),
+        "direction_band": _a(
+            "factor", "U", "always", doc="factor | low | high (P's row space of eq. 71 or not)"
+        ),
+        "centroid": _a("factor", presence="always", doc="spectral centroid of φ_f, cycles per pixel"),
+        "half_separation": _a("factor", presence="always", doc="m_f: branches at midpoint ± m_f; 0 unimodal"),
+        "branch_midpoint_fraction": _a(
+            "factor", presence="always", doc="model samples (g = 0) within m_f/2 of the midpoint"
+        ),
+        "branch_midpoint_fraction_exact": _a(
+            "factor", presence="optional", doc="the same for the exact-score sampler (mixture)"
+        ),
+        "learned": _a("factor", "b", "always", doc="branch-validity gate: fraction ≤ 0.05 and m_f > 0"),
         "phi": _a("factor dim", presence="always", doc="unit branch directions φ_f in sample space"),
         "midpoint": _a("factor", presence="always", doc="φ_fᵀμ: branches lie on either side"),
         "Lambda": _a("factor", presence="always", doc="data variance along φ_f (Biroli's Λ)"),
@@ -269,11 +281,19 @@ COMPARE = ResultSchema(
         "gap_trail": _a("g", "i"),
         "gap_fit_meas": _a("fit3", doc="(slope, intercept, R²) against ρ(g)"),
         "gap_fit_pred_step": _a("fit3"),
-        "gap_slope_ci": _a("ci"),
+        "gap_slope": _a("", doc="slope of Δ against ρ(g) through the collapse points (eq. 66)"),
+        "gap_slope_ci": _a("ci", doc="its paired-bootstrap interval (Student form over the clone pairs)"),
+        "collapse_points": _a("g", "b", doc="couplings where both directions of the gap split"),
+        "hierarchy_pairs": _a("pair two", "i", doc="(global, local) learned directions: adjacent + extremes"),
+        "hierarchy_delta": _a("pair", doc="τ(local) − τ(global) at g = 0"),
+        "hierarchy_ci": _a("pair ci", doc="paired-bootstrap interval of each difference"),
         "closure_ratio": _a("step factor", doc="eq. (56) propagated / measured m"),
         "prediction_names": _a("prediction", "U"),
-        "prediction_margin": _a("prediction"),
-        "prediction_holds": _a("prediction", "b"),
+        "prediction_verdict": _a("prediction", "i", doc="1 holds, −1 fails, 0 undefined (verdicts.Verdict)"),
+        "prediction_estimate": _a("prediction", doc="the statistic that decides it"),
+        "prediction_ci": _a("prediction ci", doc="its paired 95% interval: holds above 0, fails below"),
+        "prediction_unit": _a("prediction", "U"),
+        "prediction_reason": _a("prediction", "U", doc="what decided it, or why it is undefined"),
     },
 )
 
@@ -297,6 +317,39 @@ DEPTH = ResultSchema(
         "gint_resolved": _a("g layer", "b", "always", doc="that interval excludes 0: above seed noise"),
         "block_profile": _a("g layer", presence="always", doc="|Δs_v(ℓ)| of the per-block eq. (50)"),
         "block_depth": _a("g", presence="always"),
+        "gint_excess": _a(
+            "g layer", presence="always", doc="calibrated G_int − 1 (held-out basis, Protocol II)"
+        ),
+        "gint_null_ci": _a("g layer ci", presence="always", doc="split-half null at s = 0 (truth 0), its CI"),
+        # causal (dit_validation.causal, causal_stats); NaN / −1 where not measured at that g
+        "curv_change": _a(
+            "g factor unit", presence="always", doc="change of each unit's H_f term over the window"
+        ),
+        "curv_share": _a(
+            "g factor", presence="always", doc="last-quarter share of that change per direction"
+        ),
+        "curv_embed_share": _a("g factor", presence="always", doc="the embedded input's share"),
+        "curvature_share_last_quarter": _a("g", presence="always", doc="mean over directions"),
+        "curvature_share_last_quarter_ci": _a(
+            "g ci", presence="always", doc="bootstrap over symmetric points"
+        ),
+        "curv_windows": _a("g factor two", "i", "always", doc="[s_lo, s_hi] around the step-level τ_f"),
+        "patch_baseline": _a("g factor", presence="always", doc="clone agreement with nothing patched"),
+        "patch_effect": _a("g factor layer", presence="always", doc="agreement change patching block ℓ"),
+        "patch_effect_ci": _a("g factor layer ci", presence="always", doc="bootstrap over clone pairs"),
+        "patch_effect_se": _a("g factor layer", presence="always"),
+        "patch_total": _a("g factor", presence="always", doc="every unit patched (decides nothing)"),
+        "patch_total_ci": _a("g factor ci", presence="always"),
+        "patch_resolved": _a("g factor", "b", "always", doc="some block's effect resolved (Bonferroni)"),
+        "patch_share": _a("g factor", presence="always", doc="last-quarter share of |effects|"),
+        "patch_share_last_quarter": _a("g", presence="always", doc="mean over resolved directions"),
+        "patch_share_last_quarter_ci": _a("g ci", presence="always"),
+        "patch_windows": _a(
+            "g factor three", "i", "always", doc="(split, first, last) patched step; −1 none"
+        ),
+        "prediction2_verdict": _a("g", "i", "always", doc="1 holds, −1 fails, 0 undefined"),
+        "prediction2_margin": _a("g", presence="always", doc="share CI end minus uniform share"),
+        "prediction2_reason": _a("g", "U", "always", doc="what decided it, or why undefined"),
     },
 )
 

@@ -22,8 +22,9 @@ import numpy as np
 from theory import rho as theory_rho
 
 from .analysis import deep_layer_count
-from .compare_report import depth_prediction, summary_lines
+from .compare_report import summary_lines
 from .results import load_result
+from .verdicts import decision_text, decisions, verdict_text
 
 __all__ = [
     "fmt_step",
@@ -33,16 +34,7 @@ __all__ = [
     "prediction_lines",
     "summary_text",
     "fmt_duration",
-    "MARGIN_UNITS",
 ]
-
-#: What each §2.7 prediction's margin measures, in its units (compare_report.predictions, depth_prediction).
-MARGIN_UNITS = {
-    "hierarchy": "steps (smallest increase of the measured tau from one direction to the next, g = 0)",
-    "depth_localization": "share (lower 95% end of the last quarter's share of |G_int - 1| minus uniform)",
-    "natural_gap": "steps (lower 95% end of the measured gap at g = 0)",
-    "collapse": "steps per unit rho (lower 95% end of the slope of the gap against rho(g))",
-}
 
 
 def fmt_step(x: float, first: float, last: float) -> str:
@@ -205,72 +197,28 @@ def _compare_lines(meta: Mapping, a: Mapping[str, np.ndarray]) -> list[str]:
     return lines
 
 
-def _verdict(holds: bool, margin: float) -> str:
-    return "undefined" if not np.isfinite(margin) else ("holds" if holds else "FAILS")
-
-
-def _margin(margin: float, name: str) -> str:
-    unit = MARGIN_UNITS[name].split(" (")[0]
-    return f"margin {margin:+.3f} {unit}" if np.isfinite(margin) else "margin n/a"
-
-
 def prediction_lines(
     compare: Mapping[str, np.ndarray] | None,
     depth: Mapping[str, np.ndarray] | None,
     p2_corr: tuple[float, int] | None,
     smoke: bool = False,
 ) -> list[str]:
-    """§2.7's four predictions, one verdict each, with the margin in its units (:data:`MARGIN_UNITS`) and
-    what decided it. Protocol II's corr(ρ, internal gap) (``p2_corr``: r and the number of couplings) is
-    shown beside the collapse verdict as a measurement of a different gap, not as a second verdict."""
-    verdicts: dict[str, tuple[bool, float, str]] = {}
-    if compare is not None and "prediction_names" in compare:
-        for n, h, m in zip(
-            compare["prediction_names"],
-            compare["prediction_holds"],
-            compare["prediction_margin"],
-            strict=True,
-        ):
-            verdicts[str(n)] = (bool(h), float(m), "compare.npz")
-    noise_everywhere = False
-    if depth is not None:
-        ok, m = depth_prediction(dict(depth))
-        j = int(np.argmin(np.abs(depth["g"])))
-        r = np.asarray(depth["gint_resolved"][j], bool)
-        verdicts["depth_localization"] = (
-            ok,
-            m,
-            f"depth.npz: G_int - 1 above seed noise at {int(r.sum())}/{r.size} layers at g = 0",
-        )
-        noise_everywhere = not np.any(depth["gint_resolved"])
-    head = "Section 2.7 predictions, one verdict each (a margin > 0 holds; n/a: undecided)"
+    """§2.7's four predictions, one verdict each, with the statistic and the paired 95% interval that
+    decide it, in its units, and the reason (:func:`dit_validation.verdicts.decisions`). Protocol II's
+    corr(ρ, internal gap) (``p2_corr``: r and the number of couplings) is shown beside the collapse verdict
+    as a measurement of a different gap, not as a second verdict."""
+    head = "Section 2.7 predictions, one verdict each (holds / FAILS only where a paired 95% CI decides it)"
     lines = [head + (" -- smoke grid: too few samples, these decide nothing" if smoke else "") + ":"]
-    for name in ("hierarchy", "depth_localization", "natural_gap", "collapse"):
-        if name not in verdicts:
-            lines.append(f"  {name:<20} {'undefined':<9} (not measured in this run)")
-            continue
-        holds, margin, source = verdicts[name]
-        lines.append(f"  {name:<20} {_verdict(holds, margin):<9} {_margin(margin, name)}  ({source})")
+    for d in decisions(None if compare is None else dict(compare), None if depth is None else dict(depth)):
+        lines.append(f"  {d.name:<20} {verdict_text(d.verdict):<9} {decision_text(d)}")
+        lines.append(f"  {'':<20} {d.reason}")
     if p2_corr is not None:
         r, n = p2_corr
-        why = (
-            "G_int - 1 is within seed noise at every layer and every g: this and Protocol II's table "
-            "above say nothing at this seed count"
-            if noise_everywhere
-            else "a sign, not a test"
-            if n < 5
-            else "not a test: no interval"
-        )
+        why = "a sign, not a test" if n < 5 else "not a test: no interval"
         lines.append(
             f"  {'':<20} beside collapse: Protocol II's internal gap, corr(rho, |G_int - 1| deep) = "
             f"{r:+.2f} over {n} couplings ({why})"
         )
-    if noise_everywhere and p2_corr is None:
-        lines.append(
-            "  note: G_int - 1 is within seed noise at every layer and every g: Protocol II's internal gap "
-            "above decides nothing at this seed count"
-        )
-    lines += ["  what each margin is:", *(f"    {k}: {v}" for k, v in MARGIN_UNITS.items())]
     return lines
 
 

@@ -34,7 +34,7 @@ TINY_COMPARE = replace(
     em_pairs=8,
     block_steps=2,
     random_modes=2,
-    clone_pairs=4,
+    clone_pairs=8,
     n_boot=5,
 )
 

@@ -9,7 +9,8 @@ generator seeded by `TrainConfig.seed`.
 Output directory: diffusers `save_pretrained` files (`config.json`, `diffusion_pytorch_model.safetensors`,
 fp32), `synchrogap.json` (what `dit_validation.models.load_checkpoint` needs) and `training_record.json`
 (command, seed, wall time, subsampled loss curve, held-out denoising loss of the model and of reference
-denoisers: ε̂ = 0, the best Gaussian/linear denoiser and, for the mixture, the exact Bayes denoiser).
+denoisers: ε̂ = 0, the best Gaussian/linear denoiser and, for the mixture, the exact Bayes denoiser; and the
+branch-validity gate of every branch direction from the model's own samples).
 """
 
 from __future__ import annotations
@@ -367,5 +368,33 @@ def _save(ema, cfg: TrainConfig, out_dir: Path, command: str, wall: float, curve
         "reference_losses": refs,
         "reference_losses_mean": {k: float(np.mean(v)) for k, v in refs.items()},
     }
+    record["branch_validity"] = checkpoint_branch_validity(out_dir)
     (out_dir / "training_record.json").write_text(json.dumps(record, indent=2))
     return record
+
+
+#: The gate's settings in a training record: the compare stage's quick grid and its seed for the gate.
+GATE_STEPS = 50
+GATE_SEED = 20_000
+
+
+def checkpoint_branch_validity(path: str | Path) -> dict:
+    """The branch-validity gate of a saved checkpoint (:func:`dit_validation.branches.branch_validity`) at
+    the compare stage's quick settings: every branch direction's midpoint fraction from 512 of the model's own
+    samples, and whether it is learned. Stored in ``training_record.json`` beside the held-out loss, which
+    cannot see a branch (a network that is linear along one direction loses only 1/d of the ε-MSE)."""
+    from ..branches import GATE_SAMPLES, branch_validity
+    from ..models import load_checkpoint
+
+    bundle = load_checkpoint(path)
+    label = bundle.null_class if bundle.num_classes > 1 else 0  # the compare stage's generation class
+    return {
+        "settings": {
+            "num_steps": GATE_STEPS,
+            "samples": GATE_SAMPLES,
+            "seed": GATE_SEED,
+            "g": 0.0,
+            "class_label": label,
+        },
+        "directions": branch_validity(bundle, num_steps=GATE_STEPS, class_label=label, seed=GATE_SEED),
+    }
