@@ -26,6 +26,7 @@ from theory.validation import check_g, check_positive_int, check_range
 
 from ._logging import progress as progress_bar
 from .coupling import CouplingHandle, install_coupling
+from .forwards import forwards
 from .layout import ReplicaLayout
 from .models import DiTBundle
 
@@ -118,7 +119,8 @@ def predict_eps(
     Guidance as diffusers' DiTPipeline: for scale > 1 the batch is doubled with the null class and
     ε = ε_u + s (ε_c − ε_u) on all ``latent_channels`` output channels (the original DiT code guides
     only 3 of the 4 latent channels; diffusers, and we, guide all). Learned-sigma channels are dropped.
-    The batch layout is :class:`~dit_validation.layout.ReplicaLayout`'s.
+    The batch layout is :class:`~dit_validation.layout.ReplicaLayout`'s. Every model row is counted in
+    :data:`dit_validation.forwards.forwards`.
     """
     dit = bundle.transformer
     layout = ReplicaLayout(z.shape[0] // 2, guided=guidance_scale > 1.0)
@@ -127,6 +129,7 @@ def predict_eps(
         z.to(device=param.device, dtype=param.dtype), class_label, bundle.null_class
     )
     handle.state.assign(layout.row_g(g_pairs))
+    forwards.add(x.shape[0], str(param.dtype).removeprefix("torch."))
     timestep = torch.full((x.shape[0],), int(t), dtype=torch.long, device=param.device)
     out = dit(x, timestep=timestep, class_labels=labels).sample[:, : bundle.latent_channels]  # drop learned σ
     return layout.guide(out.to(z.dtype), guidance_scale).to(z.device)

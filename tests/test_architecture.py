@@ -39,6 +39,7 @@ LAYER_1 = {
     "theory_run",
     "rundir",
     "summary",
+    "forwards",
 }
 LAYER_3 = {"models", "layout", "heads", "coupling", "sampler", "capture", "encoders", "testbed"}
 LAYER_4 = {
