@@ -27,8 +27,8 @@ import torch
 
 from theory.multiscale import DEFAULT_MIXTURE, patterns
 
+from .clone_sampler import sample_clones
 from .models import DiTBundle
-from .sampler import sample_clones
 
 __all__ = ["BranchDirections", "branch_directions", "dataset_of"]
 

@@ -19,9 +19,9 @@ from theory import DDPMSchedule, exact_clone_agreement, sampling_timesteps
 from theory.multiscale import DEFAULT_MIXTURE, clone_agreement, clone_experiment, mixture_eps
 
 from .branches import BranchDirections
+from .clone_sampler import CloneTrunk, sample_clones
 from .fits import bootstrap_center
 from .models import DiTBundle
-from .sampler import sample_clones
 
 __all__ = ["SPLIT_AGREEMENT", "dit_clone_agreement", "exact_clone_agreements", "fit_speciation"]
 
@@ -39,8 +39,10 @@ def dit_clone_agreement(
     class_label: int,
     batch_size: int = 64,
     progress: bool = False,
+    trunk: CloneTrunk | None = None,
 ) -> np.ndarray:
-    """Clone agreement along each direction: (F, T, M) in {0, 1} for split steps ``t_ints`` (T,)."""
+    """Clone agreement along each direction: (F, T, M) in {0, 1} for split steps ``t_ints`` (T,); ``trunk``
+    (:func:`~dit_validation.clone_sampler.clone_trunk`) is shared between the g of a comparison."""
     finals = sample_clones(
         bundle,
         list(seeds),
@@ -49,6 +51,7 @@ def dit_clone_agreement(
         num_steps=num_steps,
         class_label=class_label,
         batch_size=batch_size,
+        trunk=trunk,
         progress=progress,
     )
     agree = np.empty((directions.num, len(t_ints), len(seeds)))

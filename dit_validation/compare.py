@@ -45,6 +45,7 @@ from . import compare_report
 from ._logging import progress as progress_bar
 from .boundary import units
 from .branches import BranchDirections, branch_directions, dataset_of, to_tensor
+from .clone_sampler import CloneTrunk, clone_trunk
 from .clones import dit_clone_agreement, exact_clone_agreements, fit_speciation, gap_bootstrap
 from .gamma import block_odd_response, estimate_gamma
 from .grids import FIGURE_G, PAPER_G
@@ -173,6 +174,7 @@ class _Run:
         self._bundle64: DiTBundle | None = None
         self._lin = None
         self._sym: np.ndarray | None = None
+        self._trunk: CloneTrunk | None = None
         self._modes: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
 
     # ----------------------------------------------------------------------------- bookkeeping
@@ -221,6 +223,22 @@ class _Run:
             states = trajectory_states(self.bundle, list(seeds), cfg.num_steps, self.label)
             self._sym = symmetric_states(states, self.directions(), cfg.num_steps)
         return self._sym
+
+    def clone_trunk(self) -> CloneTrunk:
+        """The clone experiment's trunk, sampled once for every g (it does not depend on g) and recomputed
+        (deterministic) rather than stored."""
+        if self._trunk is None:
+            cfg = self.cfg
+            seeds = range(cfg.seed, cfg.seed + cfg.clone_seeds)
+            self._trunk = clone_trunk(
+                self.bundle,
+                list(seeds),
+                cfg.t_ints(),
+                num_steps=cfg.num_steps,
+                class_label=self.label,
+                batch_size=cfg.batch_size,
+            )
+        return self._trunk
 
     # ----------------------------------------------------------------------------- units
     def unit_directions(self) -> None:
@@ -332,7 +350,15 @@ class _Run:
         cfg, a = self.cfg, self.arrays
         seeds = range(cfg.seed, cfg.seed + cfg.clone_seeds)
         agree = dit_clone_agreement(
-            self.bundle, self.directions(), g, seeds, cfg.t_ints(), cfg.num_steps, self.label, cfg.batch_size
+            self.bundle,
+            self.directions(),
+            g,
+            seeds,
+            cfg.t_ints(),
+            cfg.num_steps,
+            self.label,
+            cfg.batch_size,
+            trunk=self.clone_trunk(),
         )
         fit = fit_speciation(cfg.t_ints(), agree, cfg.n_boot, cfg.seed)
         a["agree"][i] = agree

@@ -41,7 +41,17 @@ LAYER_1 = {
     "summary",
     "forwards",
 }
-LAYER_3 = {"models", "layout", "heads", "coupling", "sampler", "capture", "encoders", "testbed"}
+LAYER_3 = {
+    "models",
+    "layout",
+    "heads",
+    "coupling",
+    "sampler",
+    "clone_sampler",
+    "capture",
+    "encoders",
+    "testbed",
+}
 LAYER_4 = {
     "metrics",
     "protocol1",
