@@ -30,7 +30,7 @@ from .branches import BranchDirections
 from .models import DiTBundle
 from .results import ResultFileError, make_meta, save_result
 from .rundir import check_input
-from .sampler import sample_pairs
+from .sampler import sample_pairs, sample_single
 
 __all__ = [
     "DepthConfig",
@@ -100,52 +100,63 @@ def probe_readability(
     sigma: float = 0.5,
     seed: int = 0,
     folds: int = 4,
+    batch_size: int = 64,
 ) -> np.ndarray:
     """Cross-validated correctness (L, F, n) of a logistic probe per layer of replica A's final side of φ_f.
 
     Pairs start from eq. (67) (``sigma``), are coupled at g and sampled with DDIM η = 1; the block outputs
     of replica A at step round(steps[f]) are the features, the label is the sign of φ_fᵀx − midpoint_f of
     replica A's final sample. ``folds``-fold cross-validated logistic regression (L2, standardized features).
+    Pairs are sampled ``batch_size`` per forward; at g = 0 replica A never sees B (eq. 19), so only A is
+    sampled (:func:`~dit_validation.sampler.sample_single`), ``2·batch_size`` rows per forward.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    check_positive_int("batch_size", batch_size)
     want = sorted({int(np.clip(round(s), 0, num_steps - 1)) for s in steps if np.isfinite(s)})
     L, F = bundle.num_layers, directions.num
     P = num_pairs
     feats: dict[int, list[list[np.ndarray]]] = {s: [[] for _ in range(L)] for s in want}
-    state = {"s": 0}
+    state = {"s": 0, "rows": 0}  # the step being run; replica A's rows lead each forward's batch
     blocks = bundle.transformer.transformer_blocks
 
     def hook(ell: int):
         def grab(_m, _a, out: torch.Tensor) -> None:
             if state["s"] in feats:
-                feats[state["s"]][ell].append(out[:P].flatten(1).double().cpu().numpy())  # replica A rows
+                feats[state["s"]][ell].append(out[: state["rows"]].flatten(1).double().cpu().numpy())
 
         return grab
 
     def on_step(s: int, _t: int, _z: torch.Tensor) -> None:
         state["s"] = s + 1
 
+    common = dict(
+        num_steps=num_steps,
+        ddim_eta=1.0,
+        sigma=sigma,
+        class_label=class_label,
+        guidance_scale=1.0,
+        callback=on_step,
+    )
+    # one forward per step and chunk, so each forward's leading rows are the chunk's replicas A in order
+    chunk = 2 * batch_size if g == 0 else batch_size
+    finals = []
     handles = [blk.register_forward_hook(hook(ell)) for ell, blk in enumerate(blocks)]
     try:
-        zA, _ = sample_pairs(
-            bundle,
-            list(range(seed, seed + P)),
-            g=float(g),
-            num_steps=num_steps,
-            ddim_eta=1.0,
-            sigma=sigma,
-            class_label=class_label,
-            guidance_scale=1.0,
-            device=bundle.device,
-            callback=on_step,
-        )
+        for lo in range(0, P, chunk):
+            seeds = list(range(seed + lo, seed + min(lo + chunk, P)))
+            state["s"], state["rows"] = 0, len(seeds)
+            if g == 0:
+                finals.append(sample_single(bundle, seeds, batch_size=batch_size, **common))
+            else:
+                finals.append(sample_pairs(bundle, seeds, g=float(g), device=bundle.device, **common)[0])
     finally:
         for h in handles:
             h.remove()
+    zA = torch.cat(finals)
     labels = directions.sides(zA.double().cpu().numpy()) > 0  # (P, F)
     correct = np.full((L, F, P), np.nan)
     for f in range(F):

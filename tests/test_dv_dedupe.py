@@ -16,16 +16,21 @@ import numpy as np
 import pytest
 import torch
 
+from dit_validation import depth as depth_mod
+from dit_validation.branches import BranchDirections
 from dit_validation.clone_sampler import clone_row_steps, clone_trunk, sample_clones
 from dit_validation.coupling import install_coupling
+from dit_validation.depth import probe_readability
 from dit_validation.forwards import forwards
 from dit_validation.sampler import (
     branched_row_steps,
+    initial_pairs,
     predict_eps,
     sample_branched,
     sample_pairs,
     sample_single,
 )
+from dit_validation.step_predictor import trajectory_states
 
 S = 6
 SHAPE = (1, 8, 8)
@@ -78,6 +83,30 @@ def test_single_rows_are_replica_a_at_g0(tiny64, forward_counter, sigma, n):
         assert (single - B).abs().max() > 1e-3  # σ > 0: B is another trajectory, not sampled here
     # micro-batched two slots (4 rows) per forward: the same bits
     _equal(sample_single(tiny64, seeds[:4], num_steps=S, sigma=sigma, batch_size=2), A[:4])
+
+
+def test_trajectory_states_sample_one_row_per_seed(tiny64, forward_counter):
+    """The states entering each step equal the straightforward σ = 0 shared-noise pair run's, at half the
+    forwards."""
+    seeds = [3, 4, 5, 6]
+    with forward_counter(tiny64.transformer) as count:
+        states = trajectory_states(tiny64, seeds, S, class_label=1, batch_size=2)
+    assert count.rows == S * len(seeds) and states.shape == (S, 4, *SHAPE) and states.dtype == np.float64
+    ref = [initial_pairs(seeds, SHAPE, 0.0)[0].numpy()]
+
+    def keep(step, _t, z):
+        if step + 1 < S:
+            ref.append(z[: len(seeds)].double().numpy())
+            np.testing.assert_array_equal(z[: len(seeds)], z[len(seeds) :])  # B is A: repeated work
+
+    sample_pairs(
+        tiny64, seeds, g=0.0, shared_noise_until=S, num_steps=S, sigma=0.0, class_label=1, callback=keep
+    )
+    np.testing.assert_array_equal(states, np.stack(ref))
+    with forward_counter(tiny64.transformer) as count:  # the pair run, kept for a handful of seeds
+        paired = trajectory_states(tiny64, seeds, S, class_label=1, dedupe=False)
+    assert count.rows == 2 * S * len(seeds)
+    np.testing.assert_array_equal(paired, states)
 
 
 GRID = [0, 2, 3, S]
@@ -140,3 +169,56 @@ def test_clones_refuse_a_trunk_sampled_for_other_seeds(tiny64):
         sample_clones(tiny64, [0, 1, 2, 3], [0, 3], g=1.5, num_steps=S, class_label=1, trunk=trunk)
     with pytest.raises(ValueError, match=r"t_int must lie in \[0, 6\], got 7"):
         clone_trunk(tiny64, [0, 1], [0, 7], num_steps=S, class_label=1)
+
+
+def _directions(F: int = 2) -> BranchDirections:
+    phi = np.linalg.qr(np.random.default_rng(0).normal(size=(64, F)))[0].T  # (F, 64) orthonormal
+    return BranchDirections("test", phi, np.zeros(F), np.ones(F), tuple(f"d{f}" for f in range(F)))
+
+
+@pytest.mark.parametrize("g", [0.0, 0.5])
+def test_depth_probes_sample_replica_a_only_at_g0(tiny64, forward_counter, monkeypatch, g):
+    """probe_readability's correctness array is the same bits whether replica A is sampled alone (g = 0),
+    with its unused replica B (the straightforward run) or in other chunks."""
+    d, steps, P = _directions(), [2.0, 3.0], 12
+    kw = dict(num_steps=5, class_label=1, seed=7, folds=2)
+    with forward_counter(tiny64.transformer) as count:
+        deduped = probe_readability(tiny64, d, g, steps, P, batch_size=4, **kw)
+    assert count.rows == 5 * P * (1 if g == 0 else 2)
+    assert np.isfinite(deduped).any()
+    np.testing.assert_array_equal(probe_readability(tiny64, d, g, steps, P, batch_size=64, **kw), deduped)
+    if g == 0:
+
+        def pairs_path(bundle, seeds, batch_size, **rest):  # the straightforward run: B sampled, unused
+            return sample_pairs(bundle, seeds, g=0.0, device=bundle.device, **rest)[0]
+
+        monkeypatch.setattr(depth_mod, "sample_single", pairs_path)
+        with forward_counter(tiny64.transformer) as count:
+            straightforward = probe_readability(tiny64, d, g, steps, P, batch_size=4, **kw)
+        assert count.rows == 5 * P * 2
+        np.testing.assert_array_equal(straightforward, deduped)
+
+
+def test_compare_runs_the_forwards_its_plan_needs(tiny32, tmp_path):
+    """The package's tally over a whole micro comparison equals the closed form of its plan, with every
+    repeated forward gone (the straightforward run's count in the comments)."""
+    from conftest import TINY_COMPARE as cfg
+
+    from dit_validation.compare import run_compare
+
+    S, M, G, n, E = cfg.num_steps, cfg.clone_seeds, len(cfg.g), cfg.sym_points, cfg.em_pairs
+    splits = sum(S - t for t in cfg.t_ints() if t < S)
+    directions = 2 * cfg.clone_pairs * S  # clone endpoints split at step 0: trunk (clone A) + clone B
+    clones = M * S + sum(M * splits * (1 if g == 0 else 2) for g in cfg.g)  # was 2·M·(S + splits) per g
+    symmetric = 2 * n * S  # the pair run, kept (trajectory_states' dedupe=False)
+    block = G * 2 * E * S  # Protocol II pairs at every g
+    closure = E * S  # one row per seed (was 2·E·S)
+    curvature = G * S * 2 * n * cfg.num_directions  # float64: one pair per point and direction
+    before = forwards.snapshot()
+    run_compare(tiny32, cfg, tmp_path, model_name="random:tiny", progress=False)
+    counted = forwards.snapshot() - before
+    assert dict(counted) == {
+        "float32": directions + clones + symmetric + block + closure,
+        "float64": curvature,
+    }
+    assert dict(counted) == {"float32": 920, "float64": 160}
