@@ -41,9 +41,9 @@ import theory
 from theory.multiscale import DEFAULT_MIXTURE, patterns
 from theory.validation import check_positive_int
 
+from .clone_sampler import sample_clones
 from .metrics import default_pool, lowpass
 from .models import DiTBundle
-from .sampler import sample_clones
 from .verdicts import learned
 
 __all__ = [

@@ -19,8 +19,8 @@ from theory import DDPMSchedule, exact_clone_agreement, sampling_timesteps
 from theory.multiscale import DEFAULT_MIXTURE, clone_agreement, clone_experiment, mixture_eps
 
 from .branches import BranchDirections
+from .clone_sampler import CloneTrunk, sample_clones
 from .models import DiTBundle
-from .sampler import sample_clones
 
 __all__ = ["dit_clone_agreement", "exact_clone_agreements", "exact_endpoints"]
 
@@ -35,8 +35,10 @@ def dit_clone_agreement(
     class_label: int,
     batch_size: int = 64,
     progress: bool = False,
+    trunk: CloneTrunk | None = None,
 ) -> np.ndarray:
-    """Clone agreement along each direction: (F, T, M) in {0, 1} for split steps ``t_ints`` (T,)."""
+    """Clone agreement along each direction: (F, T, M) in {0, 1} for split steps ``t_ints`` (T,); ``trunk``
+    (:func:`~dit_validation.clone_sampler.clone_trunk`) is shared between the g of a comparison."""
     finals = sample_clones(
         bundle,
         list(seeds),
@@ -45,6 +47,7 @@ def dit_clone_agreement(
         num_steps=num_steps,
         class_label=class_label,
         batch_size=batch_size,
+        trunk=trunk,
         progress=progress,
     )
     agree = np.empty((directions.num, len(t_ints), len(seeds)))

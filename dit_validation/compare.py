@@ -55,6 +55,7 @@ from .branches import (
     midpoint_fraction,
     to_tensor,
 )
+from .clone_sampler import CloneTrunk, clone_trunk
 from .clone_tau import TauStatus, fit_speciation, mask_unlearned, paired_differences
 from .clones import dit_clone_agreement, exact_clone_agreements, exact_endpoints
 from .gamma import block_odd_response, estimate_gamma
@@ -187,6 +188,7 @@ class _Run:
         self._bundle64: DiTBundle | None = None
         self._lin = None
         self._sym: np.ndarray | None = None
+        self._trunk: CloneTrunk | None = None
         self._modes: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
 
     # ----------------------------------------------------------------------------- bookkeeping
@@ -221,13 +223,34 @@ class _Run:
         return directions_of(self.arrays)
 
     def symmetric(self) -> np.ndarray:
-        """Symmetric points (S, n, C, H, W), recomputed (deterministic, cheap) rather than stored."""
+        """Symmetric points (S, n, C, H, W), recomputed (deterministic, cheap) rather than stored.
+
+        Their few trajectories keep the pair run (``dedupe`` False): deduplicated, the quick grid's 8 seeds
+        would make forwards of 8 rows, below the size where BLAS changes kernels, and change every quantity
+        taken at the symmetric points in its last bits to save 400 of the job's forwards.
+        """
         if self._sym is None:
             cfg = self.cfg
             seeds = range(cfg.seed + 10_000, cfg.seed + 10_000 + cfg.sym_points)  # not the clone seeds
-            states = trajectory_states(self.bundle, list(seeds), cfg.num_steps, self.label)
+            states = trajectory_states(self.bundle, list(seeds), cfg.num_steps, self.label, dedupe=False)
             self._sym = symmetric_states(states, self.directions(), cfg.num_steps)
         return self._sym
+
+    def clone_trunk(self) -> CloneTrunk:
+        """The clone experiment's trunk, sampled once for every g (it does not depend on g) and recomputed
+        (deterministic) rather than stored."""
+        if self._trunk is None:
+            cfg = self.cfg
+            seeds = range(cfg.seed, cfg.seed + cfg.clone_seeds)
+            self._trunk = clone_trunk(
+                self.bundle,
+                list(seeds),
+                cfg.t_ints(),
+                num_steps=cfg.num_steps,
+                class_label=self.label,
+                batch_size=cfg.batch_size,
+            )
+        return self._trunk
 
     # ----------------------------------------------------------------------------- units
     def unit_directions(self) -> None:
@@ -354,7 +377,15 @@ class _Run:
         cfg, a = self.cfg, self.arrays
         seeds = range(cfg.seed, cfg.seed + cfg.clone_seeds)
         agree = dit_clone_agreement(
-            self.bundle, self.directions(), g, seeds, cfg.t_ints(), cfg.num_steps, self.label, cfg.batch_size
+            self.bundle,
+            self.directions(),
+            g,
+            seeds,
+            cfg.t_ints(),
+            cfg.num_steps,
+            self.label,
+            cfg.batch_size,
+            trunk=self.clone_trunk(),
         )
         fit = mask_unlearned(fit_speciation(cfg.t_ints(), agree, cfg.n_boot, cfg.seed), a["learned"])
         a["agree"][i] = agree
@@ -468,7 +499,8 @@ class _Run:
         """Eq. (56) against the full-step Jacobian J_s = c₁ + b_s σ_t H_f(s; 0) along each φ_f."""
         cfg, a = self.cfg, self.arrays
         seeds = list(range(cfg.seed + 60_000, cfg.seed + 60_000 + cfg.em_pairs))
-        states = trajectory_states(self.bundle, seeds, cfg.num_steps, self.label)  # (S, n, C, H, W)
+        # (S, n, C, H, W)
+        states = trajectory_states(self.bundle, seeds, cfg.num_steps, self.label, cfg.batch_size)
         y = states.reshape(*states.shape[:2], -1) @ a["phi"].T  # (S, n, F)
         sched = DDPMSchedule()
         ab = sched.alphas_cumprod[sampling_timesteps(sched, cfg.num_steps)]

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +54,7 @@ from .boundary import ReportedError, UsageError, units, user_error_message
 from .branches import dataset_of
 from .compare_report import markdown_table, predictions_markdown
 from .depth import run_depth
+from .forwards import forwards
 from .models import DiTBundle, resolve_model
 from .protocol1 import run_protocol1
 from .protocol2 import run_protocol2
@@ -82,7 +84,7 @@ from .rundir import (
     run_lock,
     start_over,
 )
-from .summary import summary_text
+from .summary import read_timings, summary_text
 from .theory_run import run_theory
 
 logger = logging.getLogger(__name__)
@@ -122,17 +124,19 @@ RUN_FILES = (
 
 
 class _Stages:
-    """Runs the stages of one directory: skip, quarantine, time, count units."""
+    """Runs the stages of one directory: skip, quarantine, time, count units and image-forwards.
+
+    ``timings.json`` holds per stage ``{"wall_s": …, "image_forwards": …, "image_forwards_by_dtype": {…}}``
+    (:func:`dit_validation.summary.read_timings`), summed over the runs that worked on the stage (a resumed
+    stage adds the work of its resumption).
+    """
 
     def __init__(self, out: Path, overwrite: bool) -> None:
         self.out, self.overwrite = out, overwrite
         self.timing_file = out / "timings.json"
-        self.timings: dict[str, float] = {}
-        if not overwrite and self.timing_file.exists():
-            try:
-                self.timings = {k: float(v) for k, v in json.loads(self.timing_file.read_text()).items()}
-            except (OSError, ValueError, AttributeError):
-                self.timings = {}
+        self.timings: dict[str, dict[str, Any]] = {}
+        if not overwrite:
+            self.timings = read_timings(self.timing_file)
         self.ran: list[str] = []
 
     def run(self, name: str, units_worth: int, done: bool, work: Callable[[], Any]) -> None:
@@ -142,13 +146,22 @@ class _Stages:
             return
         logger.info("stage %s: running", name)
         with units.stage(units_worth, name=name):  # named: the test hook may kill inside it
-            start = time.perf_counter()
+            start, before = time.perf_counter(), forwards.snapshot()
             work()
             took = time.perf_counter() - start
-            self.timings[name] = self.timings.get(name, 0.0) + took
+            ran = forwards.snapshot() - before
+            entry = self.timings.get(
+                name, {"wall_s": 0.0, "image_forwards": 0, "image_forwards_by_dtype": {}}
+            )
+            by_dtype = Counter(entry["image_forwards_by_dtype"]) + ran
+            self.timings[name] = {
+                "wall_s": entry["wall_s"] + took,
+                "image_forwards": sum(by_dtype.values()),
+                "image_forwards_by_dtype": dict(sorted(by_dtype.items())),
+            }
             write_text_atomic(self.timing_file, json.dumps(self.timings, indent=1))
             self.ran.append(name)
-            logger.info("stage %s: done in %.1f s", name, took)
+            logger.info("stage %s: done in %.1f s, %d image-forwards", name, took, sum(ran.values()))
 
 
 def _figure_inputs(files: Mapping[str, Path]) -> dict[str, list[int]]:

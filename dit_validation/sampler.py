@@ -3,6 +3,8 @@
 Layout: a batch of P replica pairs is the latent tensor ``z`` of shape (2P, C, H, W) with rows
 [A_1..A_P, B_1..B_P]; the model batch (with or without guidance) is built by
 :class:`~dit_validation.layout.ReplicaLayout`, the module that owns the replica/guidance layout.
+Uncoupled single trajectories (:func:`sample_single`, replica A at g = 0, where B would repeat A or go
+unused) fill the same layout two rows to a pair slot.
 
 Time: DDIM with ``timestep_spacing="trailing"``, so step s = 0 is at t = T - 1 = 999 (the fully
 noised end, where z_T ~ N(0, I) of eq. 67 lives) and s = S - 1 is the last update; this matches
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,6 +29,7 @@ from theory.validation import check_g, check_positive_int, check_range
 
 from ._logging import progress as progress_bar
 from .coupling import CouplingHandle, install_coupling
+from .forwards import forwards
 from .layout import ReplicaLayout
 from .models import DiTBundle
 
@@ -130,7 +134,8 @@ def predict_eps(
     Guidance as diffusers' DiTPipeline: for scale > 1 the batch is doubled with the null class and
     ε = ε_u + s (ε_c − ε_u) on all ``latent_channels`` output channels (the original DiT code guides
     only 3 of the 4 latent channels; diffusers, and we, guide all). Learned-sigma channels are dropped.
-    The batch layout is :class:`~dit_validation.layout.ReplicaLayout`'s.
+    The batch layout is :class:`~dit_validation.layout.ReplicaLayout`'s. Every model row is counted in
+    :data:`dit_validation.forwards.forwards`.
     """
     dit = bundle.transformer
     layout = ReplicaLayout(z.shape[0] // 2, guided=guidance_scale > 1.0)
@@ -139,6 +144,7 @@ def predict_eps(
         z.to(device=param.device, dtype=param.dtype), class_label, bundle.null_class
     )
     handle.state.assign(layout.row_g(g_pairs))
+    forwards.add(x.shape[0], str(param.dtype).removeprefix("torch."))
     timestep = torch.full((x.shape[0],), int(t), dtype=torch.long, device=param.device)
     out = dit(x, timestep=timestep, class_labels=labels).sample[:, : bundle.latent_channels]  # drop learned σ
     return layout.guide(out.to(z.dtype), guidance_scale).to(z.device)
@@ -165,7 +171,7 @@ def _ddim(
     return sched.step(eps, int(t), z, eta=float(ddim_eta), **kw).prev_sample
 
 
-def _state_dtype(dtype: torch.dtype) -> torch.dtype:
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
     # Latent states stay in float32 (float64 in float64 runs) even when the model runs in bf16.
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -174,6 +180,55 @@ def _check_common(num_steps: int, ddim_eta: float, sigma: float) -> None:
     check_positive_int("num_steps", num_steps)
     check_range("ddim_eta", ddim_eta, 0.0, 1.0)
     check_range("sigma", sigma, 0.0)
+
+
+@dataclass(frozen=True)
+class Stepper:
+    """What every reverse step of one sampling loop shares; steps replica pairs or uncoupled single rows,
+    micro-batched to ``batch_size`` pair slots (2·batch_size states) per forward."""
+
+    bundle: DiTBundle
+    handle: CouplingHandle
+    sched: DDIMScheduler
+    class_label: int
+    guidance_scale: float
+    ddim_eta: float
+    batch_size: int
+
+    def pairs(
+        self,
+        t: int,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        g_pairs: np.ndarray,
+        noise_A: torch.Tensor | None,
+        noise_B: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the pairs (A_i, B_i), each (R, C, H, W), pair i coupled at g_pairs[i] (eq. 19)."""
+        newA, newB = torch.empty_like(A), torch.empty_like(B)
+        for lo in range(0, A.shape[0], self.batch_size):
+            hi = min(lo + self.batch_size, A.shape[0])
+            z = torch.cat([A[lo:hi], B[lo:hi]])  # (2p, C, H, W)
+            eps = predict_eps(
+                self.bundle, self.handle, z, t, g_pairs[lo:hi], self.class_label, self.guidance_scale
+            )
+            noise = torch.cat([noise_A[lo:hi], noise_B[lo:hi]]) if self.ddim_eta > 0 else None
+            z = _ddim(self.sched, eps, t, z, self.ddim_eta, noise)
+            newA[lo:hi], newB[lo:hi] = z[: hi - lo], z[hi - lo :]
+        return newA, newB
+
+    def singles(self, t: int, z: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """One step of uncoupled trajectories z (n, C, H, W), two to a pair slot: at g = 0 eq. (19) has no
+        inter block, so the rows of a slot never see each other. An odd n is padded with a copy of its last
+        row (one row of extra work, its result dropped)."""
+        n = z.shape[0]
+        if n % 2:
+            z = torch.cat([z, z[-1:]])
+            noise = None if noise is None else torch.cat([noise, noise[-1:]])
+        h = z.shape[0] // 2
+        nA, nB = (None, None) if noise is None else (noise[:h], noise[h:])
+        A, B = self.pairs(t, z[:h], z[h:], np.zeros(h), nA, nB)
+        return torch.cat([A, B])[:n]
 
 
 def sample_pairs(
@@ -212,7 +267,7 @@ def sample_pairs(
     check_range("start_step", start_step, 0, num_steps)
     sched = make_scheduler(bundle, num_steps)
     gs = resolve_guidance(bundle, guidance_scale)
-    sdt = _state_dtype(next(bundle.transformer.parameters()).dtype)
+    sdt = state_dtype(next(bundle.transformer.parameters()).dtype)
     shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
     P = len(seeds)
     if start_states is None:
@@ -238,6 +293,50 @@ def sample_pairs(
             if callback is not None:
                 callback(s, int(t), z)
     return z[:P], z[P:]
+
+
+def sample_single(
+    bundle: DiTBundle,
+    seeds: Sequence[int],
+    *,
+    num_steps: int,
+    ddim_eta: float = 1.0,
+    sigma: float = 0.0,
+    class_label: int = 0,
+    guidance_scale: float | None = None,
+    batch_size: int = 64,
+    callback: StepCallback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Replica A of :func:`sample_pairs` at g = 0, without replica B: the final z_0^A, (M, C, H, W).
+
+    At g = 0 eq. (19) has no inter block, so replica A never sees replica B: it is the DDIM trajectory of
+    z_T^A of eq. (67) (σ = 0: z_T itself) with the stream-A noise, and this returns
+    ``sample_pairs(bundle, seeds, g=0, sigma=sigma, ...)[0]`` at half the forwards. With σ = 0 and the
+    noise shared throughout, replica B equals A and this is the whole pair. Rows fill the model batch two
+    to a pair slot, ``batch_size`` slots per forward (the size of a pair forward); the noise is keyed by
+    (seed, replica, step), never by row position. ``callback(step, timestep, latents)`` sees the
+    (M, C, H, W) state after each step; the model runs on the bundle's device.
+    """
+    _check_common(num_steps, ddim_eta, sigma)
+    check_positive_int("batch_size", batch_size)
+    sched = make_scheduler(bundle, num_steps)
+    gs = resolve_guidance(bundle, guidance_scale)
+    sdt = state_dtype(bundle.dtype)
+    shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
+    z = initial_pairs(seeds, shape, sigma)[0].to(device=bundle.device, dtype=sdt)  # (M, C, H, W)
+    with install_coupling(bundle.transformer) as handle:
+        step = Stepper(bundle, handle, sched, class_label, gs, ddim_eta, batch_size)
+        steps = list(enumerate(sched.timesteps.tolist()))
+        for s, t in progress_bar(steps, desc="single steps", enabled=progress, leave=False):
+            noise = None
+            if ddim_eta > 0:
+                noise = torch.stack([stream_normal(m, STREAM_NOISE_A, s, shape) for m in seeds])
+                noise = noise.to(device=bundle.device, dtype=sdt)
+            z = step.singles(t, z, noise)
+            if callback is not None:
+                callback(s, int(t), z)
+    return z
 
 
 def branched_row_steps(num_steps: int, t_ints: Sequence[int]) -> int:
@@ -270,7 +369,7 @@ def sample_branched(
 
     A coupled trunk (strength g, or g = 0 with shared noise when ``shared_trunk_noise``) is advanced
     once per seed; at step s = t_int its state is cloned into a branch with independent noise, coupled
-    at ``branch_g`` (0: decoupled, Protocol I; > 0: the clone experiment at coupling g of the comparison).
+    at ``branch_g`` (0: decoupled, Protocol I; > 0: branches that stay coupled after the split).
     Trunk and branch rows share forwards through a per-pair g, micro-batched to ``batch_size`` pairs. With
     ``branch_g = 0`` each branch equals ``sample_pairs(g=g, t_int=t_int)`` for the same streams (noise is
     keyed by (seed, replica, step), never by row position).
@@ -285,7 +384,7 @@ def sample_branched(
     check_range("t_int", np.asarray(grid), 0, num_steps)
     sched = make_scheduler(bundle, num_steps)
     gs = resolve_guidance(bundle, guidance_scale)
-    sdt = _state_dtype(next(bundle.transformer.parameters()).dtype)
+    sdt = state_dtype(next(bundle.transformer.parameters()).dtype)
     shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
     M = len(seeds)
     zA, zB = initial_pairs(seeds, shape, sigma)
@@ -294,6 +393,7 @@ def sample_branched(
     trunk_end = min(grid[-1], num_steps)  # the trunk is only needed until the last branch point
     steps = list(enumerate(sched.timesteps.tolist()))
     with install_coupling(bundle.transformer, blocks) as handle:
+        step = Stepper(bundle, handle, sched, class_label, gs, ddim_eta, batch_size)
         for s, t in progress_bar(steps, desc=f"g={g:g} steps", enabled=progress, leave=False):
             if s in grid:
                 branches[s] = (trunk[0].clone(), trunk[1].clone())
@@ -307,14 +407,9 @@ def sample_branched(
                 nA, nB = nA.to(device=device, dtype=sdt), nB.to(device=device, dtype=sdt)
                 noise_A = nA.repeat(len(keys), 1, 1, 1)
                 noise_B = torch.cat([nA if (k is None and shared_trunk_noise) else nB for k in keys])
-            newA, newB = torch.empty_like(A), torch.empty_like(B)
-            for lo in range(0, A.shape[0], batch_size):
-                hi = min(lo + batch_size, A.shape[0])
-                z = torch.cat([A[lo:hi], B[lo:hi]])  # (2p, C, H, W)
-                eps = predict_eps(bundle, handle, z, t, row_g[lo:hi], class_label, gs)
-                noise = torch.cat([noise_A[lo:hi], noise_B[lo:hi]]) if ddim_eta > 0 else None
-                z = _ddim(sched, eps, t, z, ddim_eta, noise)
-                newA[lo:hi], newB[lo:hi] = z[: hi - lo], z[hi - lo :]
+            else:
+                noise_A = noise_B = None
+            newA, newB = step.pairs(t, A, B, row_g, noise_A, noise_B)
             for j, k in enumerate(keys):
                 new = (newA[j * M : (j + 1) * M], newB[j * M : (j + 1) * M])
                 if k is None:
@@ -326,35 +421,3 @@ def sample_branched(
     if num_steps in grid:
         branches[num_steps] = trunk  # t_int = S: coupled for the whole trajectory
     return {t: branches[t] for t in grid}
-
-
-def sample_clones(
-    bundle: DiTBundle,
-    seeds: Sequence[int],
-    t_ints: Sequence[int],
-    *,
-    g: float = 0.0,
-    num_steps: int,
-    class_label: int,
-    batch_size: int = 64,
-    progress: bool = False,
-) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """The clone experiment of the comparison: one stochastic DDIM trajectory (η = 1) per seed from z_T,
-    cloned at each step in ``t_ints`` into two copies (σ = 0: no replica offset) that continue with
-    independent noise, coupled at g; {t_int: (z_0^A, z_0^B)} (:func:`sample_branched`)."""
-    return sample_branched(
-        bundle,
-        seeds,
-        t_ints,
-        g=0.0,
-        branch_g=float(g),
-        shared_trunk_noise=True,
-        num_steps=num_steps,
-        ddim_eta=1.0,
-        sigma=0.0,
-        class_label=class_label,
-        guidance_scale=bundle.guidance_scale,
-        device=bundle.device,
-        batch_size=batch_size,
-        progress=progress,
-    )

@@ -31,44 +31,50 @@ from theory import DDPMSchedule, curvature_sign_change, sampling_timesteps
 from .branches import BranchDirections, to_tensor
 from .coupling import install_coupling
 from .models import DiTBundle
-from .sampler import predict_eps, sample_pairs
+from .sampler import initial_pairs, predict_eps, sample_pairs, sample_single
 
 __all__ = ["trajectory_states", "symmetric_states", "difference_curvature", "step_curvatures"]
 
 
 @torch.no_grad()
 def trajectory_states(
-    bundle: DiTBundle, seeds: Sequence[int], num_steps: int, class_label: int = 0
+    bundle: DiTBundle,
+    seeds: Sequence[int],
+    num_steps: int,
+    class_label: int = 0,
+    batch_size: int = 64,
+    dedupe: bool = True,
 ) -> np.ndarray:
     """States x_s entering every reverse step s of one DDPM trajectory per seed: (S, n, C, H, W) float64.
 
-    Single trajectories (σ = 0 replicas sharing their noise, g = 0), DDIM η = 1 as the clone experiment.
+    Single trajectories, DDIM η = 1 as the clone experiment: σ = 0 replicas sharing their noise at g = 0
+    are one trajectory, sampled once (:func:`~dit_validation.sampler.sample_single`), ``batch_size`` pair
+    slots per forward. ``dedupe`` False samples each seed as that pair of identical replicas, all seeds in
+    one forward per step (twice the rows: the run before deduplication), for a handful of seeds whose
+    deduplicated forwards would be smaller than the batch size at which BLAS switches GEMM kernels, so
+    that they stay bit-identical (tests/test_dv_dedupe.py).
     """
-    states: list[np.ndarray] = []
-    P = len(seeds)
+    shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
+    states: list[np.ndarray] = [initial_pairs(seeds, shape, 0.0)[0].numpy()]  # z_T, float64
+    n = len(seeds)
 
     def keep(step: int, _t: int, z: torch.Tensor) -> None:
         if step + 1 < num_steps:
-            states.append(z[:P].double().cpu().numpy())
+            states.append(z[:n].double().cpu().numpy())  # replica A (the only one when deduplicated)
 
-    shape = (bundle.latent_channels, bundle.sample_size, bundle.sample_size)
-    from .sampler import initial_pairs
-
-    z_T, _ = initial_pairs(seeds, shape, 0.0)
-    states.append(z_T.numpy())
-    sample_pairs(
-        bundle,
-        seeds,
-        g=0.0,
-        shared_noise_until=num_steps,
-        num_steps=num_steps,
-        ddim_eta=1.0,
-        sigma=0.0,
-        class_label=class_label,
-        guidance_scale=bundle.guidance_scale,
-        device=bundle.device,
-        callback=keep,
-    )
+    common = dict(num_steps=num_steps, ddim_eta=1.0, sigma=0.0, class_label=class_label, callback=keep)
+    if dedupe:
+        sample_single(bundle, seeds, guidance_scale=bundle.guidance_scale, batch_size=batch_size, **common)
+    else:
+        sample_pairs(
+            bundle,
+            seeds,
+            g=0.0,
+            shared_noise_until=num_steps,
+            guidance_scale=bundle.guidance_scale,
+            device=bundle.device,
+            **common,
+        )
     return np.stack(states)
 
 

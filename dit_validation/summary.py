@@ -34,6 +34,7 @@ __all__ = [
     "prediction_lines",
     "summary_text",
     "fmt_duration",
+    "read_timings",
 ]
 
 
@@ -229,12 +230,31 @@ def _plan_grid(path: Path) -> str:
         return ""
 
 
-def _timings(path: Path) -> dict[str, float]:
+def read_timings(path: Path) -> dict[str, dict]:
+    """``timings.json`` of a run: per stage ``{"wall_s", "image_forwards", "image_forwards_by_dtype"}``.
+
+    A file written before image-forwards were counted holds bare seconds per stage: read as that wall time
+    with 0 counted forwards (their count is unknown, never invented). Unreadable entries are dropped.
+    """
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    out: dict[str, dict] = {}
+    for stage, v in data.items() if isinstance(data, dict) else ():
+        try:
+            if isinstance(v, dict):
+                by_dtype = {str(k): int(n) for k, n in dict(v.get("image_forwards_by_dtype", {})).items()}
+                out[str(stage)] = {
+                    "wall_s": float(v["wall_s"]),
+                    "image_forwards": int(v.get("image_forwards", sum(by_dtype.values()))),
+                    "image_forwards_by_dtype": by_dtype,
+                }
+            else:
+                out[str(stage)] = {"wall_s": float(v), "image_forwards": 0, "image_forwards_by_dtype": {}}
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
 
 
 def _written(files: Mapping[str, Path]) -> list[str]:
@@ -255,7 +275,7 @@ def summary_text(files: Mapping[str, Path]) -> str:
     p2_corr: tuple[float, int] | None = None
     compare = depth = None
     out = next((p.parent for k, p in files.items() if k in ("protocol1", "protocol2", "compare")), None)
-    timing = _timings(out / "timings.json") if out is not None else {}
+    timing = read_timings(out / "timings.json") if out is not None else {}
     grid = _plan_grid(out / "reproduce.json") if out is not None else ""
     smoke = grid == " (smoke grid)"
     if files.get("protocol1") and files["protocol1"].is_file():
@@ -295,9 +315,13 @@ def summary_text(files: Mapping[str, Path]) -> str:
     if compare is not None or depth is not None:
         lines += ["", *prediction_lines(compare, depth, p2_corr, smoke)]
     if timing:
-        total = sum(timing.values())
-        parts = ", ".join(f"{k} {fmt_duration(v)}" for k, v in timing.items())
+        total = sum(v["wall_s"] for v in timing.values())
+        parts = ", ".join(f"{k} {fmt_duration(v['wall_s'])}" for k, v in timing.items())
         lines += ["", f"run time: {fmt_duration(total)} of computation ({parts})"]
+        counted = {k: v["image_forwards"] for k, v in timing.items() if v["image_forwards"]}
+        if counted:
+            parts = ", ".join(f"{k} {n:,}" for k, n in counted.items())
+            lines.append(f"image-forwards: {sum(counted.values()):,} ({parts})")
     results = _written(files)
     if results:
         lines.append("results: " + ", ".join(results))

@@ -42,8 +42,19 @@ LAYER_1 = {
     "theory_run",
     "rundir",
     "summary",
+    "forwards",
 }
-LAYER_3 = {"models", "layout", "heads", "coupling", "sampler", "capture", "encoders", "testbed"}
+LAYER_3 = {
+    "models",
+    "layout",
+    "heads",
+    "coupling",
+    "sampler",
+    "clone_sampler",
+    "capture",
+    "encoders",
+    "testbed",
+}
 LAYER_4 = {
     "metrics",
     "protocol1",

@@ -23,7 +23,8 @@ from dit_validation.depth import DepthConfig
 from dit_validation.protocol1 import Protocol1Config
 from dit_validation.protocol2 import Protocol2Config
 from dit_validation.results import ResultFileError, load_result, make_meta, save_result
-from dit_validation.summary import fmt_step
+from dit_validation.sampler import branched_row_steps
+from dit_validation.summary import fmt_step, read_timings
 from dit_validation.theory_run import TheoryRunConfig, run_theory, theory_arrays
 
 # ---------------------------------------------------------------- theory_run: reference tests
@@ -203,6 +204,36 @@ def test_summary_reports_tau_spec_gap_and_depth(tiny_run: tuple[Path, dict[str, 
     assert "depth_localization" in text and resolved in text  # prediction 2 is in the summary too
     noise_note = "within seed noise at every layer and every g" in text
     assert noise_note == (not d["gint_resolved"].any())  # Protocol II's lines are flagged only when all noise
+
+
+def test_timings_count_image_forwards_per_stage(tiny_run: tuple[Path, dict[str, Path]]) -> None:
+    """timings.json holds each stage's wall time and image-forwards; the protocols' counts are their plans'
+    closed forms (the package's tally, counted in predict_eps, against the sampling plan)."""
+    out, _ = tiny_run
+    t = json.loads((out / "timings.json").read_text())
+    # Protocol I: 2 g and the g = 0 control, 3 seeds, a pair forward per trunk and branch step
+    p1 = 3 * 3 * 2 * branched_row_steps(5, (0, 1, 3, 5))
+    # Protocol II: 3 g, 3 pairs, one forward at s = 0 for the basis (eq. 42-43), then 5 steps
+    p2 = 3 * 3 * 2 * (1 + 5)
+    assert (t["protocol1"]["image_forwards"], t["protocol2"]["image_forwards"]) == (p1, p2) == (288, 108)
+    assert t["protocol1"]["image_forwards_by_dtype"] == {"float32": p1}
+    assert t["theory"]["image_forwards"] == 0 and t["figures"]["image_forwards"] == 0
+    assert all(v["wall_s"] > 0 for v in t.values())
+    text = (out / "summary.txt").read_text()
+    assert f"protocol1 {p1:,}" in text and "image-forwards: " in text
+
+
+def test_summary_reads_timings_written_before_forwards_were_counted(tmp_path: Path) -> None:
+    path = tmp_path / "timings.json"
+    path.write_text(
+        json.dumps({"protocol1": 55.2, "compare": {"wall_s": 3.0, "image_forwards": 7}, "x": "?"})
+    )
+    assert read_timings(path) == {
+        "protocol1": {"wall_s": 55.2, "image_forwards": 0, "image_forwards_by_dtype": {}},
+        "compare": {"wall_s": 3.0, "image_forwards": 7, "image_forwards_by_dtype": {}},
+    }
+    path.write_text("[1, 2]")
+    assert read_timings(path) == {}
 
 
 def test_rerun_skips_finished_stages(
