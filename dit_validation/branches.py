@@ -32,6 +32,7 @@ Directions live in the sampler's space (C·H·W: pixels for the testbed, latents
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = [
     "branch_directions",
     "band_directions",
     "branch_validity",
+    "checkpoint_gate",
     "clone_endpoints",
     "dataset_of",
     "directions_of",
@@ -278,9 +280,38 @@ def branch_validity(
     ok = learned(frac)
     return {
         name: {
-            "branch_midpoint_fraction": float(frac[f]),
+            # NaN (no bimodal branches) is written as null: JSON has no NaN
+            "branch_midpoint_fraction": None if not np.isfinite(frac[f]) else float(frac[f]),
             "half_separation": float(d.half_separation[f]),
             "learned": bool(ok[f]),
         }
         for f, name in enumerate(d.names)
+    }
+
+
+#: The gate's settings in a training record: the compare stage's quick grid and its seed for the gate.
+GATE_STEPS = 50
+GATE_SEED = 20_000
+
+
+def checkpoint_gate(path: str | Path, clone_pairs: int = GATE_SAMPLES // 2) -> dict:
+    """The branch-validity gate of a saved checkpoint (:func:`branch_validity`) at the compare stage's quick
+    settings: every branch direction's midpoint fraction from 2·``clone_pairs`` (512) of the model's own
+    samples, and whether it is learned. Stored in ``training_record.json`` beside the held-out loss, which
+    cannot see a branch (a network that is linear along one direction loses only 1/d of the ε-MSE)."""
+    from .models import load_checkpoint
+
+    bundle = load_checkpoint(path)
+    label = bundle.null_class if bundle.num_classes > 1 else 0  # the compare stage's generation class
+    return {
+        "settings": {
+            "num_steps": GATE_STEPS,
+            "samples": 2 * clone_pairs,
+            "seed": GATE_SEED,
+            "g": 0.0,
+            "class_label": label,
+        },
+        "directions": branch_validity(
+            bundle, num_steps=GATE_STEPS, clone_pairs=clone_pairs, class_label=label, seed=GATE_SEED
+        ),
     }

@@ -621,6 +621,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "default: all uniform",
     )
     p.add_argument("--init", default="", help="checkpoint directory to start from (fine-tuning)")
+    p.add_argument(
+        "--gate-pairs",
+        type=int,
+        default=256,
+        help="clone pairs (x2 samples) behind the branch-validity gate in the training record (default 256)",
+    )
     p.add_argument("--out", type=str, required=True, help="checkpoint directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint directory")
     p.add_argument("--quiet", action="store_true")
@@ -656,14 +662,24 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                 f"--out {str(out)!r} already exists; refusing to overwrite a checkpoint "
                 "(pass --overwrite, or choose another --out)"
             )
+        from .branches import checkpoint_gate
+
+        if args.gate_pairs < 8:
+            raise UsageError(f"--gate-pairs must be at least 8, got {args.gate_pairs}")
         rec = testbed_train.train(
             cfg,
             out,
             command=testbed_train.command_line(cfg, out),
             overwrite=args.overwrite,
             progress=not args.quiet,
+            extras=lambda path: {"branch_validity": checkpoint_gate(path, args.gate_pairs)},
         )
         print(f"held-out eps-MSE {rec['held_out_loss_mean']:.4f}; references {rec['reference_losses_mean']}")
+        gate = rec["branch_validity"]["directions"]
+        print(
+            "branch validity (share of samples near the midpoint; learned <= 0.05): "
+            + ", ".join(f"{n} {v['branch_midpoint_fraction']}" for n, v in gate.items())
+        )
         return 0
 
     p.set_defaults(run=run)

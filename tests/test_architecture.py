@@ -34,6 +34,7 @@ LAYER_1 = {
     "gint",
     "fits",
     "clone_tau",
+    "verdicts",
     "grids",
     "boundary",
     "_logging",

@@ -30,9 +30,10 @@ from dit_validation.causal import (
     trajectory_seeds,
 )
 from dit_validation.causal_stats import VARIANT_ALL, VARIANT_NONE
+from dit_validation.clone_sampler import sample_clones
 from dit_validation.coupling import install_coupling
 from dit_validation.patching import ResidualPatch, patch_variants, patch_window
-from dit_validation.sampler import make_scheduler, predict_eps, sample_clones, sample_pairs
+from dit_validation.sampler import make_scheduler, predict_eps, sample_pairs
 from dit_validation.step_predictor import difference_curvature, trajectory_states
 
 T, SIGMA, LABEL = 400, 0.7, 1

@@ -68,7 +68,8 @@ def test_train_cli_writes_a_loadable_checkpoint(tmp_path):
     from dit_validation.cli import main
 
     out = tmp_path / "mix"
-    args = ["train", "--dataset", "mixture", "--steps", "3", "--batch-size", "4", "--out", str(out)]
+    args = ["train", "--dataset", "mixture", "--steps", "3", "--batch-size", "4", "--gate-pairs", "8"]
+    args += ["--out", str(out)]
     assert main(args) == 0
     files = ("config.json", "diffusion_pytorch_model.safetensors", "synchrogap.json", "training_record.json")
     for name in files:
@@ -76,6 +77,13 @@ def test_train_cli_writes_a_loadable_checkpoint(tmp_path):
     record = json.loads((out / "training_record.json").read_text())
     assert record["steps"] == 3 and record["seed"] == 0 and record["command"].startswith("synchrogap train")
     assert set(record["reference_losses"]) == {"zero", "gaussian", "exact"}
+    # the branch-validity gate of every factor, from the model's own samples
+    gate = record["branch_validity"]["directions"]
+    assert list(gate) == ["half", "quadrant", "block4", "checker"]
+    assert record["branch_validity"]["settings"]["samples"] == 16
+    for v in gate.values():
+        assert 0.0 <= v["branch_midpoint_fraction"] <= 1.0
+        assert v["learned"] == (v["branch_midpoint_fraction"] <= 0.05)
     # the Bayes denoiser is the floor: exact ≤ best Gaussian ≤ trivial on the fixed held-out batch
     ref = record["reference_losses_mean"]
     assert ref["exact"] <= ref["gaussian"] <= ref["zero"]

@@ -16,11 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from dit_validation import depth as depth_mod
 from dit_validation.branches import BranchDirections
 from dit_validation.clone_sampler import clone_row_steps, clone_trunk, sample_clones
 from dit_validation.coupling import install_coupling
-from dit_validation.depth import probe_readability
 from dit_validation.forwards import forwards
 from dit_validation.sampler import (
     branched_row_steps,
@@ -174,89 +172,6 @@ def test_clones_refuse_a_trunk_sampled_for_other_seeds(tiny64):
 def _directions(F: int = 2) -> BranchDirections:
     phi = np.linalg.qr(np.random.default_rng(0).normal(size=(64, F)))[0].T  # (F, 64) orthonormal
     return BranchDirections("test", phi, np.zeros(F), np.ones(F), tuple(f"d{f}" for f in range(F)))
-
-
-def _pair_run_features(bundle, g, step, P, seed, num_steps):
-    """Replica A's block outputs entering step ``step`` from one pair run of all P seeds with hooks: the
-    probes' features as computed before deduplication and chunking, {layer: (P, N·D)}."""
-    feats, state = {}, {"s": 0}
-
-    def hook(ell):
-        def grab(_m, _a, out):
-            if state["s"] == step:
-                feats[ell] = out[:P].flatten(1).double().numpy()
-
-        return grab
-
-    handles = [
-        b.register_forward_hook(hook(ell)) for ell, b in enumerate(bundle.transformer.transformer_blocks)
-    ]
-    try:
-        sample_pairs(
-            bundle,
-            list(range(seed, seed + P)),
-            g=g,
-            num_steps=num_steps,
-            sigma=0.5,
-            class_label=1,
-            guidance_scale=1.0,
-            callback=lambda s, _t, _z: state.update(s=s + 1),
-        )
-    finally:
-        for h in handles:
-            h.remove()
-    return feats
-
-
-@pytest.mark.parametrize("g", [0.0, 0.5])
-def test_depth_probes_sample_replica_a_only_at_g0(tiny64, forward_counter, monkeypatch, g):
-    """The probes' features and labels (what each logistic probe is fitted to) are replica A's block
-    outputs of one pair run of all seeds, bit for bit, whether A is sampled alone (g = 0) or with B, in
-    chunks of any size; so is the correctness array."""
-    from sklearn.model_selection import StratifiedKFold
-
-    d, steps, P, seed, S_ = _directions(), [2.0, 3.0], 12, 7, 5
-    kw = dict(num_steps=S_, class_label=1, seed=seed, folds=2)
-    seen: list[tuple[np.ndarray, np.ndarray]] = []
-    split = StratifiedKFold.split
-
-    def recording_split(self, X, y, groups=None):
-        seen.append((X.copy(), y.copy()))
-        return split(self, X, y, groups)
-
-    monkeypatch.setattr(StratifiedKFold, "split", recording_split)
-    with forward_counter(tiny64.transformer) as count:
-        deduped = probe_readability(
-            tiny64, d, g, steps, P, batch_size=4, **kw
-        )  # chunks of 8 + 4 seeds at g = 0
-    assert count.rows == S_ * P * (1 if g == 0 else 2)
-    probed = [f for f in range(d.num) if np.isfinite(deduped[:, f]).any()]  # both sides of φ_f reached
-    L = tiny64.num_layers
-    assert probed and len(seen) == len(probed) * L
-    runs = {"deduped": seen[:]}
-    for i, f in enumerate(probed):  # independent reference: the pair run's replica-A features
-        ref = _pair_run_features(tiny64, g, int(steps[f]), P, seed, S_)
-        for ell in range(L):
-            np.testing.assert_array_equal(seen[i * L + ell][0], ref[ell])
-    seen.clear()
-    np.testing.assert_array_equal(probe_readability(tiny64, d, g, steps, P, batch_size=64, **kw), deduped)
-    runs["one chunk"] = seen[:]
-    if g == 0:
-
-        def pairs_path(bundle, seeds, batch_size, **rest):  # the straightforward run: B sampled, unused
-            return sample_pairs(bundle, seeds, g=0.0, device=bundle.device, **rest)[0]
-
-        monkeypatch.setattr(depth_mod, "sample_single", pairs_path)
-        seen.clear()
-        with forward_counter(tiny64.transformer) as count:
-            straightforward = probe_readability(tiny64, d, g, steps, P, batch_size=4, **kw)
-        assert count.rows == S_ * P * 2
-        np.testing.assert_array_equal(straightforward, deduped)
-        runs["pairs"] = seen[:]
-    for name, run in runs.items():
-        for (X, y), (X0, y0) in zip(run, runs["deduped"], strict=True):
-            np.testing.assert_array_equal(X, X0, err_msg=name)
-            np.testing.assert_array_equal(y, y0, err_msg=name)
 
 
 def test_compare_runs_the_forwards_its_plan_needs(tiny32, tmp_path):

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,9 @@ from ..boundary import units
 from .data import CHANNELS, IMAGE_SIZE, DatasetName, TrainStream, digits_split, held_out_set, num_classes
 
 log = logging.getLogger(__name__)
+
+#: What :func:`train` may add to a training record: ``extras(checkpoint_dir) -> {key: JSON value}``.
+RecordExtras = Callable[[Path], dict]
 
 #: diffusers DDPMScheduler config of DiT (Peebles & Xie 2023: linear β, 1000 steps, ε-prediction).
 DDPM_CONFIG = {
@@ -229,9 +233,17 @@ def reference_losses(dataset: DatasetName) -> dict[str, list[float]]:
 
 
 def train(
-    cfg: TrainConfig, out_dir: str | Path, command: str = "", overwrite: bool = False, progress: bool = False
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    command: str = "",
+    overwrite: bool = False,
+    progress: bool = False,
+    extras: RecordExtras | None = None,
 ) -> dict:
     """Train, save the EMA model to `out_dir`, and return the training record.
+
+    ``extras(path)``: entries added to the record, measured on the saved (not yet renamed) checkpoint —
+    ``synchrogap train`` passes the branch-validity gate (:func:`dit_validation.branches.checkpoint_gate`).
 
     Nothing is written until training has finished: the checkpoint is assembled in a temporary sibling
     directory and renamed into place, so an interrupted run leaves no half checkpoint (and no directory that
@@ -299,7 +311,7 @@ def train(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        record = _save(ema, cfg, tmp, command, wall, curve, dev)
+        record = _save(ema, cfg, tmp, command, wall, curve, dev, extras)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: the checkpoint follows the umask
         old = None
         if out_dir.exists():  # overwrite: the old checkpoint goes only once the new one is complete
@@ -333,7 +345,16 @@ def _init_command(init: str) -> str | None:
         return f"(no training record in {init})"
 
 
-def _save(ema, cfg: TrainConfig, out_dir: Path, command: str, wall: float, curve: list, dev) -> dict:
+def _save(
+    ema,
+    cfg: TrainConfig,
+    out_dir: Path,
+    command: str,
+    wall: float,
+    curve: list,
+    dev,
+    extras: RecordExtras | None = None,
+) -> dict:
     """Write the EMA model, ``synchrogap.json`` and ``training_record.json`` into ``out_dir``."""
     n_cls = num_classes(cfg.dataset)
     ema.save_pretrained(out_dir, safe_serialization=True)
@@ -368,33 +389,7 @@ def _save(ema, cfg: TrainConfig, out_dir: Path, command: str, wall: float, curve
         "reference_losses": refs,
         "reference_losses_mean": {k: float(np.mean(v)) for k, v in refs.items()},
     }
-    record["branch_validity"] = checkpoint_branch_validity(out_dir)
+    if extras is not None:  # e.g. the branch-validity gate, measured by a higher layer on the saved model
+        record.update(extras(out_dir))
     (out_dir / "training_record.json").write_text(json.dumps(record, indent=2))
     return record
-
-
-#: The gate's settings in a training record: the compare stage's quick grid and its seed for the gate.
-GATE_STEPS = 50
-GATE_SEED = 20_000
-
-
-def checkpoint_branch_validity(path: str | Path) -> dict:
-    """The branch-validity gate of a saved checkpoint (:func:`dit_validation.branches.branch_validity`) at
-    the compare stage's quick settings: every branch direction's midpoint fraction from 512 of the model's own
-    samples, and whether it is learned. Stored in ``training_record.json`` beside the held-out loss, which
-    cannot see a branch (a network that is linear along one direction loses only 1/d of the ε-MSE)."""
-    from ..branches import GATE_SAMPLES, branch_validity
-    from ..models import load_checkpoint
-
-    bundle = load_checkpoint(path)
-    label = bundle.null_class if bundle.num_classes > 1 else 0  # the compare stage's generation class
-    return {
-        "settings": {
-            "num_steps": GATE_STEPS,
-            "samples": GATE_SAMPLES,
-            "seed": GATE_SEED,
-            "g": 0.0,
-            "class_label": label,
-        },
-        "directions": branch_validity(bundle, num_steps=GATE_STEPS, class_label=label, seed=GATE_SEED),
-    }
