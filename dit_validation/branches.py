@@ -78,9 +78,21 @@ class BranchDirections:
     midpoint: np.ndarray  # (F,) φ_fᵀμ: a sample's branch along φ_f is the sign of φ_fᵀx − midpoint_f
     Lambda: np.ndarray  # (F,) data variance along φ_f (Biroli's Λ for t_S = ½ log Λ)
     names: tuple[str, ...]
-    half_separation: np.ndarray  # (F,) m_f: branches at midpoint ± m_f (eq. 34); 0 where not bimodal
-    band: tuple[str, ...]  # "factor", or "low"/"high" (inside / outside P's row space, eq. 71–72)
-    centroid: np.ndarray  # (F,) spectral centroid, cycles per pixel (global → local)
+    #: (F,) m_f: branches at midpoint ± m_f (eq. 34); 0 where not bimodal or not known
+    half_separation: np.ndarray | None = None
+    #: "factor", or "low"/"high" (inside / outside P's row space, eq. 71–72)
+    band: tuple[str, ...] | None = None
+    #: (F,) spectral centroid, cycles per pixel (global → local); NaN where not computed
+    centroid: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        F = int(np.shape(self.phi)[0])
+        if self.half_separation is None:  # no branch separation known: the gate is undefined along φ_f
+            object.__setattr__(self, "half_separation", np.zeros(F))
+        if self.band is None:
+            object.__setattr__(self, "band", ("factor",) * F)
+        if self.centroid is None:
+            object.__setattr__(self, "centroid", np.full(F, np.nan))
 
     @property
     def num(self) -> int:

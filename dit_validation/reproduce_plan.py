@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from . import compare as compare_mod
 from .boundary import UsageError
+from .causal import CausalConfig
 from .depth import DepthConfig
 from .encoders import ENCODERS
 from .grids import (
@@ -101,6 +102,13 @@ SMOKE_COMPARE = replace(
 )
 
 
+#: The causal depth measurements per grid: the quick grid patches at g = 0 only (patching costs (L + 2) clone
+#: continuations per pair and direction); the full grid patches at every coupling the comparison measured.
+SMOKE_CAUSAL = CausalConfig(pairs=8, sym_points=4, batch_pairs=8, n_boot=SMOKE_BOOT)
+QUICK_CAUSAL = CausalConfig(pairs=64, sym_points=32, batch_pairs=16, n_boot=400)
+FULL_CAUSAL = CausalConfig(pairs=256, sym_points=64, batch_pairs=32, n_boot=1000)
+
+
 def _strided(steps: int, stride: int) -> tuple[int, ...]:
     return tuple(sorted(set(range(0, steps + 1, stride)) | {steps}))
 
@@ -126,7 +134,7 @@ def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePl
             protocol2=p2,
             theory=TheoryRunConfig(g=PAPER_G),
             compare=SMOKE_COMPARE,
-            depth=DepthConfig(probe_pairs=16, n_boot=SMOKE_BOOT),
+            depth=DepthConfig(n_boot=SMOKE_BOOT, causal=SMOKE_CAUSAL, patch_g=(0.0,)),
         )
     if grid == "full":
         p1 = Protocol1Config(g=PROTOCOL1_G, encoder=encoder)  # defaults are the paper's (§4.1)
@@ -152,7 +160,9 @@ def make_plan(model: str, grid: Grid, encoder: str | None = None) -> ReproducePl
         protocol2=p2,
         theory=TheoryRunConfig(g=PAPER_G),
         compare=cmp_cfg,
-        depth=DepthConfig(n_boot=1000 if grid == "full" else 200),
+        depth=DepthConfig(n_boot=1000, causal=FULL_CAUSAL)
+        if grid == "full"
+        else DepthConfig(n_boot=200, causal=QUICK_CAUSAL, patch_g=(0.0,)),
     )
 
 
@@ -165,7 +175,17 @@ def plan_from_json(data: Mapping[str, Any]) -> ReproducePlan:
     """Inverse of :func:`plan_to_json` (list-valued fields become tuples again)."""
 
     def build(cls: type, fields: Mapping[str, Any]) -> Any:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - set(known))
+        if unknown:  # e.g. a plan written by an older version (the depth probes' probe_pairs)
+            raise ValueError(f"plan field(s) {unknown} of {cls.__name__} are unknown to this version")
+        out = {}
+        for k, v in fields.items():
+            if dataclasses.is_dataclass(known[k].default) and isinstance(v, Mapping):
+                out[k] = build(type(known[k].default), v)  # a nested configuration (DepthConfig.causal)
+            else:
+                out[k] = tuple(v) if isinstance(v, list) else v
+        return cls(**out)
 
     return ReproducePlan(
         model=str(data["model"]),

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from dit_validation.causal import CausalConfig
 from dit_validation.compare import QUICK
+from dit_validation.depth import DepthConfig
 
 settings.register_profile("ci", deadline=None, derandomize=True, max_examples=100)
 settings.register_profile("dev", deadline=None, max_examples=300)
@@ -36,6 +38,16 @@ TINY_COMPARE = replace(
     random_modes=2,
     clone_pairs=8,
     n_boot=5,
+)
+
+
+#: The smallest depth stage that still runs the causal measurements (patching at g = 0 only).
+TINY_DEPTH = DepthConfig(
+    n_boot=5,
+    causal=CausalConfig(
+        pairs=4, sym_points=2, window=1, patch_steps=2, split_lead=1, batch_pairs=4, n_boot=20
+    ),
+    patch_g=(0.0,),
 )
 
 

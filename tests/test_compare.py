@@ -170,21 +170,15 @@ def test_block_input_projections_equal_stored_hidden_states(tiny64):
 
 
 def test_branch_directions():
-    """Mixture: the factor patterns and Λ = A² + s²; digits: orthonormal directions that separate classes."""
+    """Mixture: the factor patterns, their half separations A_f, Λ = A² + s², centroids global → local; the
+    symmetric map puts points on every decision boundary. (Band directions of other models:
+    tests/test_branches.py, against the exact-score sampler.)"""
     mix = theory.multiscale.DEFAULT_MIXTURE
     d = branch_directions(resolve_model("mixture"))
     np.testing.assert_array_equal(d.phi, theory.multiscale.patterns(mix))
     np.testing.assert_allclose(d.Lambda, np.square(mix.amplitudes) + mix.s**2)
-    dg = branch_directions(resolve_model("digits"))
-    np.testing.assert_allclose(dg.phi @ dg.phi.T, np.eye(dg.num), atol=1e-12)
-    from dit_validation.testbed.data import digits_split
-
-    held = digits_split()[1]
-    sides = dg.sides(held.x.double().numpy())  # (n, F)
-    labels = held.labels.numpy()
-    # along the first direction the classes are far from evenly mixed: some class sits on one side
-    frac = np.array([np.mean(sides[labels == c, 0] > 0) for c in range(10)])
-    assert frac.min() < 0.2 and frac.max() > 0.8
+    np.testing.assert_allclose(d.half_separation, mix.amplitudes)
+    assert d.source == "factors" and set(d.band) == {"factor"} and np.all(np.diff(d.centroid) > 0)
     pts = d.symmetric(np.random.default_rng(0).standard_normal((3, mix.dim)), 0.5)
     np.testing.assert_allclose(pts @ d.phi.T, 0.0, atol=1e-12)
 
@@ -208,7 +202,7 @@ def _synthetic(G=4, F=3, S=20, seed=0):
     }
 
 
-def test_gaps_and_predictions_against_plain_loops():
+def test_gaps_against_plain_loops():
     a = _synthetic()
     G = a["g"].size
     block = {"tau_pred_block": np.full((G, 2, 3), np.nan)}
@@ -227,13 +221,10 @@ def test_gaps_and_predictions_against_plain_loops():
     x, y = a["rho"], out["gap_meas"]
     slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
     assert out["gap_fit_meas"][0] == pytest.approx(slope)
-    slopes = [np.polyfit(x, boot[:, b], 1)[0] for b in range(boot.shape[1])]
-    np.testing.assert_allclose(out["gap_slope_ci"], slope + np.array([-1, 1]) * k * np.std(slopes))
-    out.update(block)
-    pred = compare_report.predictions(a, out)
-    holds = dict(zip(pred["prediction_names"], pred["prediction_holds"], strict=True))
-    assert holds["hierarchy"] and holds["natural_gap"]  # 5 < 8 < 11 at g = 0, gap ≈ 6 ± 1
     assert compare_report.gap_pair(4) == (0, 3)
+    # another pair of directions: the gap between them
+    out2 = compare_report.gaps(a, block, boot, M, pair=(1, 2))
+    np.testing.assert_allclose(out2["gap_meas"], a["tau_meas"][:, 2] - a["tau_meas"][:, 1])
     # the convention: neither direction splits → no window (0); only one splits → undefined
     a["splits"] = np.array(
         [[True, True, True], [False, True, False], [False, True, True], [True, True, True]]
@@ -433,48 +424,55 @@ def test_block_kappa_on_a_residual_map_with_known_answer(num_steps):
     assert np.all(np.isnan(old[kf > 2.1]))
 
 
-def test_predictions_markdown_states_each_verdict_and_the_depth_statistic_per_g():
-    """predictions.md: a positive margin holds, a negative one FAILS, a NaN one is undefined (never "NO"
-    for a prediction the measurements cannot decide), and every g of the depth file has its statistic with
-    its CI. Fails if a verdict is mislabelled or a g row or a CI goes missing."""
-    a = _synthetic(G=2)
+def test_predictions_markdown_states_each_verdict_with_its_interval_and_prediction_2_per_g():
+    """predictions.md: each of the four §2.7 rows carries its verdict, the estimate with the paired interval
+    that decides it and the reason; a depth file gives prediction 2 at g = 0 and a row per g with both causal
+    shares. Fails if a verdict is mislabelled, an interval or a g row goes missing, or a table row breaks."""
+    from dit_validation.verdicts import compare_verdicts
+
+    G, F, M, B = 2, 3, 48, 300
+    rng = np.random.default_rng(3)
+    tau = np.array([[10.0, 14.0, 19.0], [9.0, 12.0, 13.0]])
+    a = _synthetic(G=G, F=F)
     a |= {
         "factor_names": np.array(["half", "quadrant", "checker"]),
-        "prediction_names": np.array(compare_report.PREDICTIONS),
-        "prediction_holds": np.array([True, False, False]),
-        "prediction_margin": np.array([2.5, -0.5, np.nan]),
-        "gap_meas": np.array([6.0, np.nan]),
-        "gap_meas_ci": np.array([[4.0, 8.0], [np.nan, np.nan]]),
-        "gap_pred_step": np.array([4.0, np.nan]),
-        "gap_fit_meas": np.full(3, np.nan),
-        "gap_slope_ci": np.full(2, np.nan),
+        "tau_meas": tau,
+        "tau_meas_ci": np.stack([tau - 2, tau + 2], -1),
+        "tau_meas_status": np.zeros((G, F), np.int64),
+        "tau_meas_boot": tau[..., None] + rng.normal(0, 3, (G, 1, B)) + rng.normal(0, 0.5, (G, F, B)),
+        "splits": np.ones((G, F), bool),
+        "learned": np.array([True, True, False]),  # the checker was refused by the gate
+        "agree": np.zeros((G, F, 2, M)),
+        "t_int": np.arange(0, 51, 5),
+        "gap_meas": np.array([4.0, 3.0]),
+        "gap_meas_ci": np.array([[3.0, 5.0], [2.0, 4.0]]),
     }
+    a |= compare_verdicts(a)
     d = {
         "g": np.array([0.0, 0.9]),
         "layers": np.arange(12),
         "uniform_share": np.asarray(0.25),
         "gint_depth": np.array([0.61, 0.3]),
         "gint_depth_ci": np.array([[0.42, 0.77], [0.1, 0.5]]),
-        "gint_resolved": np.arange(12) == np.array([[11], [-1]]),  # g = 0: the last layer only
-        "block_depth": np.array([np.nan, np.nan]),
+        "gint_resolved": np.arange(12) == np.array([[11], [-1]]),
+        "curvature_share_last_quarter": np.array([0.08, np.nan]),
+        "curvature_share_last_quarter_ci": np.array([[0.06, 0.10], [np.nan, np.nan]]),
+        "patch_share_last_quarter": np.array([0.05, np.nan]),
+        "patch_share_last_quarter_ci": np.array([[0.0, 0.12], [np.nan, np.nan]]),
+        "prediction2_verdict": np.array([-1, 0]),
+        "prediction2_margin": np.array([-0.15, np.nan]),
+        "prediction2_reason": np.array(
+            ["curvature decomposition: CI [0.06, 0.10] below the uniform share", "x"]
+        ),
     }
     text = compare_report.predictions_markdown(({"config": {"model": "m"}}, a), ({}, d))
     rows = {ln.split(" | ")[0].strip("| "): ln for ln in text.splitlines() if ln.startswith("| ")}
-    assert "| holds | 2.500 |" in rows["1. commitment hierarchy (global before local)"]
-    assert "| holds | 0.170 |" in rows["2. depth localization"]  # CI's lower end 0.42 − uniform 0.25
-    assert "0.61 [0.42, 0.77] vs uniform 0.25" in rows["2. depth localization"]
-    assert "above seed noise at 1/12 layers" in rows["2. depth localization"]
-    assert "| FAILS | -0.500 |" in rows["3. natural gap at g = 0"] and "Δ = 6.00 [4.00, 8.00] steps" in text
-    assert "| undefined | — |" in rows["4. coupling-induced collapse"]
-    assert rows["0"] == "| 0 | 0.61 [0.42, 0.77] | 1/12 | — |"
-    assert rows["0.9"] == "| 0.9 | 0.30 [0.10, 0.50] | 0/12 | — |"
+    hier = rows["1. hierarchy"]
+    assert "| holds | +4.00 [" in hier and "tau(quadrant) - tau(half)" in hier and "not learned" in hier
+    assert "| FAILS | -0.15 share above the uniform 0.25" in rows["2. depth_localization"]
+    assert "| holds | +4.00 [" in rows["3. natural_gap"]
+    assert "| undefined | n/a |" in rows["4. collapse"] and "fewer than 3" in rows["4. collapse"]
+    assert rows["0"].startswith("| 0 | 0.08 [0.06, 0.10] | 0.05 [0.00, 0.12] | FAILS | 1/12 |")
+    assert rows["0.9"].startswith("| 0.9 | — | — | undefined | 0/12 |")
+    assert rows["half → quadrant"].endswith("| holds |")
     assert not any("  " in ln for ln in text.splitlines())  # no double spaces left by an empty CI
-    for ln in rows.values():  # no stray pipe in a table row: 4 cells in each table
-        assert ln.count(" | ") == 3, ln
-
-    d["gint_resolved"] = np.zeros((2, 12), bool)  # G_int − 1 within seed noise at every layer
-    ok, margin = compare_report.depth_prediction(d)
-    assert not ok and np.isnan(margin)  # a share of noise decides nothing, even with a CI above uniform
-    text = compare_report.predictions_markdown(({"config": {"model": "m"}}, a), ({}, d))
-    row = next(ln for ln in text.splitlines() if ln.startswith("| 2. depth localization"))
-    assert "| undefined | — |" in row and "above seed noise at 0/12 layers" in row

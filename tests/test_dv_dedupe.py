@@ -196,4 +196,4 @@ def test_compare_runs_the_forwards_its_plan_needs(tiny32, tmp_path):
         "float32": directions + clones + symmetric + block + closure,
         "float64": curvature,
     }
-    assert dict(counted) == {"float32": 920, "float64": 160}
+    assert dict(counted) == {"float32": 1000, "float64": 160}

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_COMPARE
+from conftest import TINY_COMPARE, TINY_DEPTH
 from test_reproduce import _fake_run_compare  # the contract-shaped compare stand-in of the reproduce tests
 
 from dit_validation import cli, reproduce
 from dit_validation.boundary import EXIT_INTERRUPTED, EXIT_USAGE, UnitCounter
 from dit_validation.compare import CompareConfig
-from dit_validation.depth import DepthConfig
 from dit_validation.models import SHIPPED_DIR
 from dit_validation.protocol1 import Protocol1Config
 from dit_validation.protocol2 import Protocol2Config
@@ -53,7 +52,7 @@ def tiny_plan(model: str = "random:tiny", compare: CompareConfig = TINY_COMPARE,
         ),
         theory=TheoryRunConfig(n_kappa=21, n_g_grid=11),
         compare=compare,
-        depth=DepthConfig(n_boot=5),
+        depth=TINY_DEPTH,
     )
 
 
@@ -743,8 +742,11 @@ def test_summary_reports_disagreement_and_degenerate_predictions(finished: Path,
     a = dict(a)
     names = ["hierarchy", "natural_gap", "collapse"]
     a["prediction_names"] = np.array(names)
-    a["prediction_holds"] = np.array([n != "collapse" for n in names])
-    a["prediction_margin"] = np.array([1.0, 1.0, -0.1])
+    a["prediction_verdict"] = np.array([1, 1, -1])
+    a["prediction_estimate"] = np.array([6.0, 6.0, -3.0])
+    a["prediction_ci"] = np.array([[1.0, 11.0], [1.0, 11.0], [-5.0, -0.1]])
+    a["prediction_unit"] = np.array(["steps", "steps", "steps per unit rho"])
+    a["prediction_reason"] = np.array(["r1", "r2", "slope CI below 0"])
     a["tau_pred_block"] = np.full_like(a["tau_pred_block"], np.nan)  # κ never defined
     step = np.asarray(a["tau_pred_step"], dtype=np.float64).copy()
     step[int(np.argmin(np.abs(a["g"])))] = np.inf  # H_f never changes sign at g = 0
@@ -765,8 +767,9 @@ def test_summary_reports_disagreement_and_degenerate_predictions(finished: Path,
     for name in ("hierarchy", "depth_localization", "natural_gap", "collapse"):
         assert sum(ln.startswith(f"{name} ") for ln in verdict_lines) == 1, name
     collapse = next(ln for ln in verdict_lines if ln.startswith("collapse "))
-    assert "FAILS" in collapse and "margin -0.100 steps per unit rho" in collapse
-    assert "margin +1.000 steps" in next(ln for ln in verdict_lines if ln.startswith("hierarchy "))
+    assert "FAILS" in collapse and "-3.00 [-5.00, -0.10] steps per unit rho" in collapse
+    assert "+6.00 [1.00, 11.00] steps" in next(ln for ln in verdict_lines if ln.startswith("hierarchy "))
+    assert "slope CI below 0" in text  # the reason beside every verdict
     assert "beside collapse: Protocol II's internal gap, corr(rho, |G_int - 1| deep) = +" in text
     assert "no finite speciation step at any g" in text
     assert "never changes sign at g = 0 along" in text

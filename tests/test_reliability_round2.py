@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_COMPARE
+from conftest import TINY_COMPARE, TINY_DEPTH
 from test_reliability import (
     ROOT,
     arrays_of,
@@ -219,7 +219,7 @@ def test_depth_and_theory_refuse_another_models_inputs(tmp_path: Path, make_arra
     Protocol II) file of another model, naming the file and the field."""
     from test_reproduce import _write_compare
 
-    from dit_validation.depth import DepthConfig, run_depth
+    from dit_validation.depth import run_depth
     from dit_validation.models import resolve_model
     from dit_validation.theory_run import TheoryRunConfig, run_theory
 
@@ -232,7 +232,7 @@ def test_depth_and_theory_refuse_another_models_inputs(tmp_path: Path, make_arra
         p2, make_meta("protocol2", {"model": "digits"}, [], complete=True), make_arrays("protocol2", sizes)
     )
     with pytest.raises(ValueError, match=r"protocol2.npz' was made with model = 'digits'"):
-        run_depth(resolve_model("random:tiny"), DepthConfig(probe_pairs=8), p2, cmp_path, tmp_path / "d.npz")
+        run_depth(resolve_model("random:tiny"), TINY_DEPTH, p2, cmp_path, tmp_path / "d.npz")
     assert not (tmp_path / "t.npz").exists() and not (tmp_path / "d.npz").exists()
 
 
@@ -577,7 +577,7 @@ def test_the_smoke_plan_runs_every_stage_small() -> None:
         assert getattr(smoke, part).num_seeds < getattr(quick, part).num_seeds
         assert getattr(smoke, part).num_steps < getattr(quick, part).num_steps
     assert smoke.compare.clone_seeds < quick.compare.clone_seeds
-    assert smoke.depth.probe_pairs < quick.depth.probe_pairs
+    assert smoke.depth.causal.pairs < quick.depth.causal.pairs
 
 
 @pytest.mark.slow
