@@ -59,7 +59,7 @@ from .clone_sampler import CloneTrunk, clone_trunk
 from .clone_tau import TauStatus, fit_speciation, mask_unlearned, paired_differences
 from .clones import dit_clone_agreement, exact_clone_agreements, exact_endpoints
 from .gamma import block_odd_response, estimate_gamma
-from .grids import FIGURE_G, PAPER_G
+from .grids import PAPER_G, QUICK_COMPARE_G
 from .measure import (
     block_input_projections,
     block_quantities,
@@ -84,7 +84,7 @@ class CompareConfig:
     """Grid of the comparison: ``QUICK`` runs in minutes on 2 CPU cores, ``FULL`` is the paper-size grid."""
 
     grid: Literal["smoke", "quick", "full"] = "quick"  # smoke: reproduce's demo grid (reproduce_plan)
-    g: tuple[float, ...] = FIGURE_G  # every coupling of the paper's Protocol II figures (Figs. 1, 9, 10)
+    g: tuple[float, ...] = QUICK_COMPARE_G  # dense at small g, where clones split (grids.QUICK_COMPARE_G)
     num_steps: int = 50  # reverse steps S (the paper uses 100 for DiT-XL/2)
     num_directions: int = 4  # F branch directions
     clone_seeds: int = 48  # M clone pairs per split step

@@ -15,6 +15,7 @@ __all__ = [
     "PROTOCOL1_DDIM_ETA",
     "PROTOCOL2_DDIM_ETA",
     "QUICK_G",
+    "QUICK_COMPARE_G",
     "QUICK_STEPS",
     "QUICK_T_INT_STRIDE",
     "QUICK_SEEDS",
@@ -46,6 +47,10 @@ PROTOCOL2_DDIM_ETA = 0.0
 # The quick grid: the couplings of the paper's figures, few seeds and steps, so the shipped default runs in
 # minutes on 2 CPU cores. 50 steps divide the 1000 training steps (exact DDIM timesteps).
 QUICK_G: tuple[float, ...] = tuple(g for g in FIGURE_G if g > 0)
+#: The comparison's quick couplings: dense at small g, where the clones of the testbed still split. The
+#: collapse verdict needs ≥ 3 couplings at which both directions of the gap split (dit_validation.verdicts);
+#: on the figure grid (0, 0.1, 0.3, 0.9) only g = 0 and 0.1 had both, so the collapse could not be decided.
+QUICK_COMPARE_G: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 QUICK_STEPS = 50
 QUICK_T_INT_STRIDE = 5
 QUICK_SEEDS = 16

@@ -1,12 +1,14 @@
-"""Depth localization per g: the internal gap and the per-block prediction, layer by layer.
+"""Depth localization per g: where the branch decision is made (causal), and the internal gap, by layer.
 
-Reads a ``depth`` result file (``dit_validation.depth``): per coupling g (panels), against the layer,
-|G_int(ℓ) − 1| of Protocol II (eq. 80; the analogue of the paper's Figs. 1, 9, 10) and the predicted
-per-block gap |Δs_v(ℓ)| of eq. (50)–(51), (65) — each profile scaled to its own maximum, with its depth
-fraction (share of the last quarter of the blocks, 95% bootstrap CI) in the legend and the uniform share
-as a reference.
-Where G_int − 1 is within seed noise at every layer (its seed-bootstrap interval contains 0), the panel
-title says so: the share of such a profile is a share of noise.
+Reads a ``depth`` result file (``dit_validation.depth``): per coupling g (panels), against the block,
+the causal measurements of §2.7 prediction 2 — the change of each block's term of the learned curvature
+across the step-level τ_f (|δ_ℓ|, mean over the learned directions) and the effect on the final clone
+agreement of patching block ℓ's residual write with the partner clone's (|e_ℓ|, mean over directions where
+some block's effect is resolved, with the mean of their 95% bootstrap half-widths as error bars) — and
+|G_int(ℓ) − 1| of Protocol II on its held-out basis (eq. 80; the analogue of the paper's Figs. 1, 9, 10).
+Each profile is scaled to its own maximum; the legend gives its last-quarter share with its 95% CI, the
+title the verdict of prediction 2 at that g against the uniform share. What a panel cannot draw (a
+measurement not made at that g) is said in its title.
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ def _scaled(x: np.ndarray) -> np.ndarray:
     return x / m if np.isfinite(m) and m > 0 else np.full_like(x, np.nan)
 
 
+def _mean_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Mean over the selected rows (directions) of a (F, L) array; NaN where none is selected."""
+    rows = np.asarray(rows, bool) & np.isfinite(x).all(axis=1)
+    return np.abs(x[rows]).mean(axis=0) if rows.any() else np.full(x.shape[1], np.nan)
+
+
+_VERDICT = {1: "holds", -1: "FAILS", 0: "undefined"}
+
+
 @_style.styled
 def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Render ``fig_depth`` from a depth result file."""
@@ -43,43 +54,57 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     model = _style.model_name(meta)
     layers = np.asarray(a["layers"], dtype=np.float64)
     g = np.asarray(a["g"], dtype=np.float64)
-    fig, axes = _style.subplots(g.size, ncols=min(g.size, 2), panel=(4.4, 3.2))
+    fig, axes = _style.subplots(g.size, ncols=min(g.size, 2), panel=(4.6, 3.3))
     n_last = deep_quarter(layers.size)
     for i, ax in enumerate(axes):
-        notes = []  # what a panel cannot draw, said in its title (a legend entry needs a mark; text in the
-        # axes would sit under the legend)
+        notes = []  # what a panel cannot draw, said in its title (a legend entry needs a mark)
         ax.axvspan(layers[-n_last] - 0.5, layers[-1] + 0.5, color="0.92", lw=0, label="last quarter")
+        curv = _mean_rows(np.asarray(a["curv_change"][i])[:, 1:], np.ones(a["curv_change"].shape[1], bool))
+        if np.isfinite(curv).any():
+            share = _share(a["curvature_share_last_quarter"][i], a["curvature_share_last_quarter_ci"][i])
+            ax.plot(
+                layers, _scaled(curv), "o-", color=_style.COLORS["dit"], label=f"|Δ curvature|, share {share}"
+            )
+        else:
+            notes.append("curvature: no learned direction has a step-level τ here")
+        eff = np.asarray(a["patch_effect"][i])  # (F, L)
+        resolved = np.asarray(a["patch_resolved"][i], bool)
+        pe = _mean_rows(eff, resolved)
+        if np.isfinite(pe).any():
+            ci = np.asarray(a["patch_effect_ci"][i])  # (F, L, 2)
+            half = np.nanmean(np.abs(ci[resolved, :, 1] - ci[resolved, :, 0]) / 2, axis=0)
+            top = np.nanmax(pe)
+            share = _share(a["patch_share_last_quarter"][i], a["patch_share_last_quarter_ci"][i])
+            ax.errorbar(
+                layers + 0.1,
+                pe / top,
+                yerr=half / top,
+                fmt="s--",
+                color=_style.COLORS["theory"],
+                capsize=2,
+                label=f"|patch effect|, share {share}",
+            )
+        elif np.isfinite(eff).any():
+            notes.append("patching: no block's effect resolved from 0")
+        else:
+            notes.append("patching: not run at this g")
         if np.isfinite(a["gint_profile"][i]).any():
             ax.plot(
-                layers,
+                layers - 0.1,
                 _scaled(a["gint_profile"][i]),
-                "o-",
+                "^:",
                 color=_style.COLORS["trail"],
                 label=f"|G_int − 1| (Protocol II), share {_share(a['gint_depth'][i], a['gint_depth_ci'][i])}",
             )
-        else:
-            notes.append("|G_int − 1|: no τ_spec at this g")
-        bp = a["block_profile"][i]
-        if np.isfinite(bp).any():
-            ax.plot(
-                layers,
-                _scaled(bp),
-                "s--",
-                color=_style.COLORS["theory"],
-                label=f"|Δs_v| per block, eq. (50), share {_share(a['block_depth'][i])}",
-            )
-        else:
-            notes.append("per-block eq. (50): κ undefined at every layer")
-        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylim(-0.05, 1.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are block indices
-        ax.set_xlabel("layer ℓ")
+        ax.set_xlabel("block ℓ")
         ax.set_ylabel("scaled profile")
-        if not np.any(a["gint_resolved"][i]):
-            notes.insert(0, "|G_int − 1| within seed noise at every layer")
-        title = f"g = {g[i]:g} (uniform share {float(a['uniform_share']):.2f})"
+        verdict = _VERDICT[int(a["prediction2_verdict"][i])]
+        title = f"g = {g[i]:g}: prediction 2 {verdict} (uniform share {float(a['uniform_share']):.2f})"
         ax.set_title("\n".join([title, *notes]), fontsize=8)
-        ax.legend(fontsize=6, loc="best")
-    fig.suptitle(f"{model}: where in depth the gap lives (share of the last quarter of the blocks)")
+        ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle(f"{model}: where in depth the branch decision is made (causal) and the internal gap")
     return _style.save(fig, out_dir, "fig_depth")
 
 

@@ -430,12 +430,15 @@ def test_predicted_vs_measured_renders_all_parts(result_files: dict[str, Path], 
 def test_depth_figure_draws_one_panel_per_g_with_every_profile(
     make_arrays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """fig_depth: a panel per g with the Protocol II profile and the per-block prediction where defined;
-    fails if a panel or a measured profile goes missing."""
+    """fig_depth: a panel per g with the causal profiles (curvature change, patch effects with error bars)
+    where they were measured, Protocol II's |G_int − 1|, and prediction 2's verdict in the title; what a
+    panel cannot draw is said in its title. Fails if a panel, a measured profile or a verdict goes missing."""
     from paper_figs import depth
 
     rng = np.random.default_rng(0)
     G, L, F = 4, 12, 3
+    measured = np.arange(G) < 2  # causal measurements at g = 0 and 0.1; patching at g = 0 only
+    eff = np.where(np.arange(G)[:, None, None] == 0, rng.normal(0, 0.05, (G, F, L)), np.nan)
     arrays = {
         "g": np.array([0.0, 0.1, 0.3, 0.9]),
         "layers": np.arange(L),
@@ -444,7 +447,15 @@ def test_depth_figure_draws_one_panel_per_g_with_every_profile(
         "gint_profile": rng.uniform(0, 1, (G, L)),
         "gint_depth": rng.uniform(0, 1, G),
         "gint_depth_ci": np.sort(rng.uniform(0, 1, (G, 2)), axis=1),
-        "block_profile": np.where(np.arange(G)[:, None] < 2, rng.uniform(0, 1, (G, L)), np.nan),
+        "curv_change": np.where(measured[:, None, None], rng.normal(0, 1, (G, F, L + 1)), np.nan),
+        "curvature_share_last_quarter": np.where(measured, 0.1, np.nan),
+        "curvature_share_last_quarter_ci": np.where(measured[:, None], [0.05, 0.15], np.nan),
+        "patch_effect": eff,
+        "patch_effect_ci": np.stack([eff - 0.02, eff + 0.02], -1),
+        "patch_resolved": np.arange(G)[:, None] == np.zeros((1, F)),
+        "patch_share_last_quarter": np.array([0.3, np.nan, np.nan, np.nan]),
+        "patch_share_last_quarter_ci": np.array([[0.2, 0.4]] + [[np.nan, np.nan]] * 3),
+        "prediction2_verdict": np.array([-1, 1, 0, 0]),
     }
     path = write_result(make_arrays, tmp_path / "depth.npz", "depth", arrays)
     drawn = {}
@@ -459,11 +470,21 @@ def test_depth_figure_draws_one_panel_per_g_with_every_profile(
     assert_valid_outputs(paths)
     assert [p.stem for p in paths] == ["fig_depth"]
     axes = drawn["axes"]
-    assert [ax.get_title().split(" (")[0] for ax in axes] == ["g = 0", "g = 0.1", "g = 0.3", "g = 0.9"]
-    lines = [[ln.get_label() for ln in ax.get_lines()] for ax in axes]
-    assert all(any(lb.startswith("|G_int − 1|") for lb in ls) for ls in lines)
-    titles = [ax.get_title() for ax in axes]  # what a panel cannot draw is said in its title
-    assert ["κ undefined at every layer" in t for t in titles] == [False, False, True, True]
+    heads = [ax.get_title().split(" (")[0] for ax in axes]
+    assert heads == [
+        "g = 0: prediction 2 FAILS",
+        "g = 0.1: prediction 2 holds",
+        "g = 0.3: prediction 2 undefined",
+        "g = 0.9: prediction 2 undefined",
+    ]
+    labels = [[ln.get_label() for ln in ax.get_lines()] for ax in axes]
+    containers = [[c.get_label() for c in ax.containers] for ax in axes]  # error-bar plots
+    assert all(any(lb.startswith("|G_int − 1|") for lb in ls) for ls in labels)
+    assert [any(lb.startswith("|Δ curvature|") for lb in ls) for ls in labels] == [True, True, False, False]
+    assert [any(lb.startswith("|patch effect|") for lb in cs) for cs in containers] == [True] + [False] * 3
+    titles = [ax.get_title() for ax in axes]
+    assert ["patching: not run at this g" in t for t in titles] == [False, True, True, True]
+    assert ["curvature: no learned direction" in t for t in titles] == [False, False, True, True]
     for ax in axes:  # no legend entry without a mark: every labelled line draws at least one point
         for ln in ax.get_lines():
             if not ln.get_label().startswith("_"):
