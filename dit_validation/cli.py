@@ -566,7 +566,8 @@ def _after_smoke(model: str) -> str:
         "above to decide anything (a demo, not a result). The quick grid, `synchrogap reproduce` (the CPU "
         f"default), runs Protocol I/II with M = {q.protocol1.num_seeds} seeds and {q.protocol1.num_steps} "
         f"steps, compare with {q.compare.clone_seeds} clone pairs at {len(q.compare.t_ints())} split "
-        f"steps at {len(q.compare.g)} couplings, and depth with {q.depth.probe_pairs} probe pairs; it "
+        f"steps at {len(q.compare.g)} couplings, and the causal depth stage with {q.depth.causal.pairs} "
+        "clone pairs; it "
         f"takes about {QUICK_IDLE_MINUTES:g} min on an idle 2-core machine (1 thread), longer when the "
         "machine is busy."
     )

@@ -300,7 +300,7 @@ def test_micro_compare_resumes_and_refuses_another_model(tiny32, tmp_path, monke
         run_compare(tiny32, MICRO, tmp_path / "full", model_name="random:tiny", progress=False)
     )
     assert full.complete and full.arrays["tau_meas"].shape == (2, 2)
-    assert str(full.arrays["direction_source"]) == "clone-endpoints"
+    assert str(full.arrays["direction_source"]) == "bands"
     # kill after the third unit, resume: identical arrays
     calls = {"n": 0}
     original = _Run.save
