@@ -35,6 +35,8 @@ __all__ = [
     "fit_rise_batch",
     "median_curve",
     "bootstrap_center",
+    "bootstrap_centers",
+    "percentile_interval",
 ]
 
 NAN4 = np.full(4, np.nan)
@@ -268,6 +270,37 @@ def median_curve(Y: np.ndarray) -> np.ndarray:
     return np.median(np.asarray(Y, dtype=np.float64), axis=1)
 
 
+def bootstrap_centers(
+    t: np.ndarray,
+    Y: np.ndarray,
+    curve: Callable[[np.ndarray], np.ndarray] = median_curve,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[SigmoidFit, np.ndarray]:
+    """Fit of ``curve(Y)`` and the centers of its ``n_boot`` seed-bootstrap refits, (n_boot,), NaN where a
+    refit fails. The resamples are ``default_rng(seed).integers(0, M, (n_boot, M))``: two curves of the
+    same M seeds bootstrapped with the same ``seed`` are resampled alike, so differences of their centers
+    are paired replicates (Table 1's Δτ = τ_l − τ_g)."""
+    check_positive_int("n_boot", n_boot)
+    Y = np.asarray(Y, dtype=np.float64)
+    fit = fit_sigmoid(t, curve(Y))
+    rng = np.random.default_rng(seed)
+    M = Y.shape[1]
+    draws = rng.integers(0, M, (n_boot, M))  # the same stream as n_boot successive draws of M
+    curves = np.stack([curve(Y[:, d]) for d in draws])  # (n_boot, T)
+    return fit, fit_sigmoid_batch(t, curves)[:, 2]
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> np.ndarray:
+    """Central ``level`` percentile interval of the finite replicates; NaN when fewer than 10 are finite."""
+    x = np.asarray(replicates, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 10:
+        return np.array([np.nan, np.nan])
+    a = 100 * (1 - level) / 2
+    return np.percentile(x, [a, 100 - a])
+
+
 def bootstrap_center(
     t: np.ndarray,
     Y: np.ndarray,
@@ -280,20 +313,8 @@ def bootstrap_center(
 
     Each resample draws M seeds with replacement, recomputes the curve (e.g. the median, or the
     commitment score with its own t_int = 0 baseline) and refits — all ``n_boot`` refits in one
-    :func:`fit_sigmoid_batch`; the CI is the central ``level`` percentile interval of the finite centers
-    (NaN when fewer than 10 resamples fit). The resamples are the ``n_boot`` draws of
-    ``default_rng(seed).integers(0, M, M)`` in order.
+    :func:`fit_sigmoid_batch` (:func:`bootstrap_centers`); the CI is the central ``level`` percentile
+    interval of the finite centers (NaN when fewer than 10 resamples fit).
     """
-    check_positive_int("n_boot", n_boot)
-    Y = np.asarray(Y, dtype=np.float64)
-    fit = fit_sigmoid(t, curve(Y))
-    rng = np.random.default_rng(seed)
-    M = Y.shape[1]
-    draws = rng.integers(0, M, (n_boot, M))  # the same stream as n_boot successive draws of M
-    curves = np.stack([curve(Y[:, d]) for d in draws])  # (n_boot, T)
-    centers = fit_sigmoid_batch(t, curves)[:, 2]
-    centers = centers[np.isfinite(centers)]
-    if centers.size < 10:
-        return fit, np.array([np.nan, np.nan])
-    a = 100 * (1 - level) / 2
-    return fit, np.percentile(centers, [a, 100 - a])
+    fit, centers = bootstrap_centers(t, Y, curve, n_boot, seed)
+    return fit, percentile_interval(centers, level)

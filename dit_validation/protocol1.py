@@ -164,16 +164,20 @@ def summarize(arrays: dict[str, np.ndarray], n_boot: int, seed: int = 0) -> dict
         "commit_low": np.stack([_commit(arrays["d_low"][i]) for i in range(G)]),
         "commit_high": np.stack([_commit(arrays["d_high"][i]) for i in range(G)]),
     }
+    boot = {}
     for name, key, curve, tau in (
         ("fit_a_feat", "a_feat", fits.median_curve, "tau_spec"),
         ("fit_low", "d_low", _commit, "tau_g"),
         ("fit_high", "d_high", _commit, "tau_l"),
     ):
-        res = [fits.bootstrap_center(t, arrays[key][i], curve, n_boot, seed) for i in range(G)]
+        res = [fits.bootstrap_centers(t, arrays[key][i], curve, n_boot, seed) for i in range(G)]
         out[name] = np.stack([f.params for f, _ in res])
         out[tau] = out[name][:, 2].copy()
-        out[f"{tau}_ci"] = np.stack([ci for _, ci in res])
+        boot[tau] = np.stack([c for _, c in res])  # (G, n_boot), the same resamples for every curve
+        out[f"{tau}_ci"] = np.stack([fits.percentile_interval(c) for c in boot[tau]])
     out["delta_tau"] = out["tau_l"] - out["tau_g"]  # eq. (73)
+    # paired: τ_l and τ_g refitted on the same seed resamples (Table 1's Δτ, §2.7 prediction 1 in pixels)
+    out["delta_tau_ci"] = np.stack([fits.percentile_interval(d) for d in boot["tau_l"] - boot["tau_g"]])
     if "control_a_feat" in arrays:
         f, ci = fits.bootstrap_center(t, arrays["control_a_feat"], fits.median_curve, n_boot, seed)
         out.update(

@@ -110,6 +110,7 @@ PROTOCOL1 = ResultSchema(
         "tau_spec_ci": _a("g ci", doc="95% seed-bootstrap CI"),
         "tau_g_ci": _a("g ci"),
         "tau_l_ci": _a("g ci"),
+        "delta_tau_ci": _a("g ci", doc="paired seed-bootstrap CI of Δτ (τ_l, τ_g on the same resamples)"),
         "control_a_feat_median": _a("t_int", presence="optional"),
         "control_fit_a_feat": _a("param", presence="optional", doc=_FIT),
         "control_tau_spec": _a("", presence="optional"),

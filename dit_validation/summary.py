@@ -67,7 +67,8 @@ def table1_text(a: Mapping[str, np.ndarray]) -> str:
     """Table 1 (τ_spec with its 95 % CI, τ_g, τ_l, Δτ = τ_l − τ_g of eq. 73) from protocol1 arrays."""
     t = np.asarray(a["t_int"], dtype=np.float64)
     first, last = float(t.min()), float(t.max())
-    rows = [("g", "tau_spec [95% CI]", "tau_g", "tau_l", "delta_tau")]
+    rows = [("g", "tau_spec [95% CI]", "tau_g", "tau_l", "delta_tau [paired 95% CI]")]
+    dci = np.asarray(a.get("delta_tau_ci", np.full((len(a["g"]), 2), np.nan)), dtype=np.float64)
     for i, g in enumerate(a["g"]):
         rows.append(
             (
@@ -75,7 +76,10 @@ def table1_text(a: Mapping[str, np.ndarray]) -> str:
                 f"{fmt_step(a['tau_spec'][i], first, last)} {fmt_interval(a['tau_spec_ci'][i], first, last)}",
                 fmt_step(a["tau_g"][i], first, last),
                 fmt_step(a["tau_l"][i], first, last),
-                "n/a" if not np.isfinite(a["delta_tau"][i]) else f"{a['delta_tau'][i]:.1f}",
+                "n/a"
+                if not np.isfinite(a["delta_tau"][i])
+                else f"{a['delta_tau'][i]:.1f}"
+                + (f" [{dci[i, 0]:.1f}, {dci[i, 1]:.1f}]" if np.isfinite(dci[i]).all() else ""),
             )
         )
     if "control_tau_spec" in a:

@@ -22,7 +22,26 @@ from . import _style
 
 __all__ = ["render", "rows"]
 
-COLUMNS = ("g", "tau_spec", "tau_spec_lo", "tau_spec_hi", "tau_g", "tau_l", "delta_tau")
+COLUMNS = (
+    "g",
+    "tau_spec",
+    "tau_spec_lo",
+    "tau_spec_hi",
+    "tau_g",
+    "tau_l",
+    "delta_tau",
+    "delta_tau_lo",
+    "delta_tau_hi",
+    "delta_tau_verdict",
+)
+
+
+def _verdict(ci: np.ndarray) -> str:
+    """Δτ > 0 (global before local in pixels) only where its paired interval decides it."""
+    lo, hi = (float(v) for v in ci)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "undefined"
+    return "> 0" if lo > 0 else ("< 0" if hi < 0 else "undefined (CI contains 0)")
 
 
 def rows(arrays: dict[str, np.ndarray]) -> list[dict[str, str]]:
@@ -36,6 +55,11 @@ def rows(arrays: dict[str, np.ndarray]) -> list[dict[str, str]]:
         return fmt_step(float(x), first, last)
 
     delta = arrays["delta_tau"] if "delta_tau" in arrays else arrays["tau_l"] - arrays["tau_g"]  # eq. (73)
+    dci = np.asarray(arrays.get("delta_tau_ci", np.full((g.size, 2), np.nan)), dtype=np.float64)
+
+    def num(x: float) -> str:
+        return f"{x:.1f}" if np.isfinite(x) else "n/a"
+
     out = []
     for i in range(g.size):
         out.append(
@@ -46,7 +70,10 @@ def rows(arrays: dict[str, np.ndarray]) -> list[dict[str, str]]:
                 "tau_spec_hi": step(arrays["tau_spec_ci"][i][1]),
                 "tau_g": step(arrays["tau_g"][i]),
                 "tau_l": step(arrays["tau_l"][i]),
-                "delta_tau": f"{delta[i]:.1f}" if np.isfinite(delta[i]) else "n/a",
+                "delta_tau": num(delta[i]),
+                "delta_tau_lo": num(dci[i, 0]),
+                "delta_tau_hi": num(dci[i, 1]),
+                "delta_tau_verdict": _verdict(dci[i]),
             }
         )
     if "control_tau_spec" in arrays:
@@ -60,6 +87,9 @@ def rows(arrays: dict[str, np.ndarray]) -> list[dict[str, str]]:
                 "tau_g": "n/a",
                 "tau_l": "n/a",
                 "delta_tau": "n/a",
+                "delta_tau_lo": "n/a",
+                "delta_tau_hi": "n/a",
+                "delta_tau_verdict": "n/a",
             }
         )
     return out
@@ -68,7 +98,9 @@ def rows(arrays: dict[str, np.ndarray]) -> list[dict[str, str]]:
 def markdown_row(r: dict[str, str]) -> str:
     """One Markdown row from a :func:`rows` row (the same cells as the CSV)."""
     tau = f"{r['tau_spec']} [{r['tau_spec_lo']}, {r['tau_spec_hi']}]"
-    return f"| {r['g']} | {tau} | {r['tau_g']} | {r['tau_l']} | {r['delta_tau']} |"
+    ci = "n/a" not in (r["delta_tau_lo"], r["delta_tau_hi"])
+    delta = f"{r['delta_tau']} [{r['delta_tau_lo']}, {r['delta_tau_hi']}]" if ci else r["delta_tau"]
+    return f"| {r['g']} | {tau} | {r['tau_g']} | {r['tau_l']} | {delta} | {r['delta_tau_verdict']} |"
 
 
 @_style.styled
@@ -86,11 +118,12 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     lines = [
         f"Table 1 ({model}, {steps} sampling steps): speciation step τ_spec(g) from the feature cosine "
         "similarity (eq. 70) with 95 % bootstrap CI; global/local commitment steps τ_g, τ_l and the "
-        "output-space gap Δτ = τ_l − τ_g (eq. 73). Steps outside the sampled grid are written "
-        '"before step 0" / "after step S"; table1.csv holds the same cells.',
+        "output-space gap Δτ = τ_l − τ_g (eq. 73) with its paired 95 % CI (τ_l and τ_g refitted on the same "
+        "seed resamples); Δτ > 0 only where that interval decides it. Steps outside the sampled grid are "
+        'written "before step 0" / "after step S"; table1.csv holds the same cells.',
         "",
-        "| g | τ_spec [95 % CI] | τ_g | τ_l | Δτ |",
-        "| --- | --- | --- | --- | --- |",
+        "| g | τ_spec [95 % CI] | τ_g | τ_l | Δτ [95 % CI] | Δτ > 0? |",
+        "| --- | --- | --- | --- | --- | --- |",
         *(markdown_row(r) for r in table),
     ]
     return [

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dit_validation.results import make_meta, save_result
+from dit_validation.results import load_result, make_meta, save_result
 from dit_validation.schema import SCHEMAS
 from paper_figs import FIGURES, _style
 
@@ -304,6 +304,14 @@ def test_table1_carries_the_numbers(result_files: dict[str, Path], tmp_path: Pat
     md_rows = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith(("| g ", "| ---"))]
     assert md_rows == [table1.markdown_row(r) for r in table]  # CSV and Markdown: the same cells
     assert "synthetic-test" in md and "100 sampling steps" in md
+    # Δτ's paired interval decides "> 0"; without one (an old file) the verdict is undefined
+    assert table[1]["delta_tau_verdict"] == "undefined"
+    rows = table1.rows(
+        {**load_result(result_files["protocol1"])[1], "delta_tau_ci": np.array([[30.0, 40.0]] * 3)}
+    )
+    assert rows[1]["delta_tau_verdict"] == "> 0" and "35.0 [30.0, 40.0] | > 0 |" in table1.markdown_row(
+        rows[1]
+    )
 
 
 @pytest.mark.parametrize("name", ["bifurcation", "gates"])

@@ -335,14 +335,17 @@ def _umask() -> int:
     return mask
 
 
-def _init_command(init: str) -> str | None:
-    """The command that made the checkpoint a fine-tune started from (its own training record), if any."""
+def _init_chain(init: str) -> list[str]:
+    """The commands that made the checkpoint a fine-tune starts from, oldest first (its own training record
+    and the chain recorded in it), so a fine-tuned checkpoint's record says how to rebuild it from scratch."""
     if not init:
-        return None
+        return []
     try:
-        return str(json.loads((Path(init) / "training_record.json").read_text())["command"])
-    except (OSError, ValueError, KeyError):
-        return f"(no training record in {init})"
+        rec = json.loads((Path(init) / "training_record.json").read_text())
+    except (OSError, ValueError):
+        return [f"(no training record in {init})"]
+    chain = rec.get("init_chain") or ([rec["init_command"]] if rec.get("init_command") else [])
+    return [*chain, str(rec.get("command", f"(no command in {init})"))]
 
 
 def _save(
@@ -381,7 +384,7 @@ def _save(
         "wall_time_s": wall,
         "device": str(dev),
         "num_parameters": int(sum(p.numel() for p in ema.parameters())),
-        "init_command": _init_command(cfg.init),
+        "init_chain": _init_chain(cfg.init),
         "loss_curve": curve[:: max(1, len(curve) // 100)],
         "eval": {"timesteps": list(EVAL_TIMESTEPS), "n": EVAL_N, "noise_seed": EVAL_SEED, "dtype": "float32"},
         "held_out_loss": held.tolist(),
