@@ -11,8 +11,13 @@
 Test hook (fault injection, never set outside tests): ``$SYNCHROGAP_TEST_KILL_AT=<stage>:<k>`` makes the
 process SIGKILL itself once ``k`` units of the named stage of ``synchrogap reproduce`` have finished —
 ``k`` counts the units the stage resumed as well, ``k = 0`` kills as the stage starts — after printing one
-line saying so on stderr. It is read in one place, :meth:`UnitCounter._kill_point`, so a test can land a
-kill inside a chosen stage on any machine at any load instead of guessing a wall-clock delay.
+line saying so on stderr; ``<stage>:<k>@<rank>`` fires only in that rank of a ``torchrun`` job (``$RANK``).
+It is read in one place, :meth:`UnitCounter._kill_point`, so a test can land a kill inside a chosen stage
+on any machine at any load instead of guessing a wall-clock delay.
+
+In a job of several ranks (:mod:`dit_validation.distributed`) rank 0 speaks for the job: a user error that
+every rank meets alike (an option, before the ranks have joined) and the Ctrl-C line are printed by rank 0
+only; once :func:`join_job` has been called, every rank's own errors name their rank.
 
 torch-free, so that figure commands stay light.
 """
@@ -37,6 +42,7 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_INTERRUPTED",
     "KILL_ENV",
+    "join_job",
 ]
 
 EXIT_FAILED = 1
@@ -73,10 +79,12 @@ class UnitCounter:
 
     def plan(self, total: int) -> None:
         """Announce ``total`` more units of work (ignored inside :meth:`fixed`)."""
-        if not self._fixed:
+        if not self._fixed and not self._muted:
             self.total += int(total)
 
     def advance(self, n: int = 1) -> None:
+        if self._muted:
+            return
         self.done += int(n)
         if self._ceiling is not None:
             self.done = min(self.done, self._ceiling)
@@ -90,13 +98,17 @@ class UnitCounter:
         self._ceiling: int | None = None
         self._stage_name: str | None = None
         self._stage_units = 0
+        self._muted = 0
 
     def _kill_point(self) -> None:
         """The test hook of the module docstring: SIGKILL once ``k`` units of the named stage are done."""
         target = os.environ.get(KILL_ENV)
         if not target or self._stage_name is None:
             return
-        stage, _, k = target.partition(":")
+        spec, _, rank = target.partition("@")
+        stage, _, k = spec.partition(":")
+        if rank and rank != os.environ.get("RANK", "0"):
+            return
         if stage == self._stage_name and self._stage_units >= int(k or 0):
             print(
                 f"test hook {KILL_ENV}={target}: SIGKILL after {self._stage_units} unit(s) of stage {stage}",
@@ -114,6 +126,17 @@ class UnitCounter:
             yield
         finally:
             self._fixed = False
+
+    @contextlib.contextmanager
+    def muted(self) -> Iterator[None]:
+        """Nothing inside counts: a stage function entered again by one process (the next phase of a stage
+        on a rank of a job) would announce and count its resumed units a second time; the caller counts
+        what the call newly finished."""
+        self._muted += 1
+        try:
+            yield
+        finally:
+            self._muted -= 1
 
     @contextlib.contextmanager
     def stage(self, n: int, name: str | None = None) -> Iterator[None]:
@@ -142,6 +165,25 @@ class UnitCounter:
 
 #: The process-wide counter the stages report to.
 units = UnitCounter()
+
+#: This process's place in a job of several ranks: (rank, size, joined), from ``$RANK``/``$WORLD_SIZE``
+#: until :func:`join_job` confirms them.
+_JOB = {"rank": 0, "size": 1, "joined": False}
+
+
+def join_job(rank: int, size: int) -> None:
+    """Called once this process has joined a job of ``size`` ranks: its errors now name its rank."""
+    _JOB.update(rank=int(rank), size=int(size), joined=True)
+
+
+def _job() -> tuple[int, int, bool]:
+    if _JOB["joined"]:
+        return _JOB["rank"], _JOB["size"], True
+    try:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), False
+    except ValueError:
+        return 0, 1, False
+
 
 _DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
 
@@ -180,25 +222,45 @@ def guarded(main: Callable[[Sequence[str] | None], int], prog: str) -> Callable[
             args.remove("--debug")
         units.reset()
         try:
-            return int(main(args) or 0)
-        except KeyboardInterrupt as exc:
-            if debug:
-                log.error("traceback of the interrupt", exc_info=exc)
-            print(f"{prog}: {units.message()}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except SystemExit:
-            raise
-        except ReportedError as exc:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        except BaseException as exc:
-            msg = user_error_message(exc)
-            if msg is None:
-                raise
-            if debug:
-                log.error("traceback of the error below", exc_info=exc)
-            print(f"{prog}: error: {msg}", file=sys.stderr)
-            return EXIT_USAGE
+            return _answer(main, args, prog, debug)
+        finally:
+            if _JOB["joined"]:  # the job's command has answered: a stop signal now just ends the process
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     run.__doc__ = main.__doc__
     return run
+
+
+def _answer(main: Callable[[Sequence[str] | None], int], args: list[str], prog: str, debug: bool) -> int:
+    """Run ``main`` and turn what it raises into the boundary's one line and exit status."""
+    try:
+        return int(main(args) or 0)
+    except KeyboardInterrupt as exc:
+        rank, _, _ = _job()
+        if debug:
+            log.error("traceback of the interrupt", exc_info=exc)
+        if rank == 0:  # one line for the job (torchrun stops every rank when one fails)
+            print(f"{_name(prog)}: {units.message()}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        raise
+    except ReportedError as exc:
+        print(f"{_name(prog)}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BaseException as exc:
+        msg = user_error_message(exc)
+        if msg is None:
+            raise
+        rank, size, joined = _job()
+        if size > 1 and rank != 0 and not joined:  # an option error: rank 0 says it for the job
+            return EXIT_USAGE
+        if debug:
+            log.error("traceback of the error below", exc_info=exc)
+        print(f"{_name(prog)}: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _name(prog: str) -> str:
+    """``synchrogap``, or ``synchrogap [rank 1 of 4]`` inside a job of several ranks."""
+    rank, size, joined = _job()
+    return f"{prog} [rank {rank} of {size}]" if joined and size > 1 else prog
