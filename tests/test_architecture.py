@@ -44,6 +44,7 @@ LAYER_1 = {
     "rundir",
     "summary",
     "forwards",
+    "shards",
 }
 LAYER_3 = {
     "models",
@@ -55,6 +56,7 @@ LAYER_3 = {
     "capture",
     "encoders",
     "testbed",
+    "distributed",
 }
 LAYER_4 = {
     "metrics",
