@@ -71,6 +71,7 @@ from .measure import (
 )
 from .models import DiTBundle, float64_copy
 from .results import load_result, make_meta, open_for_resume, save_result, write_text_atomic
+from .shards import UnitShare
 from .step_predictor import predicted_steps, step_curvatures, symmetric_states, trajectory_states
 from .verdicts import learned
 
@@ -165,9 +166,16 @@ class _Run:
     """One comparison: the arrays of the result file, filled unit by unit and saved after each."""
 
     def __init__(
-        self, bundle: DiTBundle, cfg: CompareConfig, path: Path, model: str, overwrite: bool
+        self,
+        bundle: DiTBundle,
+        cfg: CompareConfig,
+        path: Path,
+        model: str,
+        overwrite: bool,
+        share: UnitShare | None = None,
     ) -> None:
         self.bundle, self.cfg, self.path = bundle, cfg, path
+        self.share = UnitShare() if share is None else share
         self.dataset = dataset_of(bundle)
         self.label = (
             cfg.class_label
@@ -192,20 +200,17 @@ class _Run:
         self._modes: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
 
     # ----------------------------------------------------------------------------- bookkeeping
+    def meta(self, complete: bool = False) -> dict:
+        seeds = range(self.cfg.seed, self.cfg.seed + self.cfg.clone_seeds)
+        return make_meta(KIND, self.config, seeds, self.done, complete=complete, wall_time_s=self.wall)
+
     def save(self, unit: str | None, complete: bool = False) -> None:
-        if unit is not None:
-            self.done.append(unit)
-        meta = make_meta(
-            KIND,
-            self.config,
-            range(self.cfg.seed, self.cfg.seed + self.cfg.clone_seeds),
-            self.done,
-            complete=complete,
-            wall_time_s=self.wall,
-        )
-        save_result(self.path, meta, self.arrays)
-        if unit is not None:  # a unit is done once it is on disk
-            units.advance(1)
+        if unit is None:
+            save_result(self.path, self.meta(complete), self.arrays)
+            return
+        self.done.append(unit)
+        self.share.saved(self.path, self.meta(), self.arrays, [unit])
+        units.advance(1)  # a unit is done once it is on disk
 
     @property
     def bundle64(self) -> DiTBundle:
@@ -474,7 +479,7 @@ class _Run:
         fit = theory.fit_symmetric_mixture(p)
         a["m"][i], a["c"][i], a["m_se"][i], a["c_se"][i] = fit.m, fit.c, fit.m_se, fit.c_se
         a["bimodal"][i] = fit.bimodal
-        if not np.isfinite(a["gamma"]).any():  # γ once, with the (m, c) of the first coupling (g = 0 first)
+        if i == 0:  # γ once, with the (m, c) of the first coupling (g = 0 first); unit_phases runs it first
             self._gamma_fit(i)
         a["eta"][i], a["kappa"][i], a["kappa_status"][i] = block_kappa(
             {k: a[k] for k in _BLOCK_PARTS}, a["gamma"], a["m"][i], a["c"][i], a["bimodal"][i], g
@@ -520,8 +525,10 @@ class _Run:
             log.info("compare: resuming %s, %d of %d units already done", self.path, done, len(plan))
         bar = progress_bar(total=len(plan), initial=done, desc="compare", enabled=progress)
         bases = None
+        if self.arrays:  # directions are on file: the arrays every later unit fills in
+            self.share.begin(self.path, self.meta(), self.arrays)
         for unit in plan:
-            if unit in self.done:
+            if unit in self.done or not self.share.mine(unit, kind=unit.partition("/")[0]):
                 continue
             start = time.perf_counter()
             kind, _, gs = unit.partition("/g=")
@@ -547,6 +554,8 @@ class _Run:
             log.info("compare: %s done in %.1f s", unit, time.perf_counter() - start)
             bar.update(1)
         bar.close()
+        if not self.share.finalizes:
+            return self.path
         self.arrays.update(summarize(self.arrays, cfg))
         self.save(None, complete=True)
         return self.path
@@ -558,6 +567,17 @@ def unit_names(cfg: CompareConfig, dataset: str) -> list[str]:
     for g in cfg.g:
         names += [_gkey("clones", g), _gkey("step", g)]
     return [*names, "block/parts", *(_gkey("block", g) for g in cfg.g), "closure"]
+
+
+def unit_phases(cfg: CompareConfig, dataset: str) -> list[frozenset[str]]:
+    """The units in dependency order, for running them on several ranks (:mod:`.distributed`): every unit
+    of a phase needs only units of earlier phases — all of them the branch directions, the block units
+    the block parts, and the other couplings' block units the γ fitted in the first coupling's."""
+    names = unit_names(cfg, dataset)
+    first = _gkey("block", cfg.g[0])
+    later = frozenset(n for n in names if n.startswith("block/g=")) - {first}
+    rest = frozenset(names) - {"directions", first} - later
+    return [p for p in (frozenset({"directions"}), rest, frozenset({first}), later) if p]
 
 
 def num_units(cfg: CompareConfig, dataset: str) -> int:
@@ -622,13 +642,20 @@ def run_compare(
     model_name: str = "",
     overwrite: bool = False,
     progress: bool = True,
+    share: UnitShare | None = None,
 ) -> Path:
-    """Run (or resume) the comparison; write ``compare.npz`` and ``compare.md`` into ``out_dir``."""
+    """Run (or resume) the comparison; write ``compare.npz`` and ``compare.md`` into ``out_dir``.
+
+    ``share``: which units this process runs on a rank of a job, in the phases of :func:`unit_phases`
+    (default all of them)."""
     cfg.validate()
     out_dir = Path(out_dir)
     if cfg.class_label is not None and not 0 <= cfg.class_label <= bundle.null_class:
         raise ValueError(f"class_label must lie in [0, {bundle.null_class}], got {cfg.class_label}")
-    path = _Run(bundle, cfg, out_dir / "compare.npz", model_name, overwrite).run(progress)
+    share = UnitShare() if share is None else share
+    path = _Run(bundle, cfg, out_dir / "compare.npz", model_name, overwrite, share).run(progress)
+    if not share.finalizes:
+        return path
     meta, arrays = load_result(path, kind=KIND, require_complete=True)
     write_text_atomic(out_dir / "compare.md", compare_report.markdown_table(arrays, meta))
     return path

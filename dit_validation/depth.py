@@ -40,8 +40,9 @@ from .causal import CausalConfig, causal_depth, causal_trajectories
 from .causal_stats import causal_arrays
 from .gint import percentile_ci
 from .models import DiTBundle, float64_copy
-from .results import ResultFileError, make_meta, save_result
+from .results import ResultFileError, make_meta, open_for_resume, save_result
 from .rundir import check_input
+from .shards import UnitShare
 
 __all__ = [
     "DepthConfig",
@@ -211,8 +212,15 @@ def run_depth(
     protocol2_path: str | Path,
     compare_path: str | Path,
     out_path: str | Path,
+    share: UnitShare | None = None,
 ) -> Path:
-    """The depth profiles and their depth fractions per g of the Protocol II file; writes ``depth``."""
+    """The depth profiles and their depth fractions per g of the Protocol II file; writes ``depth``.
+
+    The causal measurements are one unit per g, saved as they finish: a killed run resumes them from an
+    incomplete file (a complete one is recomputed: its configuration names its inputs, not what they
+    held). ``share``: which couplings this process measures on a rank of a job (default all of them).
+    """
+    share = UnitShare() if share is None else share
     cfg.validate()
     reader = f"the depth stage for {bundle.name}"
     m2, p2 = check_input(protocol2_path, "protocol2", {"model": bundle.name}, reader)
@@ -247,6 +255,7 @@ def run_depth(
     out["gint_excess"] = np.asarray(p2["gint_excess"], dtype=np.float64)
     out["gint_null_ci"] = np.asarray(p2["gint_null_ci"], dtype=np.float64)
     causal = _Causal(bundle, cfg, cmp, int(mc["config"]["num_steps"]), int(mc["config"]["class_label_used"]))
+    jobs = []
     for i, gi in enumerate(g):
         out["gint_profile"][i] = gint_profile(p2, i)
         out["gint_depth"][i], out["gint_depth_ci"][i] = gint_depth_interval(p2, i)
@@ -258,13 +267,30 @@ def run_depth(
         j = int(j[0])
         out["block_profile"][i] = block_profile(cmp, j)
         out["block_depth"][i] = depth_fraction(out["block_profile"][i])
+        jobs.append((i, j, gi))
+    config = {
+        **asdict(cfg),
+        "model": bundle.name,
+        "protocol2": str(protocol2_path),
+        "compare": str(compare_path),
+    }
+    prev = open_for_resume(out_path, "depth", config)
+    done: list[str] = [] if prev is None or prev.complete else list(prev.meta["done"])
+    if done:
+        out.update({k: prev.arrays[k] for k in _causal_placeholders(1, 1, 1)})
+        out["prediction2_reason"] = out["prediction2_reason"].astype(object)  # grows with longer reasons
+    share.begin(out_path, make_meta("depth", config, [], done), _stored(out))
+    for i, j, gi in jobs:
+        key = f"g={gi:g}"
+        if key in done or not share.mine(key):
+            continue
         causal.measure(out, i, j, gi)
-    out["prediction2_reason"] = out["prediction2_reason"].astype(str)
-    meta = make_meta(
-        "depth",
-        {**asdict(cfg), "model": bundle.name, "protocol2": str(protocol2_path), "compare": str(compare_path)},
-        [],
-        ["depth"],
-        complete=True,
-    )
-    return save_result(out_path, meta, out)
+        done.append(key)
+        share.saved(out_path, make_meta("depth", config, [], done), _stored(out), [key])
+    if not share.finalizes:
+        return Path(out_path)
+    return save_result(out_path, make_meta("depth", config, [], done, complete=True), _stored(out))
+
+
+def _stored(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {**out, "prediction2_reason": out["prediction2_reason"].astype(str)}

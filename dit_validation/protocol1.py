@@ -28,6 +28,7 @@ from .grids import PAPER_NUM_SEEDS, PAPER_NUM_STEPS, PROTOCOL1_DDIM_ETA, PROTOCO
 from .models import DiTBundle
 from .results import load_result, make_meta, open_for_resume, save_result
 from .sampler import resolve_guidance, sample_branched
+from .shards import UnitShare
 
 logger = logging.getLogger(__name__)
 
@@ -196,13 +197,16 @@ def run_protocol1(
     progress: bool = True,
     overwrite: bool = False,
     unit_callback: Callable[[list[str]], None] | None = None,
+    share: UnitShare | None = None,
 ) -> Path:
     """Run (or resume) Protocol I on the bundle's device and dtype; write one result file, return its path.
 
     Units are (g, seed) and ("control", seed); the file is rewritten after every group of
     ``seed_chunk`` seeds, and a rerun skips the units listed in its ``done``. ``unit_callback``
-    receives the unit keys just saved (tests use it to simulate a kill).
+    receives the unit keys just saved (tests use it to simulate a kill). ``share``: which groups this
+    process runs on a rank of a job (:mod:`dit_validation.shards`; default all of them).
     """
+    share = UnitShare() if share is None else share
     cfg = cfg.resolved(bundle)
     device = bundle.device
     config = {**asdict(cfg), "model": bundle.name}
@@ -216,11 +220,15 @@ def run_protocol1(
     units.advance(len(done))
     if done:
         logger.info("resuming %s: %d of %d units already done", out_path, len(done), len(jobs) * len(seeds))
+    share.begin(out_path, make_meta(KIND, config, seeds, done, complete=False), arrays)
     for gi, g, control in progress_bar(jobs, desc="protocol1", enabled=progress):
         tag = "control" if control else f"g={g:g}"
         todo = [m for m, s in enumerate(seeds) if f"{tag}/seed={s}" not in done]
         for lo in range(0, len(todo), cfg.seed_chunk):
             idx = todo[lo : lo + cfg.seed_chunk]
+            keys = [f"{tag}/seed={seeds[m]}" for m in idx]
+            if not share.mine(keys[0]):
+                continue
             finals = sample_branched(
                 bundle,
                 [seeds[m] for m in idx],
@@ -248,13 +256,12 @@ def run_protocol1(
                         arrays["d_low"][gi, ti, idx],
                         arrays["d_high"][gi, ti, idx],
                     ) = a, dl, dh
-            keys = [f"{tag}/seed={seeds[m]}" for m in idx]
             done += keys
             if control:
                 arrays["control_done"][idx] = True
             else:
                 arrays["done_mask"][gi, idx] = True
-            save_result(out_path, make_meta(KIND, config, seeds, done, complete=False), arrays)
+            share.saved(out_path, make_meta(KIND, config, seeds, done, complete=False), arrays, keys)
             logger.info(
                 "protocol1: saved %d unit(s): %s",
                 len(keys),
@@ -263,6 +270,8 @@ def run_protocol1(
             units.advance(len(keys))
             if unit_callback is not None:
                 unit_callback(keys)
+    if not share.finalizes:
+        return Path(out_path)
     raw = {k: v for k, v in arrays.items() if k in _empty_arrays(cfg)}
     final = {**raw, **summarize(raw, cfg.n_boot)}
     save_result(out_path, make_meta(KIND, config, seeds, done, complete=True), final)

@@ -47,6 +47,7 @@ from .sampler import (
     resolve_guidance,
     sample_pairs,
 )
+from .shards import UnitShare
 
 logger = logging.getLogger(__name__)
 
@@ -340,8 +341,12 @@ def run_protocol2(
     progress: bool = True,
     overwrite: bool = False,
     unit_callback: Callable[[list[str]], None] | None = None,
+    share: UnitShare | None = None,
 ) -> Path:
-    """Run (or resume) Protocol II; one unit per g (the basis couples all seeds); returns the file path."""
+    """Run (or resume) Protocol II; one unit per g (the basis couples all seeds); returns the file path.
+
+    ``share``: which couplings this process runs on a rank of a job (default all of them)."""
+    share = UnitShare() if share is None else share
     cfg = cfg.resolved(bundle)
     if cfg.tau_spec is None and cfg.protocol1_result is not None:
         tau = tau_from_protocol1(cfg.protocol1_result, cfg.g, model=bundle.name, num_steps=cfg.num_steps)
@@ -373,9 +378,10 @@ def run_protocol2(
     units.advance(len(done))
     if done:
         logger.info("resuming %s: %d of %d units already done", out_path, len(done), G)
+    share.begin(out_path, make_meta(KIND, config, seeds, done), {k: arrays[k] for k in raw_keys})
     for i, g in enumerate(progress_bar(cfg.g, desc="protocol2", enabled=progress)):
         key = f"g={g:g}"
-        if key in done:
+        if key in done or not share.mine(key):
             continue
         got = energies_for_g(bundle, cfg, g, progress=progress)
         arrays["eig0"][i], arrays["energy_seed"][i] = got.eig0, got.energy_seed
@@ -383,12 +389,13 @@ def run_protocol2(
         arrays["heldout_eig"][i], arrays["heldout_proj"][i] = got.heldout_eig, got.heldout_proj
         arrays["done_mask"][i] = True
         done.append(key)
-        save_result(
-            out_path, make_meta(KIND, config, seeds, done, complete=False), {k: arrays[k] for k in raw_keys}
-        )
+        meta = make_meta(KIND, config, seeds, done, complete=False)
+        share.saved(out_path, meta, {k: arrays[k] for k in raw_keys}, [key])
         units.advance(1)
         if unit_callback is not None:
             unit_callback([key])
+    if not share.finalizes:
+        return Path(out_path)
     tau = np.full(G, np.nan) if cfg.tau_spec is None else np.asarray(cfg.tau_spec)
     if cfg.tau_spec is None:
         logger.warning("no tau_spec or protocol1_result given: lead/trail/G_int left NaN (energies stored)")
