@@ -14,6 +14,10 @@ command's ``run``, so a usage error appears at once even on a loaded machine.
 
 ``--overwrite`` means start over, in every command: the old run's files are deleted (under the run's
 lock, after every check) before the first unit, so that nothing of it survives or mixes in.
+
+``torchrun --nproc_per_node N -m dit_validation.cli <command> …`` runs ``reproduce``, ``protocol1``,
+``protocol2`` and ``compare`` on N ranks (:mod:`dit_validation.distributed`): each rank joins the job once
+its options are checked, the units are shared out, and rank 0 alone prints.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ._logging import configure_logging
 from .boundary import UsageError, guarded, units
 from .gint import BASIS_PAIRS, GINT_BOOT, HELDOUT_MODES
 from .grids import FIGURE_G, GRIDS, PROTOCOL1_DDIM_ETA, PROTOCOL1_G, PROTOCOL2_DDIM_ETA
-from .rundir import LOCK_NAME, check_out_dir, check_out_file, lock_path_for, run_lock, start_over
+from .rundir import LOCK_NAME, check_out_dir, check_out_file, lock_path_for, start_over
 
 if TYPE_CHECKING:
     import torch
@@ -170,10 +174,25 @@ def _validated(make: Callable[[], Any]) -> Any:
     return cfg
 
 
+def _join(device: str | None) -> torch.device:
+    """Join the ``torchrun`` job of the environment, if any (rank r takes ``cuda:$LOCAL_RANK``), and check
+    the device this process runs on."""
+    from . import distributed
+
+    return check_device(distributed.setup(device))
+
+
+def _rank0() -> bool:
+    """Whether this process speaks for the job (always, without torchrun)."""
+    from . import distributed
+
+    return distributed.world().rank == 0
+
+
 def _bundle(args: argparse.Namespace) -> DiTBundle:
     from .models import resolve_model
 
-    device = check_device(args.device)
+    device = _join(args.device)
     try:
         return resolve_model(args.model, dtype=dtype_of(args.dtype), device=device)
     except ValueError as exc:
@@ -277,13 +296,21 @@ def _run_protocol(
         raise UsageError(_option_message(str(exc))) from None
     if check is not None:
         check(bundle, cfg)
+    from . import distributed
+
+    rank0 = _rank0()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with run_lock(lock_path_for(out, is_dir=False), wait=args.wait):
-        if args.overwrite and out.exists():
-            out.unlink()  # start over: not one array of the old file survives a kill of the new run
-        path = runner(bundle, cfg, out, progress=not args.quiet, overwrite=args.overwrite)
-    print(f"wrote {path}")
-    print(summary(path))
+    distributed.barrier("while checking the options")  # every rank checked before rank 0 deletes anything
+    with distributed.job_lock(lock_path_for(out, is_dir=False), wait=args.wait):
+        # --overwrite starts over (on rank 0): not one array of the old file survives a kill of the new run
+        path = distributed.run_stage(
+            out,
+            lambda share: runner(bundle, cfg, out, progress=not args.quiet and rank0, share=share),
+            overwrite=args.overwrite,
+        )
+    if rank0:
+        print(f"wrote {path}")
+        print(summary(path))
     return 0
 
 
@@ -414,7 +441,7 @@ def _check_protocol1_input(path: Path, bundle: DiTBundle, cfg: Any) -> None:
 
 
 #: What ``compare`` writes into its directory (``--overwrite`` deletes them first).
-COMPARE_FILES = ("compare.npz", "compare.md")
+COMPARE_FILES = ("compare.npz", "compare.md", "compare.npz.parts/*")
 
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
@@ -460,19 +487,31 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
         is_run = (out / "compare.npz").exists() or (out / "reproduce.json").is_file()
         check_out_dir(out, is_run=is_run, writes=COMPARE_FILES, overwrite=args.overwrite, command="compare")
         bundle = _bundle(args)
+        from . import distributed
+        from .branches import dataset_of
+
+        rank0 = _rank0()
         start = time.time()
-        out.mkdir(parents=True, exist_ok=True)
+        distributed.barrier("while checking the options")
+        if rank0:
+            out.mkdir(parents=True, exist_ok=True)
         units.plan(1)
         logger.info("compare: %s on the %s grid into %s (minutes on a CPU)", bundle.name, cfg.grid, out)
-        with run_lock(out / LOCK_NAME, wait=args.wait):
-            if args.overwrite:
+        with distributed.job_lock(out / LOCK_NAME, wait=args.wait):
+            if args.overwrite and rank0:
                 start_over(out, COMPARE_FILES)
-            path = compare_mod.run_compare(
-                bundle, cfg, out, model_name=bundle.name, overwrite=args.overwrite, progress=not args.quiet
+            path = distributed.run_stage(
+                out / "compare.npz",
+                lambda share: compare_mod.run_compare(
+                    bundle, cfg, out, model_name=bundle.name, progress=not args.quiet and rank0, share=share
+                ),
+                phases=compare_mod.unit_phases(cfg, dataset_of(bundle)),
+                overwrite=args.overwrite,
             )
         units.advance()
-        print((out / "compare.md").read_text())
-        print(f"wrote {path} in {time.time() - start:.1f} s on {bundle.device}")
+        if rank0:
+            print((out / "compare.md").read_text())
+            print(f"wrote {path} in {time.time() - start:.1f} s on {bundle.device}")
         return 0
 
     p.set_defaults(run=run)
@@ -526,7 +565,8 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
         set_threads(args.threads)
         from . import reproduce
 
-        device = check_device(args.device)
+        device = _join(args.device)
+        rank0 = _rank0()
         grid_name = args.grid or ("full" if device.type == "cuda" else "quick")
         out = out_arg if out_arg is not None else reproduce.default_out(args.model, grid_name)
         if out.exists() and not out.is_dir():
@@ -539,7 +579,7 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
             out,
             device=device,
             dtype=dtype_of(args.dtype),
-            progress=not args.quiet,
+            progress=not args.quiet and rank0,
             overwrite=args.overwrite,
             encoder=args.encoder,
             batch_size=args.batch_size,
@@ -547,6 +587,8 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
             wait=args.wait,
             pdf=True if args.pdf else None,
         )
+        if not rank0:
+            return 0
         print(reproduce.summary_text(paths))
         print(f"this invocation: {time.time() - start:.1f} s")
         if grid_name == "smoke":
@@ -635,6 +677,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> int:
         configure_logging(args.quiet)
+        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+            raise UsageError("train runs in one process: start it without torchrun (WORLD_SIZE > 1 here)")
         out = _out_arg(args.out)
         threads = set_threads(args.threads)
         device = check_device(args.device)

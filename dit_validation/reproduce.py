@@ -27,7 +27,10 @@ directory honest:
 * a stage file is skipped only when complete and made with this plan, this model and this package
   version; an unreadable, truncated, empty or wrong-kind stage file is moved aside (``*.corrupt``) and its
   stage re-runs; a killed stage resumes unit by unit;
-* a finished run in a read-only directory is summarised without writing.
+* a finished run in a read-only directory is summarised without writing;
+* under ``torchrun`` every rank runs this same function: rank 0 holds the lock and writes the run's own
+  files, the resumable stages' units are shared out among the ranks (:func:`.distributed.run_stage`), the
+  stages without units (theory, figures) run on rank 0, and a barrier closes every stage.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from paper_figs import FIGURES
 from paper_figs._style import formats
 
 from . import compare as compare_mod
+from . import distributed
 from ._logging import progress as progress_bar
 from .boundary import ReportedError, UsageError, units, user_error_message
 from .branches import dataset_of
@@ -81,7 +85,6 @@ from .rundir import (
     check_out_dir,
     read_stage,
     remove_stale_temporaries,
-    run_lock,
     start_over,
 )
 from .summary import read_timings, summary_text
@@ -115,6 +118,7 @@ FIGURE_FILES = ("fig_*.png", "fig_*.pdf", "table1.csv", "table1.md", "prediction
 RUN_FILES = (
     *(f"{k}.npz" for k in STAGES),
     *(f"{k}.npz.corrupt*" for k in STAGES),
+    *(f"{k}.npz.parts/*" for k in STAGES),  # units finished by the ranks of a killed job
     "compare.md",
     "reproduce.json",
     "timings.json",
@@ -128,7 +132,8 @@ class _Stages:
 
     ``timings.json`` holds per stage ``{"wall_s": …, "image_forwards": …, "image_forwards_by_dtype": {…}}``
     (:func:`dit_validation.summary.read_timings`), summed over the runs that worked on the stage (a resumed
-    stage adds the work of its resumption).
+    stage adds the work of its resumption). In a job the wall time is the job's and the image-forwards are
+    summed over its ranks; rank 0 writes the file.
     """
 
     def __init__(self, out: Path, overwrite: bool) -> None:
@@ -149,7 +154,7 @@ class _Stages:
             start, before = time.perf_counter(), forwards.snapshot()
             work()
             took = time.perf_counter() - start
-            ran = forwards.snapshot() - before
+            ran = distributed.sum_counts(forwards.snapshot() - before, f"after stage {name}")
             entry = self.timings.get(
                 name, {"wall_s": 0.0, "image_forwards": 0, "image_forwards_by_dtype": {}}
             )
@@ -159,7 +164,8 @@ class _Stages:
                 "image_forwards": sum(by_dtype.values()),
                 "image_forwards_by_dtype": dict(sorted(by_dtype.items())),
             }
-            write_text_atomic(self.timing_file, json.dumps(self.timings, indent=1))
+            if distributed.world().rank == 0:
+                write_text_atomic(self.timing_file, json.dumps(self.timings, indent=1))
             self.ran.append(name)
             logger.info("stage %s: done in %.1f s, %d image-forwards", name, took, sum(ran.values()))
 
@@ -347,12 +353,18 @@ def run_reproduce(
             logger.info("%s is read-only and its run is complete: summarising without writing", out)
             return paths
         raise UsageError(f"--out {str(out)!r} is not writable (read-only or not yours); choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out / LOCK_NAME, wait=wait):
-        remove_stale_temporaries(out)
-        if overwrite:
-            start_over(out, RUN_FILES)
-        write_text_atomic(out / "reproduce.json", json.dumps(plan_identity(plan), indent=1, sort_keys=True))
+    rank0 = distributed.world().rank == 0
+    distributed.barrier("while checking --out")  # every rank validated before rank 0 deletes anything
+    if rank0:
+        out.mkdir(parents=True, exist_ok=True)
+    with distributed.job_lock(out / LOCK_NAME, wait=wait):
+        if rank0:
+            remove_stale_temporaries(out)
+            if overwrite:
+                start_over(out, RUN_FILES)
+            plan_text = json.dumps(plan_identity(plan), indent=1, sort_keys=True)
+            write_text_atomic(out / "reproduce.json", plan_text)
+        distributed.barrier("while starting the run")
         _run_stages(plan, bundle, want, files, paths, overwrite, progress, pdf)
     return paths
 
@@ -387,9 +399,10 @@ def _run_stages(
     out = files["theory"].parent
     stages = _Stages(out, overwrite)
     counts = _unit_counts(plan, dataset_of(bundle))
-    kw = {"progress": progress, "overwrite": overwrite}
-    # read every stage file once: damaged ones are moved aside now, so their stages run again
-    found = {k: read_stage(p, k) for k, p in files.items()}
+    run_stage = distributed.run_stage
+    rank0 = distributed.world().rank == 0
+    # read every stage file once: damaged ones are moved aside now (by rank 0), so their stages run again
+    found = distributed.first_on_rank0(lambda: {k: read_stage(p, k) for k, p in files.items()})
     if not overwrite:
         before = _units_done(found, want, counts)
         fig_formats = ("png", "pdf") if (plan.grid == "full" if pdf is None else pdf) else ("png",)
@@ -404,13 +417,19 @@ def _run_stages(
             "theory",
             counts["theory"],
             theory_ok,
-            lambda: run_theory(theory_cfg, files["theory"]),
+            lambda: distributed.on_rank0(lambda: run_theory(theory_cfg, files["theory"])),
         )
         stages.run(
             "protocol1",
             counts["protocol1"],
             stage_done(found["protocol1"], "protocol1", want.protocol1),
-            lambda: run_protocol1(bundle, plan.protocol1, files["protocol1"], **kw),
+            lambda: run_stage(
+                files["protocol1"],
+                lambda share: run_protocol1(
+                    bundle, plan.protocol1, files["protocol1"], progress=progress, share=share
+                ),
+                overwrite=overwrite,
+            ),
         )
         p2_want = protocol2_config(want, files["protocol1"], bundle)
         p2_found = found["protocol2"]
@@ -424,49 +443,71 @@ def _run_stages(
             "protocol2",
             counts["protocol2"],
             stage_done(p2_found, "protocol2", p2_want) and not p2_overwrite,
-            lambda: run_protocol2(bundle, p2, files["protocol2"], progress=progress, overwrite=p2_overwrite),
+            lambda: run_stage(
+                files["protocol2"],
+                lambda share: run_protocol2(bundle, p2, files["protocol2"], progress=progress, share=share),
+                overwrite=p2_overwrite,
+            ),
         )
         try:
             stages.run(
                 "compare",
                 counts["compare"],
                 stage_done(found["compare"], "compare", want.compare),
-                lambda: compare_mod.run_compare(
-                    bundle, plan.compare, out, model_name=bundle.name, overwrite=overwrite, progress=progress
+                lambda: run_stage(
+                    files["compare"],
+                    lambda share: compare_mod.run_compare(
+                        bundle, plan.compare, out, model_name=bundle.name, progress=progress, share=share
+                    ),
+                    phases=compare_mod.unit_phases(plan.compare, dataset_of(bundle)),
+                    overwrite=overwrite,
                 ),
             )
         except Exception as exc:  # noqa: BLE001 - a bug: logged with its traceback, reported after the figures
-            if user_error_message(exc) is not None:
-                raise  # a user's error (a full disk, a foreign file): the boundary's one line, no traceback
+            if user_error_message(exc) is not None or distributed.world().distributed:
+                # a user's error (a full disk, a foreign file): the boundary's one line, no traceback; in a
+                # job every rank stops (the others could not follow this one to the figures in step)
+                raise
             logger.exception("stage compare failed")
             failed.append(f"compare ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
         else:
-            _ensure_compare_md(files["compare"])
+            distributed.on_rank0(lambda: _ensure_compare_md(files["compare"]))
             theory = load_result(files["theory"], kind="theory")
             with_compare = theory.meta["config"].get("compare") is not None and "kappa_vk" in theory.arrays
             stages.run(
                 "theory_compare",
                 counts["theory_compare"],
                 with_compare and "compare" not in stages.ran,
-                lambda: run_theory(
-                    replace(plan.theory, model=bundle.name), files["theory"], files["compare"]
+                lambda: distributed.on_rank0(
+                    lambda: run_theory(
+                        replace(plan.theory, model=bundle.name), files["theory"], files["compare"]
+                    )
                 ),
             )
+            inputs_ran = bool({"protocol2", "compare"} & set(stages.ran))
             stages.run(
                 "depth",
                 counts["depth"],
-                stage_done(found["depth"], "depth", want.depth)
-                and not {"protocol2", "compare"} & set(stages.ran),
-                lambda: run_depth(bundle, plan.depth, files["protocol2"], files["compare"], files["depth"]),
+                stage_done(found["depth"], "depth", want.depth) and not inputs_ran,
+                lambda: run_stage(
+                    files["depth"],
+                    lambda share: run_depth(
+                        bundle, plan.depth, files["protocol2"], files["compare"], files["depth"], share=share
+                    ),
+                    overwrite=overwrite or inputs_ran,  # never resume a profile of other inputs
+                ),
             )
         fig_formats = ("png", "pdf") if (plan.grid == "full" if pdf is None else pdf) else ("png",)
         stages.run(
             "figures",
             counts["figures"],
             _figures_current(_complete_files(files), paths["figures"], fig_formats),
-            lambda: render_figures(_complete_files(files), paths["figures"], fig_formats, show=progress),
+            lambda: distributed.on_rank0(
+                lambda: render_figures(_complete_files(files), paths["figures"], fig_formats, show=progress)
+            ),
         )
-    write_text_atomic(paths["summary"], summary_text(paths) + "\n")
+    if rank0:
+        write_text_atomic(paths["summary"], summary_text(paths) + "\n")
     if failed:
         # loud, after writing what did run: never a faked result file for a missing stage
         raise ReportedError(

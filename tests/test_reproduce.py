@@ -141,7 +141,7 @@ def _fake_run_compare(fill):
     file. The real compare is tested in tests/test_compare.py; here only reproduce's routing of its file into
     theory_run and the κ-map figures is under test."""
 
-    def run_compare(bundle, cfg, out_dir, model_name="", overwrite=False, progress=False):  # noqa: ANN001, ANN202
+    def run_compare(bundle, cfg, out_dir, model_name="", overwrite=False, progress=False, share=None):  # noqa: ANN001, ANN202
         config = {k: v for k, v in asdict(cfg).items() if v is not None}  # as compare records its config
         config |= {"class_label_used": 0, "dataset": "random", "num_layers": bundle.num_layers}
         dim = bundle.latent_channels * bundle.sample_size**2
