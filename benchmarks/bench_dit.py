@@ -173,7 +173,8 @@ def peak_memory(device: torch.device, fns: dict[str, Callable[[], object]]) -> N
 
 
 def paper_grid(step_rate: float) -> None:
-    """Wall clock of the paper's Protocol I grid at ``step_rate`` image-forwards/s."""
+    """Wall clock of the paper's Protocol I grid at ``step_rate`` image-forwards/s, then the full grid's
+    counted stages on 1–16 GPUs (:func:`grid_on_ranks`)."""
     S, M, G = 100, 32, 6 + 1  # 6 g + the g = 0 control, 32 seeds, t_int = 0..100, 100 steps, guidance
     per_seed = branched_row_steps(S, range(S + 1))  # pair-steps with prefix sharing
     scratch = (S + 1) * S  # pair-steps if every t_int were run from scratch
@@ -183,6 +184,69 @@ def paper_grid(step_rate: float) -> None:
         f"({per_seed / scratch:.3f} of from-scratch); at the coupled sampler-step rate (median) "
         f"{images / step_rate / 3600:.2f} h on this device"
     )
+    grid_on_ranks(step_rate)
+
+
+def protocol1_forwards(cfg, seeds: int) -> int:  # noqa: ANN001 - a Protocol1Config
+    """Image-forwards of ``seeds`` seeds at one g of Protocol I, guidance aside: both replicas through the
+    shared trunk and every branch (prefix sharing, every t_int when ``cfg.t_int`` is None)."""
+    grid = range(cfg.num_steps + 1) if cfg.t_int is None else cfg.t_int
+    return seeds * 2 * branched_row_steps(cfg.num_steps, grid)
+
+
+def protocol2_forwards(cfg) -> int:  # noqa: ANN001 - a Protocol2Config
+    """Image-forwards of one g of Protocol II, guidance aside: the measured pairs at s = 0 (the paper's
+    basis) and along the whole trajectory, and the held-out basis pairs at s = 0."""
+    return 2 * (cfg.num_seeds * (cfg.num_steps + 1) + cfg.basis_pairs)
+
+
+def full_grid_units() -> list[list[tuple[str, str, int]]]:
+    """The image-forwards of the full grid's sharded units that dominate it, per stage: (unit, kind, count)
+    in the order the ranks are offered them. Protocol I (g, seed-group) units with prefix sharing, Protocol
+    II per g (both passes, the held-out basis pairs), compare's clone splits per g. Not counted: compare's
+    branch directions, EM pairs, closure and float64 derivatives, depth's causal stage, the summaries."""
+    from dit_validation.clone_sampler import clone_row_steps
+    from dit_validation.compare import FULL, unit_names, unit_phases
+    from dit_validation.grids import PAPER_G, PROTOCOL1_G
+    from dit_validation.protocol1 import Protocol1Config
+    from dit_validation.protocol2 import Protocol2Config
+
+    cfg = 2  # classifier-free guidance doubles every row (scale 4.0 for DiT-XL/2)
+    p1, p2 = Protocol1Config(g=PROTOCOL1_G), Protocol2Config(g=PAPER_G)
+    chunk = protocol1_forwards(p1, p1.seed_chunk) * cfg
+    tags = [f"g={g:g}" for g in p1.g] + ["control"]
+    protocol1 = [(f"{t}/seed={m}", "", chunk) for t in tags for m in range(0, p1.num_seeds, p1.seed_chunk)]
+    protocol2 = [(f"g={g:g}", "", protocol2_forwards(p2) * cfg) for g in p2.g]
+    phase = unit_phases(FULL, "imagenet")[1]  # clones, step curvatures, block parts, closure
+    clones = []
+    for name in (n for n in unit_names(FULL, "imagenet") if n in phase):
+        kind, _, g = name.partition("/g=")
+        rows = clone_row_steps(FULL.num_steps, FULL.t_ints(), float(g)) if kind == "clones" else 0
+        clones.append((name, name.partition("/")[0], FULL.clone_seeds * rows * cfg))
+    return [protocol1, protocol2, clones]
+
+
+def grid_on_ranks(step_rate: float, ranks: tuple[int, ...] = (1, 2, 4, 8, 16)) -> None:
+    """Wall clock of :func:`full_grid_units` at ``step_rate`` image-forwards/s per GPU on N GPUs: each
+    unit on the rank the job's own assignment gives it (:class:`dit_validation.shards.UnitShare`), each
+    stage as long as its busiest rank (every rank with a clone unit first samples compare's trunk)."""
+    from dit_validation.compare import FULL
+    from dit_validation.shards import UnitShare
+
+    stages = full_grid_units()
+    total = sum(n for stage in stages for _, _, n in stage)
+    trunk = FULL.clone_seeds * FULL.num_steps * 2
+    print(f"full grid, counted stages: {total:.3e} image-forwards (+ {trunk:.2e} per rank for the trunk)")
+    for n in ranks:
+        wall = 0
+        for i, stage in enumerate(stages):
+            loads = []
+            for r in range(n):
+                share = UnitShare(rank=r, size=n)
+                mine = [c for key, kind, c in stage if share.mine(key, kind)]
+                loads.append(sum(mine) + (trunk if i == 2 and any(mine) else 0))
+            wall += max(loads)
+        print(f"  {n:2d} GPU(s): {wall / step_rate / 3600:5.2f} h at {step_rate:,.0f} image-forwards/s each")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,8 +262,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cuda-graphs", action="store_true", help="also time CUDA-graph replays (CUDA only)")
     ap.add_argument("--rounds", type=int, default=5, help="alternated rounds per variant (>= 3)")
     ap.add_argument("--iters", type=int, default=3, help="calls per timed round")
+    ap.add_argument(
+        "--grid-rate",
+        type=float,
+        default=None,
+        help="only print the full grid's wall clock on 1-16 GPUs at this many image-forwards/s per GPU",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
+    if args.grid_rate is not None:
+        if args.grid_rate <= 0:
+            ap.error(f"--grid-rate must be > 0 image-forwards/s, got {args.grid_rate}")
+        grid_on_ranks(args.grid_rate)
+        return
     if args.rounds < 3:
         ap.error(f"--rounds must be an integer >= 3, got {args.rounds}")
     if args.iters < 1:

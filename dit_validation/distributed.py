@@ -153,7 +153,7 @@ def setup(device: str | None) -> str | None:
         for pkg in OUR_PACKAGES:
             logging.getLogger(pkg).setLevel(logging.WARNING)
         for handler in logging.getLogger().handlers:
-            fmt = handler.formatter._fmt if handler.formatter is not None else "%(message)s"
+            fmt = getattr(handler.formatter, "_fmt", None) or "%(message)s"
             handler.setFormatter(logging.Formatter(f"[rank {rank}] {fmt}"))
     log.info("joined a job of %d ranks (%s backend) on %s", size, "nccl + gloo" if cuda else "gloo", name)
     return name
@@ -255,10 +255,13 @@ def on_rank0(fn: Callable[[], Any]) -> Any:
 
 def first_on_rank0(fn: Callable[[], Any]) -> Any:
     """``fn()`` on rank 0, then on the others (e.g. reading stage files, which moves damaged ones aside
-    once)."""
+    once); nobody goes on before every rank has run it."""
     out = fn() if _WORLD.rank == 0 else None
-    barrier("reading the run's files")
-    return out if _WORLD.rank == 0 else fn()
+    barrier("while rank 0 reads the run's files")
+    if _WORLD.rank != 0:
+        out = fn()
+    barrier("while the other ranks read the run's files")
+    return out
 
 
 def run_stage(

@@ -145,6 +145,8 @@ class _Stages:
         self.ran: list[str] = []
 
     def run(self, name: str, units_worth: int, done: bool, work: Callable[[], Any]) -> None:
+        # rank 0 decides for the job: another rank may read a file rank 0 has just rewritten
+        done = distributed.broadcast(done, f"before stage {name}")
         if done and not self.overwrite:
             with units.stage(units_worth):
                 logger.info("stage %s: complete, skipped", name)

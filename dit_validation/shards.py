@@ -139,12 +139,13 @@ class UnitShare:
 
     def begin(self, path: str | os.PathLike, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
         """The stage's arrays before its first unit (what parts are the changes from). Rank 0 writes them as
-        the stage file when there is none yet, so that the parts always have a file to be merged into."""
+        the stage file, so that the parts are merged into exactly what they changed: a new file, the same
+        arrays again when resuming, or a fresh start over a complete file the stage recomputes."""
         if self.parts is None:
             return
         self._base = {k: np.array(v, copy=True) for k, v in arrays.items()}
         self._totals = _totals(meta)
-        if self.rank == 0 and not Path(path).exists():
+        if self.rank == 0:
             save_result(path, meta, arrays)
 
     def saved(

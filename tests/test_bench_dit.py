@@ -4,6 +4,7 @@ overhead estimator, and a CPU smoke run (stock processors for "plain", no recomp
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dit import keyed_noise, noise_feed, paired_overhead  # noqa: E402
+from bench_dit import (  # noqa: E402
+    full_grid_units,
+    grid_on_ranks,
+    keyed_noise,
+    noise_feed,
+    paired_overhead,
+    protocol1_forwards,
+    protocol2_forwards,
+)
 
 from dit_validation.sampler import STREAM_NOISE_A, STREAM_NOISE_B, stream_normal  # noqa: E402
 
@@ -89,3 +98,33 @@ def test_bench_dit_rejects_bad_arguments_in_one_line() -> None:
         timeout=300,
     )
     assert run.returncode == 2 and "--rounds must be an integer >= 3, got 2" in run.stderr
+
+
+def test_the_grids_forward_counts_are_the_tally_of_real_runs(tiny64, tmp_path) -> None:
+    """The counts behind the full grid's wall clock on N GPUs (README): Protocol I and II on a small grid
+    against the package's own tally of rows through the transformer (tiny64: no guidance)."""
+    from dit_validation.forwards import forwards
+    from dit_validation.protocol1 import Protocol1Config, run_protocol1
+    from dit_validation.protocol2 import Protocol2Config, run_protocol2
+
+    p1 = Protocol1Config(g=(0.5,), t_int=(0, 1, 3), num_seeds=4, num_steps=3, n_boot=10, control=False)
+    p2 = Protocol2Config(g=(0.0, 0.5), num_seeds=3, num_steps=3, basis_pairs=8, gint_modes=2, n_boot=10)
+    before = forwards.snapshot()
+    run_protocol1(tiny64, p1, tmp_path / "p1.npz", progress=False)
+    middle = forwards.snapshot()
+    run_protocol2(tiny64, p2, tmp_path / "p2.npz", progress=False)
+    after = forwards.snapshot()
+    assert sum((middle - before).values()) == protocol1_forwards(p1, 4)
+    assert sum((after - middle).values()) == 2 * protocol2_forwards(p2)
+
+
+def test_more_gpus_than_units_never_beat_the_largest_unit(capsys) -> None:
+    p1, p2, compare = full_grid_units()
+    assert len(p1) == 7 * 32 // 4 and len(p2) == 7  # (6 g + control) x seed groups of 4; one unit per g
+    clones = [n for key, _, n in compare if key.startswith("clones/")]
+    assert len(clones) == 7 and clones[1] == 2 * clones[0]  # at g = 0 only clone B runs
+    grid_on_ranks(1000.0, (1, 2, 64))
+    hours = [float(h) for h in re.findall(r"(\d+\.\d+) h at", capsys.readouterr().out)]
+    total = sum(n for stage in (p1, p2, compare) for _, _, n in stage) + 256 * 100 * 2  # + one trunk
+    assert hours[0] == pytest.approx(total / 1000 / 3600, abs=0.006)
+    assert hours[0] / 2 <= hours[1] + 0.006 and hours[2] >= max(clones) / 1000 / 3600 - 0.006
