@@ -187,6 +187,8 @@ def _tau_text(a: dict[str, np.ndarray], key: str, idx: tuple[int, ...], nd: int 
         code = TauStatus(int(status[idx]))
     if code == TauStatus.NO_SPLIT:
         return "no split"
+    if code == TauStatus.NOT_LEARNED:
+        return "not learned"
     if code == TauStatus.INSIDE:
         tau = _fmt(float(a[key][idx]), nd)
     else:

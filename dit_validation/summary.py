@@ -63,6 +63,11 @@ def fmt_duration(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
+def _signed(x: float) -> str:
+    """A difference of steps, always signed (never ``-0.0``) so it cannot be read as a step."""
+    return f"{round(float(x), 1) + 0.0:+.1f}"
+
+
 def table1_text(a: Mapping[str, np.ndarray]) -> str:
     """Table 1 (τ_spec with its 95 % CI, τ_g, τ_l, Δτ = τ_l − τ_g of eq. 73) from protocol1 arrays."""
     t = np.asarray(a["t_int"], dtype=np.float64)
@@ -78,8 +83,8 @@ def table1_text(a: Mapping[str, np.ndarray]) -> str:
                 fmt_step(a["tau_l"][i], first, last),
                 "n/a"
                 if not np.isfinite(a["delta_tau"][i])
-                else f"{a['delta_tau'][i]:.1f}"
-                + (f" [{dci[i, 0]:.1f}, {dci[i, 1]:.1f}]" if np.isfinite(dci[i]).all() else ""),
+                else _signed(a["delta_tau"][i])
+                + (f" [{_signed(dci[i, 0])}, {_signed(dci[i, 1])}]" if np.isfinite(dci[i]).all() else ""),
             )
         )
     if "control_tau_spec" in a:

@@ -260,6 +260,8 @@ def test_measured_tau_labels_clamped_values_instead_of_printing_the_bound():
         "30.00 [25.00, 35.00]",
     ]
     assert compare_report._tau_text(a, "tau_meas", (0, 0), 1, ci=False) == "before step 0"
+    a["tau_meas_status"][0, 4] = TauStatus.NOT_LEARNED  # the gate refused it: no τ, whatever is stored
+    assert compare_report._tau_text(a, "tau_meas", (0, 4)) == "not learned"
 
 
 def test_closure_ratio_against_a_loop():
