@@ -63,9 +63,10 @@ def gaps(
     scales with ρ) gets a CI too. Both CIs are :func:`clone_tau.student_interval` over the M =
     ``num_seeds`` clone pairs, the interval whose coverage ``benchmarks/bench_tau_coverage.py`` measures.
     ``pair``: (leading, trailing) directions, by default the first and last (the compare stage passes the
-    most global and most local *learned* ones, :func:`verdicts.gap_directions`). The slope here is the fit
-    through every coupling (Δ = 0 where neither direction splits); the collapse verdict uses only the
-    couplings where both split (:func:`verdicts.collapse`).
+    most global and most local *learned* ones, :func:`verdicts.gap_directions`). The fit against ρ(g)
+    runs through the couplings where both directions split, the points of the collapse verdict
+    (:func:`verdicts.collapse`): a Δ = 0 set by the convention for "neither splits" is no measurement and
+    would pull the slope wherever the grid puts such couplings.
     """
     G = a["g"].size
     lo, hi = gap_pair(a["splits"].shape[1]) if pair is None else pair
@@ -94,8 +95,10 @@ def gaps(
         "gap_trail": np.full(G, hi),
     }
     rho = a["rho"]
-    out["gap_fit_meas"] = linfit(rho, meas)
-    out["gap_fit_pred_step"] = linfit(rho, pred)
+    both = split[:, lo] & split[:, hi]
+    out["gap_fit_meas"] = linfit(rho[both], meas[both])
+    crossed = np.isfinite(step[:, lo]) & np.isfinite(step[:, hi])
+    out["gap_fit_pred_step"] = linfit(rho[crossed], pred[crossed])
     return out
 
 
@@ -297,23 +300,38 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         _row("g", "ρ(g)", "measured Δ [CI]", "step-level Δ", "Biroli Δ", "per-block Δ (last block)"),
         _row(*["---"] * 6),
     ]
+    lo, hi = int(a["gap_lead"][0]), int(a["gap_trail"][0])
+    both = a["splits"][:, lo] & a["splits"][:, hi]
     for i, g in enumerate(a["g"]):
+        if both[i]:
+            meas = _with_ci(a["gap_meas"][i], a["gap_meas_ci"][i])
+        elif a["splits"][i, lo] or a["splits"][i, hi]:
+            meas = "— (one direction splits)"
+        else:
+            meas = "0 (neither splits)"
         lines.append(
             _row(
                 f"{g:g}",
                 f"{a['rho'][i]:.3f}",
-                _with_ci(a["gap_meas"][i], a["gap_meas_ci"][i]),
+                meas,
                 _fmt(a["gap_pred_step"][i]),
                 _fmt(a["gap_pred_biroli"][i]),
                 _fmt(a["gap_pred_block"][i, -1]),
             )
         )
     s, c, r2 = a["gap_fit_meas"]
+    gs = ", ".join(f"{x:g}" for x in a["g"][both]) or "none"
+    fit = (
+        f"Δ ≈ {_fmt(s)}·ρ(g) {'−' if c < 0 else '+'} {_fmt(abs(c))} (R² {_fmt(r2)})"
+        if np.isfinite(s)
+        else "no fit (fewer than 3 points)"
+    )
     lines += [
         "",
-        f"Measured Δ ≈ {_fmt(s)}·ρ(g) {'−' if c < 0 else '+'} {_fmt(abs(c))} (R² {_fmt(r2)}), "
-        f"slope 95% CI {_ci_text(a['gap_slope_ci']) or '—'}; "
-        f"step-level Δ slope {_fmt(a['gap_fit_pred_step'][0])}.",
+        f"Measured, through the couplings where both directions split (g = {gs}; the collapse verdict's "
+        f"points): {fit}, slope 95% CI {_ci_text(a['gap_slope_ci']) or '—'}. Where neither splits the gap "
+        "is 0 by convention and no point of the fit. Step-level, through the couplings where both "
+        f"curvatures change sign: slope {_fmt(a['gap_fit_pred_step'][0])}.",
         "",
         "## 3. Per-block eq. (50) at its premises",
         "",

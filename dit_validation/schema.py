@@ -280,7 +280,7 @@ COMPARE = ResultSchema(
         "gap_pred_biroli": _a("g"),
         "gap_lead": _a("g", "i"),
         "gap_trail": _a("g", "i"),
-        "gap_fit_meas": _a("fit3", doc="(slope, intercept, R²) against ρ(g)"),
+        "gap_fit_meas": _a("fit3", doc="(slope, intercept, R²) against ρ(g) where both directions split"),
         "gap_fit_pred_step": _a("fit3"),
         "gap_slope": _a("", doc="slope of Δ against ρ(g) through the collapse points (eq. 66)"),
         "gap_slope_ci": _a("ci", doc="its paired-bootstrap interval (Student form over the clone pairs)"),

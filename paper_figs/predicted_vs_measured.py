@@ -10,7 +10,8 @@ Reads a ``compare`` result file (``dit_validation.schema``, kind "compare"). Wri
   panel instead of a point;
 * ``fig_curvature``: the learned curvature H_f(s; g) at symmetric points (``H_step``) against the step,
   with the exact-score curvature ``H_exact`` where known; its zero is the step-level prediction;
-* ``fig_factor_agreement``: clone agreement vs split step per direction at g = 0 with the sigmoid fits;
+* ``fig_factor_agreement``: clone agreement vs split step per direction at g = 0, a bounded sigmoid drawn
+  through it and τ_meas with its CI;
 * ``fig_gap_vs_rho``: the gap Δ = τ_trail − τ_lead (eq. 65) against ρ(g) (eq. 27): measured with CI and
   its fitted line, and the step-level prediction — the collapse of eq. (66).
 """
@@ -64,8 +65,12 @@ def _factor_tau(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Pat
                 label="measured (clone splits)",
                 zorder=3,
             )
-        if (~split).any():
-            notes.append("clones never split: " + ", ".join(names[f] for f in np.flatnonzero(~split)))
+        learned = np.asarray(a["learned"], dtype=bool) if "learned" in a else np.ones(F, bool)
+        if (~learned).any():
+            notes.append("not learned (gate): " + ", ".join(names[f] for f in np.flatnonzero(~learned)))
+        if (~split & learned).any():
+            never = np.flatnonzero(~split & learned)
+            notes.append("clones never split: " + ", ".join(names[f] for f in never))
         for k, (key, label, marker, color) in enumerate(_PRED):
             y = _pred(a, key, i)
             fin = np.isfinite(y)
@@ -74,6 +79,7 @@ def _factor_tau(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Pat
                 ax.plot(xs, y[fin], marker, ls="none", color=_style.COLORS[color], label=label)
             short = label.split(" (")[0].split(" eq.")[0]
             for what, sel in (("never crosses", y == np.inf), ("undefined", np.isnan(y))):
+                sel = sel & learned  # an unlearned direction has no prediction to list
                 if sel.any():
                     notes.append(f"{short} {what}: " + ", ".join(names[f] for f in np.flatnonzero(sel)))
         if "tau_exact_kappa" in a and g[i] == 0.0:
@@ -129,6 +135,11 @@ def _agreement(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path
         ax.plot(t, a["agree"][i0, f].mean(-1), "o", color=_style.COLORS["dit"], label=f"DiT ({model})")
         if np.all(np.isfinite(a["fit_meas"][i0, f])):
             ax.plot(t_fine, _style.fit_curve(t_fine, a["fit_meas"][i0, f]), "-", color=_style.COLORS["dit"])
+        tau, tau_ci = float(a["tau_meas"][i0, f]), np.asarray(a["tau_meas_ci"][i0, f], dtype=np.float64)
+        if np.isfinite(tau):  # the estimate itself: the mean commitment step, not the drawn sigmoid's centre
+            ax.axvline(tau, color=_style.COLORS["dit"], lw=0.9, ls="--", label="τ_meas, 95% CI")
+            if np.isfinite(tau_ci).all():
+                ax.axvspan(*tau_ci, color=_style.COLORS["dit"], alpha=0.12, lw=0)
         if "agree_exact" in a:
             ax.plot(
                 t,
@@ -146,9 +157,13 @@ def _agreement(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path
         ax.set_ylim(min(0.3, low - 0.05), 1.05)  # never a point below the frame
         ax.set_xlabel("split step")
         ax.set_ylabel("clone agreement")
-        ax.set_title(f"{names[f]} (g = 0)")
+        learned = bool(np.asarray(a["learned"])[f]) if "learned" in a else True
+        ax.set_title(f"{names[f]} (g = 0)" + ("" if learned else ": not learned, no τ"))
     axes[0].legend(fontsize=6.5, loc="lower right")
-    fig.suptitle(f"{model}: clone agreement against the split step at g = 0, with the sigmoid fits")
+    fig.suptitle(
+        f"{model}: clone agreement against the split step at g = 0\n"
+        "(a bounded sigmoid drawn through it; τ_meas = the mean commitment step)"
+    )
     return _style.save(fig, out_dir, "fig_factor_agreement")
 
 
@@ -160,7 +175,19 @@ def _gap(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
     rho = np.asarray(a["rho"], dtype=np.float64)
     fig, (ax,) = _style.subplots(1, panel=(5.2, 3.6))
     gm, ci = np.asarray(a["gap_meas"]), np.asarray(a["gap_meas_ci"])
-    ok = np.isfinite(gm)
+    lead, trail = int(a["gap_lead"][0]), int(a["gap_trail"][0])
+    split = np.asarray(a["splits"], dtype=bool)
+    ok = np.isfinite(gm) & split[:, lead] & split[:, trail]
+    neither = ~split[:, lead] & ~split[:, trail]
+    if neither.any():  # Δ = 0 by convention, not a measurement: drawn apart and outside the fit
+        ax.plot(
+            rho[neither],
+            np.zeros(int(neither.sum())),
+            "o",
+            mfc="none",
+            color="0.5",
+            label="neither direction splits (Δ = 0 by convention)",
+        )
     if ok.any():
         err = np.abs(np.stack([gm - ci[:, 0], ci[:, 1] - gm]))
         ax.errorbar(
@@ -181,7 +208,7 @@ def _gap(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
                 s * r + c,
                 "-",
                 color=_style.COLORS["fit"],
-                label=f"fit {s:.1f}ρ + {c:.1f} (R² {r2:.2f}; slope CI [{lo:.1f}, {hi:.1f}])",
+                label=f"fit through split points {s:.1f}ρ {c:+.1f} (slope CI [{lo:.1f}, {hi:.1f}])",
             )
     else:
         ax.text(

@@ -236,6 +236,13 @@ def test_gaps_against_plain_loops():
     assert np.isfinite(out["gap_meas"][0]) and out["gap_meas"][1] == 0.0 and np.isnan(out["gap_meas"][2])
     np.testing.assert_array_equal(out["gap_pred_step"][:3], [7.0, 0.0, np.nan])
     assert np.isnan(out["gap_pred_step"][3])  # undefined (NaN) is not "never"
+    # the fit against rho runs through the couplings where both split: a conventional 0 is no point of it
+    a["splits"] = np.array([[True, True, True]] * 3 + [[False, True, False]])
+    out = compare_report.gaps(a, block, boot, M)
+    assert out["gap_meas"][3] == 0.0
+    x, y = a["rho"][:3], out["gap_meas"][:3]
+    np.testing.assert_allclose(out["gap_fit_meas"][:2], np.polyfit(x, y, 1), rtol=1e-12)
+    assert not np.allclose(out["gap_fit_meas"][:2], np.polyfit(a["rho"], out["gap_meas"], 1))
 
 
 def test_measured_tau_labels_clamped_values_instead_of_printing_the_bound():

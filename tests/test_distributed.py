@@ -142,7 +142,9 @@ def test_compare_in_phases_on_two_ranks_writes_the_single_process_bytes(tiny32, 
     emulate_job(path, lambda share: run(path.parent, share), size=2, phases=unit_phases(MICRO, "mixture"))
     job = load_result(path)
     assert_same_bytes(job.arrays, single.arrays)
-    md = [re.sub(r"; [\d.]+ s\.", "", (d / "compare.md").read_text()) for d in (path.parent, tmp_path / "one")]
+    md = [
+        re.sub(r"; [\d.]+ s\.", "", (d / "compare.md").read_text()) for d in (path.parent, tmp_path / "one")
+    ]
     assert md[0] == md[1]  # the same report, but for the wall time
 
 
