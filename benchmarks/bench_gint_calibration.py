@@ -43,7 +43,7 @@ from dit_validation.protocol2 import Protocol2Config, energies_for_g, heldout_ba
 
 #: τ_spec of g = 0 on the shipped default at the quick grid's 50 steps: the shared-noise control of its
 #: quick Protocol I run (README, Table 1 analogue); pass --tau for another model or grid.
-DEFAULT_TAU = 15.7
+DEFAULT_TAU = 18.8
 
 
 def measure(bundle, cfg: Protocol2Config, seed_base: int, M: int, basis) -> np.ndarray:

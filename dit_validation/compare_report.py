@@ -95,7 +95,7 @@ def gaps(
         "gap_trail": np.full(G, hi),
     }
     rho = a["rho"]
-    both = split[:, lo] & split[:, hi]
+    both = split[:, lo] & split[:, hi] & np.isfinite(meas)  # a direction the gate refused has no τ
     out["gap_fit_meas"] = linfit(rho[both], meas[both])
     crossed = np.isfinite(step[:, lo]) & np.isfinite(step[:, hi])
     out["gap_fit_pred_step"] = linfit(rho[crossed], pred[crossed])
@@ -301,9 +301,12 @@ def markdown_table(a: dict[str, np.ndarray], meta: dict) -> str:
         _row(*["---"] * 6),
     ]
     lo, hi = int(a["gap_lead"][0]), int(a["gap_trail"][0])
-    both = a["splits"][:, lo] & a["splits"][:, hi]
+    pair_learned = bool(np.asarray(a.get("learned", np.ones(hi + 1, bool)))[[lo, hi]].all())
+    both = a["splits"][:, lo] & a["splits"][:, hi] & pair_learned
     for i, g in enumerate(a["g"]):
-        if both[i]:
+        if not pair_learned:
+            meas = "— (fewer than two learned directions)"
+        elif both[i]:
             meas = _with_ci(a["gap_meas"][i], a["gap_meas_ci"][i])
         elif a["splits"][i, lo] or a["splits"][i, hi]:
             meas = "— (one direction splits)"

@@ -180,7 +180,10 @@ def degenerate_predictions(a: Mapping[str, np.ndarray]) -> list[str]:
         never = [n for n, t in zip(names, step[i0], strict=True) if t == np.inf]
         if never:
             out.append(f"the step-level curvature never changes sign at g = 0 along: {', '.join(never)}")
-    if "gap_meas" in a:
+    learned = np.asarray(a.get("learned", np.ones(len(names), bool)), dtype=bool)
+    if "gap_meas" in a and learned.sum() < 2:
+        out.append("the measured gap is undefined at every g: fewer than two learned directions")
+    elif "gap_meas" in a:
         g = np.asarray(a["g"], dtype=np.float64)
         undefined = g[~np.isfinite(np.asarray(a["gap_meas"], dtype=np.float64))]
         if undefined.size:

@@ -178,7 +178,8 @@ def _gap(a: dict[str, np.ndarray], model: str, out_dir: Path) -> list[Path]:
     lead, trail = int(a["gap_lead"][0]), int(a["gap_trail"][0])
     split = np.asarray(a["splits"], dtype=bool)
     ok = np.isfinite(gm) & split[:, lead] & split[:, trail]
-    neither = ~split[:, lead] & ~split[:, trail]
+    learned = np.asarray(a["learned"], dtype=bool) if "learned" in a else np.ones(split.shape[1], bool)
+    neither = ~split[:, lead] & ~split[:, trail] & learned[lead] & learned[trail]
     if neither.any():  # Δ = 0 by convention, not a measurement: drawn apart and outside the fit
         ax.plot(
             rho[neither],
