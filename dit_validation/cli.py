@@ -58,7 +58,7 @@ MODEL_HELP = (
 )
 #: Wall time of ``reproduce --quick`` on the shipped default, idle 2-core machine, 1 thread (README, "Run
 #: times"): what a smoke run says the quick grid costs.
-QUICK_IDLE_MINUTES = 7.5
+QUICK_IDLE_MINUTES = 10
 
 
 def dtype_of(name: str) -> torch.dtype:
@@ -450,7 +450,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
         help="predicted vs measured speciation and gaps on a DiT (minutes on a CPU)",
         description="Measures the speciation step along each branch direction from clone splits at every "
         "coupling g, beside the step-level, per-block eq. (50) and Biroli predictions, and the gap against "
-        "rho(g). Writes compare.npz and compare.md into --out. Takes about 5 min on 2 CPU cores with 1 "
+        "rho(g). Writes compare.npz and compare.md into --out. Takes about 6 min on 2 CPU cores with 1 "
         "thread (--quick, shipped default, idle machine); --full is the paper-size grid, for a GPU. A "
         "killed run resumes unit by unit.",
     )
@@ -525,9 +525,9 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
         "figure. Writes into --out: theory.npz, protocol1.npz, protocol2.npz, compare.npz and compare.md, "
         "depth.npz, figures/ (PNG figures, table1.csv/.md, predictions.md), summary.txt (also printed), "
         "reproduce.json and timings.json. Time on 2 CPU cores, 1 thread, shipped default: --grid smoke "
-        "about 1 min (a demo whose numbers decide nothing: try it first), --quick (the CPU default) about "
-        "7.5 min idle and several times that on a busy machine; --full is the paper's grid, for a GPU. A "
-        "killed run resumes where it stopped.",
+        "about 40 s (a demo whose numbers decide nothing: try it first), --quick (the CPU default) about "
+        "10 min idle (6.5 min on 2 ranks under torchrun) and longer on a busy machine; --full is the "
+        "paper's grid, for a GPU. A killed run resumes where it stopped.",
     )
     _model_args(p)
     grid = p.add_mutually_exclusive_group()

@@ -754,6 +754,7 @@ def test_summary_reports_disagreement_and_degenerate_predictions(finished: Path,
     step[int(np.argmin(np.abs(a["g"])))] = np.inf  # H_f never changes sign at g = 0
     a["tau_pred_step"] = step
     a["gap_meas"] = np.full_like(a["gap_meas"], np.nan)  # one direction of the pair splits, the other not
+    a["learned"] = np.ones_like(a["learned"])
     save_result(run / "compare.npz", meta, a)
     # Protocol II: a gap that grows with ρ(g) (consistent with eq. 66) at every layer
     meta2, b = load_result(run / "protocol2.npz")
@@ -776,6 +777,11 @@ def test_summary_reports_disagreement_and_degenerate_predictions(finished: Path,
     assert "no finite speciation step at any g" in text
     assert "never changes sign at g = 0 along" in text
     assert "the measured gap is undefined (only one of its directions splits) at g = " in text
+    a["learned"][1:] = False  # one learned direction: no gap at any g, and the summary says why
+    save_result(run / "compare.npz", meta, a)
+    text = summary_text({k: run / f"{k}.npz" for k in reproduce.STAGES} | {"figures": run / "figures"})
+    assert "the measured gap is undefined at every g: fewer than two learned directions" in text
+    assert "only one of its directions splits" not in text
 
 
 # ---------------------------------------------------------------- every model the README and --help list

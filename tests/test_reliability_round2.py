@@ -445,8 +445,8 @@ def test_help_says_what_each_command_writes_and_how_long_it_takes(capsys: pytest
     from dit_validation.models import model_choices
 
     for command, needles in (
-        ("reproduce", ("summary.txt", "depth.npz", "figures/", "smoke", "7.5 min", "start over")),
-        ("compare", ("compare.npz", "compare.md", "5 min", "random draw", "start over")),
+        ("reproduce", ("summary.txt", "depth.npz", "figures/", "smoke", "10 min idle", "start over")),
+        ("compare", ("compare.npz", "compare.md", "6 min", "random draw", "start over")),
     ):
         with pytest.raises(SystemExit):
             cli.build_parser().parse_args([command, "--help"])
@@ -628,5 +628,5 @@ def test_smoke_grid_writes_every_figure_and_says_its_numbers_decide_nothing(tmp_
     assert "predictions.md" in names
     text = " ".join(res.stdout.split())
     assert "smoke grid: a demo" in text and "too few samples" in text
-    assert "decide anything" in text and "7.5 min" in text and "M = 16 seeds" in text
+    assert "decide anything" in text and "about 10 min" in text and "M = 16 seeds" in text
     shutil.rmtree(out)
