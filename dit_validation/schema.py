@@ -175,6 +175,8 @@ THEORY = ResultSchema(
         "steps": _a("step_m", presence="optional"),
         "layers": _a("layer", "fi", "optional"),
         "modes": _a("mode", "fi", "optional"),
+        "mode_names": _a("mode", "U", "optional", doc="the branch directions' names (compare)"),
+        "mode_learned": _a("mode", "b", "optional", doc="the branch-validity gate (compare's `learned`)"),
     },
 )
 

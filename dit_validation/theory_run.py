@@ -100,6 +100,12 @@ def kappa_from_compare(compare: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "steps": np.asarray(compare["block_steps"], dtype=np.float64),
         "layers": np.asarray(compare["layers"]),
         "modes": np.asarray(compare["factor"]),
+        **(
+            {"mode_names": np.asarray(compare["factor_names"]).astype(str)}
+            if "factor_names" in compare
+            else {}
+        ),
+        **({"mode_learned": np.asarray(compare["learned"], dtype=bool)} if "learned" in compare else {}),
     }
 
 

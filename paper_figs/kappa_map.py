@@ -80,13 +80,18 @@ def _heat(ax: Axes, steps: np.ndarray, layers: np.ndarray, kappa: np.ndarray, s_
     return mesh
 
 
-def shown_modes(kappa: np.ndarray) -> list[int]:
-    """The directions to draw for one g, from κ (S_m, L, K): every one with a finite κ > 0 somewhere; when
-    none has, the leading and trailing ones (their panels say that κ is nowhere defined)."""
+def shown_modes(kappa: np.ndarray, learned: np.ndarray | None = None) -> list[int]:
+    """The directions to draw for one g, from κ (S_m, L, K): every learned one with a finite κ > 0
+    somewhere; when none has, the leading and trailing learned ones (their panels say that κ is nowhere
+    defined). ``learned`` (K,): the branch-validity gate; without it, or when no direction is learned,
+    every direction counts."""
     k = np.asarray(kappa, dtype=np.float64)
+    cand = list(range(k.shape[-1]))
+    if learned is not None and np.asarray(learned, dtype=bool).any():
+        cand = [int(f) for f in np.flatnonzero(np.asarray(learned, dtype=bool))]
     with np.errstate(invalid="ignore"):
-        have = [int(f) for f in range(k.shape[-1]) if np.any(np.isfinite(k[..., f]) & (k[..., f] > 0))]
-    return have or sorted({0, k.shape[-1] - 1})
+        have = [f for f in cand if np.any(np.isfinite(k[..., f]) & (k[..., f] > 0))]
+    return have or sorted({cand[0], cand[-1]})
 
 
 @_style.styled
@@ -104,20 +109,23 @@ def render(result_path: str | Path, out_dir: str | Path) -> list[Path]:
     g_axis = a["kappa_g"] if "kappa_g" in a else a["g"]  # the compare grid the maps were measured on
     K = kappa.shape[-1]
     for i, g in enumerate(np.asarray(g_axis, dtype=np.float64)):
-        modes = shown_modes(kappa[i])
+        learned = np.asarray(a["mode_learned"], dtype=bool) if "mode_learned" in a else np.ones(K, bool)
+        modes = shown_modes(kappa[i], learned)
         fig, axes = _style.subplots(len(modes), ncols=2, panel=(4.4, 3.4))
         mesh = None
+        names = [str(n) for n in a["mode_names"]] if "mode_names" in a else [f"f = {k}" for k in range(K)]
         for ax, k in zip(axes, modes, strict=True):
             role = "leading direction" if k == 0 else "trailing direction" if k == K - 1 else "direction"
-            mesh = _heat(ax, steps, layers, kappa[i, :, :, k], s_spec[i, :, k], f"{role} f = {k}")
+            title = f"{role} {names[k]}" + ("" if learned[k] else "\n(not learned: no speciation to predict)")
+            mesh = _heat(ax, steps, layers, kappa[i, :, :, k], s_spec[i, :, k], title)
         fig.colorbar(
             mesh, ax=list(axes), extend="min", label=r"$\log_{10}\kappa_{v,k}(s, \ell; g)$, eq. (50)"
         )
         gap = np.asarray(a["gap_steps"][i], dtype=np.float64)
         gap_txt = f"{gap[-1]:.1f}" if np.isfinite(gap[-1]) else "n/a"
         fig.suptitle(
-            f"{model}: predicted κ at g = {g:g} from measured block quantities; "
-            f"Δs_v = {gap_txt} steps at last layer"
+            f"{model}, g = {g:g}: κ of eq. (50)\nfrom measured block quantities;\n"
+            f"Δs_v = {gap_txt} steps (last layer)"
         )
         paths += _style.save(fig, out_dir, f"fig_kappa_map_{_style.g_label(g)}")
     return paths

@@ -383,6 +383,8 @@ def test_kappa_map_draws_every_direction_with_a_finite_kappa(
     kappa[2, :, :, 0] = 0.0  # g = 1: κ = 0 (m = 0) and undefined only, no κ = 1 crossing
     arrays["kappa_vk"] = kappa
     arrays["s_spec"][2] = np.nan
+    arrays["mode_learned"] = np.ones(kappa.shape[-1], bool)
+    arrays["mode_names"] = np.array([f"f = {k}" for k in range(kappa.shape[-1])])
     path = write_result(make_arrays, tmp_path / "t.npz", "theory", {**theory_arrays(), **arrays})
     drawn = _drawn_axes(kappa_map, monkeypatch)
     kappa_map.render(path, tmp_path)
@@ -399,6 +401,14 @@ def test_kappa_map_draws_every_direction_with_a_finite_kappa(
         assert not any("contour" in lb or "s_{spec}" in lb for lb in labels)
     assert any("κ = 0" in lb for lb in zero) and not any("undefined" in lb for lb in zero)
     assert any("undefined" in lb for lb in undefined) and not any("κ = 0" in lb for lb in undefined)
+    # a direction the gate refused is not drawn for its κ: at g = 0 only f = 1 has κ, and it is not learned
+    arrays["mode_learned"] = np.array([True, False, True])
+    path = write_result(make_arrays, tmp_path / "t2.npz", "theory", {**theory_arrays(), **arrays})
+    drawn = _drawn_axes(kappa_map, monkeypatch)
+    kappa_map.render(path, tmp_path / "gated")
+    titles = {stem: [ax.get_title() for ax in axes] for stem, axes in drawn.items()}
+    assert titles["fig_kappa_map_g0.00"] == ["leading direction f = 0", "trailing direction f = 2"]
+    assert kappa_map.shown_modes(kappa[0], np.array([False, True, False])) == [1]
     assert [ax.get_legend() for ax in drawn["fig_kappa_map_g0.00"]][0] is not None
 
 
