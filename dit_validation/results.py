@@ -42,6 +42,7 @@ __all__ = [
     "open_for_resume",
     "normalize_config",
     "write_text_atomic",
+    "write_npz_atomic",
     "naming",
 ]
 
@@ -146,21 +147,27 @@ def save_result(path: str | os.PathLike, meta: Mapping[str, Any], arrays: Mappin
     meta_obj = _jsonable(dict(meta))
     validate_result(meta_obj, payload, path)  # a writer bug is caught here, never in a later reader
     payload[META_KEY] = np.asarray(json.dumps(meta_obj, sort_keys=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; collaborators must be able to read results
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc  # name it
-        raise
+    return write_npz_atomic(path, payload)
+
+
+def write_npz_atomic(path: str | os.PathLike, payload: Mapping[str, np.ndarray]) -> Path:
+    """Write ``payload`` as an .npz atomically (temp file, fsync, rename), with the umask's permissions;
+    an OSError names ``path``. Result files and the part files of a sharded stage both go through it."""
+    path = Path(path)
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; collaborators must be able to read results
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     return path
 
 

@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -39,10 +38,10 @@ from .results import (
     EXECUTION_KEYS,
     ResultFileError,
     load_result,
-    naming,
     normalize_config,
     package_versions,
     save_result,
+    write_npz_atomic,
 )
 
 __all__ = ["UnitShare", "parts_dir", "merge_parts", "remove_parts", "PART_KEY"]
@@ -178,27 +177,11 @@ class UnitShare:
         }
         self._totals = totals
         payload[PART_KEY] = np.asarray(json.dumps(record, sort_keys=True))
-        _write_part(parts_dir(path) / f"{_slug(keys[0])}.npz", payload)
+        write_npz_atomic(parts_dir(path) / f"{_slug(keys[0])}.npz", payload)
 
 
 def _slug(key: str) -> str:
     return "".join(c if c.isalnum() or c in "=.-_" else "__" for c in key)
-
-
-def _write_part(path: Path, payload: Mapping[str, np.ndarray]) -> None:
-    with naming(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
 
 def _read_part(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
