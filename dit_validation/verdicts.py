@@ -80,6 +80,11 @@ class Decision:
     unit: str
     reason: str
 
+    @classmethod
+    def undefined(cls, name: str, unit: str, reason: str) -> Decision:
+        """No estimate and no interval: the prediction cannot be decided, for ``reason``."""
+        return cls(name, Verdict.UNDEFINED, float("nan"), np.full(2, np.nan), unit, reason)
+
 
 def paired_ci(estimate: float, replicates: np.ndarray, num_seeds: int, level: float = LEVEL) -> np.ndarray:
     """The interval (2,) of a statistic from its paired bootstrap replicates (B,) over ``num_seeds`` clone
@@ -167,11 +172,8 @@ def hierarchy(a: dict[str, np.ndarray]) -> tuple[Decision, np.ndarray, np.ndarra
     for k, (lo, hi) in enumerate(pairs):
         est[k], cis[k] = pair_difference(a, i0, int(lo), int(hi))
     if len(pairs) == 0:
-        d = Decision(
+        d = Decision.undefined(
             "hierarchy",
-            Verdict.UNDEFINED,
-            float("nan"),
-            np.full(2, np.nan),
             "steps",
             "fewer than two learned directions split at g = 0" + _gate_reason(a),
         )
@@ -214,11 +216,8 @@ def natural_gap(a: dict[str, np.ndarray]) -> Decision:
     """Prediction 3: the gap Δ at g = 0 between the most global and the most local learned directions."""
     pair = gap_directions(a)
     if pair is None:
-        return Decision(
+        return Decision.undefined(
             "natural_gap",
-            Verdict.UNDEFINED,
-            float("nan"),
-            np.full(2, np.nan),
             "steps",
             "fewer than two learned directions" + _gate_reason(a),
         )
@@ -226,11 +225,8 @@ def natural_gap(a: dict[str, np.ndarray]) -> Decision:
     i0 = _g0(a)
     names = [str(n) for n in a["factor_names"]]
     if not np.isfinite(est[i0]):
-        return Decision(
+        return Decision.undefined(
             "natural_gap",
-            Verdict.UNDEFINED,
-            float("nan"),
-            np.full(2, np.nan),
             "steps",
             f"{names[pair[0]]} or {names[pair[1]]} does not split at g = 0" + _gate_reason(a),
         )
@@ -259,11 +255,8 @@ def collapse(a: dict[str, np.ndarray]) -> tuple[Decision, np.ndarray, np.ndarray
     rho = np.asarray(a["rho"], dtype=np.float64)
     n = int(points.sum())
     if n < MIN_COLLAPSE_POINTS:
-        d = Decision(
+        d = Decision.undefined(
             "collapse",
-            Verdict.UNDEFINED,
-            float("nan"),
-            np.full(2, np.nan),
             "steps per unit rho",
             f"both directions of the gap split at {n} coupling(s), fewer than {MIN_COLLAPSE_POINTS}"
             + _gate_reason(a),
@@ -310,11 +303,8 @@ def depth_decision(depth: dict[str, np.ndarray] | None) -> Decision:
     """Prediction 2 at g = 0 from a depth file's causal verdict (:func:`causal_stats.prediction2_verdict`):
     the estimate is its margin, the deciding share's 95% CI end minus the uniform share n_last/L."""
     if depth is None or "prediction2_verdict" not in depth:
-        return Decision(
+        return Decision.undefined(
             "depth_localization",
-            Verdict.UNDEFINED,
-            float("nan"),
-            np.full(2, np.nan),
             "share",
             "no depth file",
         )
