@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -201,3 +202,25 @@ def synthetic_arrays(kind: str, sizes: dict[str, int], optional: bool = True, **
 def make_arrays():
     """:func:`synthetic_arrays` as a fixture."""
     return synthetic_arrays
+
+
+@pytest.fixture
+def run_benchmark():
+    """Run ``benchmarks/<script>`` with ``args`` in a subprocess (the checkout on its path); returns the
+    completed process. ``check``: raise on a non-zero exit (default), or return it for the caller to read."""
+
+    def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        return subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / script), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=check,
+        )
+
+    return run

@@ -3,9 +3,7 @@ overhead estimator, and a CPU smoke run (stock processors for "plain", no recomp
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -55,27 +53,9 @@ def test_paired_overhead_is_the_median_of_per_round_ratios() -> None:
 
 
 @pytest.mark.slow
-def test_bench_dit_cpu_smoke_run() -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+def test_bench_dit_cpu_smoke_run(run_benchmark) -> None:
     argv = ["--device", "cpu", "--preset", "tiny", "--batch", "8", "--rounds", "3", "--iters", "1"]
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_dit.py"),
-            *argv,
-            "--compile",
-            "--compile-backend",
-            "eager",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=True,
-    )
+    run = run_benchmark("bench_dit.py", *argv, "--compile", "--compile-backend", "eager")
     for line in (
         "plain (stock processors)",
         "coupled processors, g = 0",
@@ -88,15 +68,8 @@ def test_bench_dit_cpu_smoke_run() -> None:
         assert line in run.stdout, run.stdout[-2000:]
 
 
-def test_bench_dit_rejects_bad_arguments_in_one_line() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_dit.py"), "--device", "cpu", "--rounds", "2"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+def test_bench_dit_rejects_bad_arguments_in_one_line(run_benchmark) -> None:
+    run = run_benchmark("bench_dit.py", "--device", "cpu", "--rounds", "2", check=False)
     assert run.returncode == 2 and "--rounds must be an integer >= 3, got 2" in run.stderr
 
 

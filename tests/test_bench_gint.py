@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,19 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_bench_gint_calibration_quick_prints_the_three_checks() -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_gint_calibration.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=True,
-    )
+def test_bench_gint_calibration_quick_prints_the_three_checks(run_benchmark) -> None:
+    run = run_benchmark("bench_gint_calibration.py", "--quick")
     out = run.stdout
     titles = ("(a) null at s = 0", "(b) coverage of the 95% interval", "(c) G_int - 1 at M = 8 and M = 16")
     for title in titles:

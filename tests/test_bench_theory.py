@@ -7,8 +7,6 @@ reference where float64 allows, and an RNG floor drawing the simulator's own nor
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -105,20 +103,8 @@ def test_numba_rng_floor_draws_the_simulators_own_normals() -> None:
 
 
 @pytest.mark.slow
-def test_bench_theory_quick_prints_every_table() -> None:
-    pytest.importorskip("torchsde")  # the optional `bench` extra
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_theory.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=True,
-    )
+def test_bench_theory_quick_prints_every_table(run_benchmark) -> None:
+    run = run_benchmark("bench_theory.py", "--quick")
     for title in (
         "(a1) time to accuracy",
         "(a2) time to accuracy",
