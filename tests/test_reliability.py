@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -516,15 +517,19 @@ def test_quarantine_never_overwrites_an_earlier_one(tmp_path: Path) -> None:
 
 
 HOLD = (
-    "import sys, time; from dit_validation.rundir import run_lock\n"
+    "import sys; from dit_validation.rundir import run_lock\n"
     "with run_lock(sys.argv[1]):\n"
-    "    print('held', flush=True); time.sleep(float(sys.argv[2]))\n"
+    "    print('held', flush=True); sys.stdin.readline()\n"
+    "    open(sys.argv[1] + '.releasing', 'w').close()\n"
 )
 
 
-def _holder(lock: Path, seconds: float) -> subprocess.Popen:
+def _holder(lock: Path) -> subprocess.Popen:
+    """A process that holds ``lock`` until a line arrives on its stdin (or it is killed): keyed to what
+    the test does next, never to the clock."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(lock), str(seconds)],
+        [sys.executable, "-c", HOLD, str(lock)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -540,7 +545,7 @@ def test_a_second_run_into_the_same_directory_is_refused_naming_the_first(
     """Row "two runs, one directory": refused with the first run's pid (nothing written by the second)."""
     out = tmp_path / "run"
     out.mkdir()
-    holder = _holder(out / LOCK_NAME, 60)
+    holder = _holder(out / LOCK_NAME)
     try:
         msg = user_error(capsys, ["reproduce", "--model", "random:tiny", "--out", str(out), "--quiet"])
         assert f"pid {holder.pid}" in msg and "--wait" in msg and str(out) in msg
@@ -552,20 +557,35 @@ def test_a_second_run_into_the_same_directory_is_refused_naming_the_first(
 
 def test_wait_queues_behind_the_first_run_and_stale_locks_are_taken_over(tmp_path: Path) -> None:
     lock = tmp_path / LOCK_NAME
-    holder = _holder(lock, 1.0)
-    start = time.perf_counter()
+    holder = _holder(lock)
     with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
         with run_lock(lock):
             pass
-    with run_lock(lock, wait=True, poll_s=0.1):
-        assert json.loads(lock.read_text())["pid"] == os.getpid()
-        with run_lock(lock):  # re-entrant within one process (reproduce → compare)
-            pass
-        assert lock.exists()
-    assert time.perf_counter() - start >= 0.5 and holder.wait() == 0
+    acquired = threading.Event()
+    seen: dict[str, object] = {}
+
+    def waiter() -> None:  # what it sees is asserted below, in the test's own thread
+        with run_lock(lock, wait=True, poll_s=0.01):
+            acquired.set()
+            seen["after the holder let go"] = Path(f"{lock}.releasing").exists()
+            seen["pid"] = json.loads(lock.read_text())["pid"]
+            with run_lock(lock):  # re-entrant within one process (reproduce → compare)
+                pass
+            seen["held after re-entry"] = lock.exists()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert not acquired.is_set()  # queued: the holder has not let go
+    assert holder.stdin is not None
+    holder.stdin.write("release\n")
+    holder.stdin.flush()
+    assert holder.wait() == 0
+    thread.join()
+    assert acquired.is_set()
+    assert seen == {"after the holder let go": True, "pid": os.getpid(), "held after re-entry": True}
     assert not lock.exists()  # released
     # a lock whose holder died (SIGKILL: no cleanup) is stale and taken over
-    dead = _holder(lock, 60)
+    dead = _holder(lock)
     dead.kill()
     dead.wait()
     assert lock.exists()
