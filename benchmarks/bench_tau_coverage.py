@@ -28,10 +28,17 @@ import numpy as np
 import torch
 from _timing import machine_line, table
 
-from dit_validation.clone_tau import TauStatus, clamp_to_grid, fit_speciation, mean_commitment_step
+from dit_validation.clone_tau import (
+    TauStatus,
+    clamp_to_grid,
+    fit_speciation,
+    mean_commitment_step,
+    paired_differences,
+)
 from dit_validation.clones import exact_clone_agreements
 from dit_validation.compare import QUICK
 from dit_validation.fits import fit_rise_batch
+from dit_validation.verdicts import paired_ci
 from theory.multiscale import PATTERN_ORDER
 from theory.streams import stream_seed
 
@@ -87,6 +94,9 @@ def main() -> None:
     seeds = replicate_seeds(args.seed, R)
     tau = ci = status = sig = sig_ci = closed = None
     pooled = 0.0
+    # the verdicts' paired intervals: Δ = τ(trail) − τ(lead) on the same pair resamples (verdicts.paired_ci)
+    pairs = ((0, 1), (1, 2), (2, 3), (0, 2), (0, 3))
+    d_est, d_ci = np.full((R, len(pairs)), np.nan), np.full((R, len(pairs), 2), np.nan)
     for r, s in enumerate(seeds):
         agree, closed_r = exact_clone_agreements(t, S, M, int(s))
         fit = fit_speciation(t, agree, n_boot, int(s))
@@ -97,6 +107,9 @@ def main() -> None:
             ci, sig_ci = np.empty((R, F, 2)), np.empty((R, F, 2))
             closed = closed_r
         tau[r], ci[r], status[r], sig[r], sig_ci[r] = fit["tau"], fit["tau_ci"], fit["status"], c, c_ci
+        for k, (lo, hi) in enumerate(pairs):
+            d_est[r, k] = fit["tau"][hi] - fit["tau"][lo]
+            d_ci[r, k] = paired_ci(d_est[r, k], paired_differences(fit["tau_boot"], fit["status"], lo, hi), M)
         pooled = pooled + agree.mean(axis=2) / R
     wall = time.perf_counter() - start
 
@@ -155,6 +168,24 @@ def main() -> None:
         "reference: bounded sigmoid center, percentile interval, same resamples",
         ["factor", "truth", "coverage", "width", "bias"],
         sig_rows,
+    )
+    d_truth = np.array([truth[hi] - truth[lo] for lo, hi in pairs])
+    d_hit = covers(d_ci, d_truth)
+    table(
+        f"paired {LEVEL:.0%} interval of Δτ = τ(local) − τ(global) (verdicts.paired_ci, the hierarchy's "
+        "and the gap's interval): coverage of the closed-form truth",
+        ["pair", "truth", "coverage", "width", "bias", "share of intervals above 0"],
+        [
+            [
+                f"{names[lo]} → {names[hi]}",
+                f"{d_truth[k]:+.2f}",
+                rate(d_hit[:, k]),
+                f"{np.nanmean(d_ci[:, k, 1] - d_ci[:, k, 0]):.2f}",
+                f"{np.nanmean(d_est[:, k]) - d_truth[k]:+.2f}",
+                f"{np.mean(d_ci[:, k, 0] > 0):.3f}",
+            ]
+            for k, (lo, hi) in enumerate(pairs)
+        ],
     )
     ok = bool(np.all(hit.mean(axis=0) >= ACCEPT))
     print(

@@ -15,5 +15,15 @@ def test_bench_tau_coverage_quick_prints_its_tables(run_benchmark) -> None:
     out = run.stdout
     assert "coverage of the closed-form truth" in out and "reference: bounded sigmoid center" in out, out
     for name in ("half", "quadrant", "block4", "checker"):
-        assert sum(line.startswith(name) for line in out.splitlines()) == 2, out  # one row per table
+        rows = [ln for ln in out.splitlines() if ln.split()[:1] == [name] and ln.split()[1] != "→"]
+        assert len(rows) == 2, out  # one row per table of single factors
+    assert "paired 95% interval of Δτ" in out
+    for pair in (
+        "half → quadrant",
+        "quadrant → block4",
+        "block4 → checker",
+        "half → block4",
+        "half → checker",
+    ):
+        assert sum(line.startswith(pair) for line in out.splitlines()) == 1, out
     assert "3 replicates" in out and "load average" in out and "threads: torch 1" in out
